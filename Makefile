@@ -1,0 +1,39 @@
+# One command runner for people, pre-commit hooks and CI alike.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help bootstrap dev test check lint format typecheck pytest bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+bootstrap:  ## install the virtualenv, dependencies, redis-server and the Kafka jars
+	@./scripts/bootstrap
+
+dev: bootstrap  ## run the whole tracker on this machine with its own Kafka and Redis
+	$(BIN)/wawindow dev
+
+test: bootstrap check pytest  ## everything CI runs: lint, types, the test suite
+
+check: lint typecheck  ## ruff and mypy --strict
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:  ## rewrite the code in the project's format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+bench: bootstrap  ## run the benchmarks (results go to bench/results/)
+	$(BIN)/python bench/webhook_throughput.py
+
+clean:  ## stop local services started with `wawindow services up` and remove the virtualenv
+	-$(BIN)/wawindow services down
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from wawindow.cli import main
+
+sys.exit(main())

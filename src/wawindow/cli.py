@@ -1,0 +1,230 @@
+"""The ``wawindow`` command. The environment is read here, once, and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from wawindow import logs
+from wawindow.config import Settings, cache_dir
+from wawindow.devservices import stack
+from wawindow.devservices.broker import fetch_jars
+from wawindow.devservices.redis_server import redis_server_binary
+from wawindow.errors import ConfigError, WawindowError
+from wawindow.keys import Topics
+from wawindow.topics import create_topics
+from wawindow.webhook.app import create_app
+
+log = structlog.get_logger("wawindow")
+
+# Fixed, public values for `wawindow dev` only; never used when the settings name their own.
+DEV_APP_SECRET = "wawindow-dev-app-secret"  # noqa: S105
+DEV_VERIFY_TOKEN = "wawindow-dev-verify-token"  # noqa: S105
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    try:
+        handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
+        return handler(args, env)
+    except ConfigError as exc:
+        print(f"wawindow: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except WawindowError as exc:
+        print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wawindow",
+        description="Track WhatsApp Business conversation windows from Meta's webhooks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser(
+        "dev", help="run the whole tracker on this machine, with its own Kafka and Redis"
+    )
+    dev.set_defaults(handler=_cmd_dev)
+
+    run = sub.add_parser("run", help="run one role against the configured Kafka and Redis")
+    run.add_argument("role", choices=["webhook", "worker", "api", "all"])
+    run.set_defaults(handler=_cmd_run)
+
+    topics = sub.add_parser("topics", help="manage the Kafka topics")
+    topics_sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create the topics that do not exist yet")
+    create.add_argument(
+        "--partitions", type=int, help="partitions per topic (default: WAWINDOW_TOPIC_PARTITIONS)"
+    )
+    create.add_argument("--replication-factor", type=int, help="default: min(3, brokers)")
+    create.set_defaults(handler=_cmd_topics_create)
+
+    services = sub.add_parser("services", help="local Kafka and redis-server for development")
+    services.add_argument("action", choices=["fetch", "up", "status", "down"])
+    services.set_defaults(handler=_cmd_services)
+    return parser
+
+
+def _settings(env: Mapping[str, str]) -> Settings:
+    settings = Settings.from_env(env)
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    if args.role != "webhook":
+        raise ConfigError(
+            f"the {args.role!r} role is not built yet; only 'webhook' runs in this release"
+        )
+    settings.require("kafka_bootstrap", "app_secrets", "verify_token")
+    log.info("wawindow.start", role=args.role, settings=settings.public())
+    asyncio.run(_serve(create_app(settings), settings.http_host, settings.http_port))
+    return 0
+
+
+async def _serve(
+    app: web.Application, host: str, port: int, ready: Callable[[], None] | None = None
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM; in-flight requests finish before it returns."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("http.listening", host=host, port=port)
+        if ready is not None:
+            ready()
+        await stop.wait()
+        log.info("wawindow.stopping")
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+# -- topics -------------------------------------------------------------------------------
+
+
+def _cmd_topics_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    settings.require("kafka_bootstrap")
+    assert settings.kafka_bootstrap is not None
+    results = asyncio.run(
+        create_topics(
+            settings.kafka_bootstrap,
+            Topics(settings.topic_prefix),
+            partitions=args.partitions or settings.topic_partitions,
+            replication_factor=args.replication_factor or settings.topic_replication_factor,
+        )
+    )
+    for r in results:
+        state = "created" if r.created else "exists"
+        _out(
+            f"{r.name}: {state}, {r.partitions} partitions,"
+            f" replication factor {r.replication_factor}"
+        )
+    return 0
+
+
+# -- services -----------------------------------------------------------------------------
+
+
+def _cmd_services(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    cache = cache_dir(env)
+    if args.action == "fetch":
+        redis_server_binary()
+        libs = fetch_jars(cache)
+        _out(f"Kafka jars in {libs}")
+        return 0
+    if args.action == "up":
+        _print_services(stack.up(cache))
+        return 0
+    if args.action == "status":
+        state = stack.status(cache)
+        if state is None:
+            _out("no local services running")
+            return 1
+        _print_services(state)
+        return 0
+    _out("stopped" if stack.down(cache) else "nothing was running")
+    return 0
+
+
+def _print_services(state: Mapping[str, Any]) -> None:
+    _out(json.dumps({k: v for k, v in state.items() if k != "env"}, indent=2))
+    for name, value in state["env"].items():
+        _out(f"export {name}={value}")
+
+
+# -- dev ----------------------------------------------------------------------------------
+
+
+def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    dev_env = {
+        "WAWINDOW_APP_SECRETS": DEV_APP_SECRET,
+        "WAWINDOW_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
+        "WAWINDOW_TOPIC_PARTITIONS": "3",
+        **env,
+    }
+    settings = _settings(dev_env)
+    with contextlib.ExitStack() as exits:
+        if not settings.kafka_bootstrap or not settings.redis_url:
+            _out("starting a local Apache Kafka broker and redis-server …")
+            services = exits.enter_context(stack.LocalServices.create(cache_dir(env)))
+            settings = _settings({**dev_env, **services.env()})
+            _out(f"  Kafka  {services.kafka_bootstrap}   log: {services.kafka.server_log}")
+            _out(f"  Redis  {services.redis_url}   log: {services.redis.log_path}")
+        assert settings.kafka_bootstrap is not None
+        topics = Topics(settings.topic_prefix)
+        asyncio.run(
+            create_topics(
+                settings.kafka_bootstrap,
+                topics,
+                partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+        )
+        base = f"http://127.0.0.1:{settings.http_port}"
+
+        def ready() -> None:
+            _out(
+                f"receiver  {base}/webhook   (app secret {DEV_APP_SECRET!r},"
+                f" verify token {DEV_VERIFY_TOKEN!r})"
+            )
+            _out(f"topics    {', '.join(topics.all())}")
+            _out("Ctrl-C stops everything.")
+
+        asyncio.run(_serve(create_app(settings), settings.http_host, settings.http_port, ready))
+    _out("stopped; nothing left running.")
+    return 0
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

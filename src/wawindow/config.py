@@ -1,0 +1,207 @@
+"""Settings, read once from the environment into a frozen object.
+
+Every ``WAWINDOW_*`` variable is read here and nowhere else. Secrets may come from files
+(``WAWINDOW_APP_SECRETS_FILE`` and so on, as Kubernetes mounts them) and are wrapped in
+:class:`Secret` so that no repr or log line shows them. A missing or malformed value raises
+:class:`~wawindow.errors.ConfigError` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Self
+
+from wawindow.errors import ConfigError
+
+PREFIX = "WAWINDOW_"
+
+DEFAULT_OPT_OUT_KEYWORDS = (
+    "STOP",
+    "STOP ALL",
+    "UNSUBSCRIBE",
+    "OPT OUT",
+    "OPTOUT",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "退订",
+    "取消订阅",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that never shows itself in a repr, a str() or a log line."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token for ``/v1``; ``waba_ids`` of ``None`` sees every WABA."""
+
+    token: Secret
+    waba_ids: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment, validated."""
+
+    kafka_bootstrap: str | None = None
+    redis_url: Secret | None = None
+    app_secrets: tuple[Secret, ...] = ()
+    verify_token: Secret | None = None
+    api_tokens: tuple[ApiToken, ...] = ()
+    topic_prefix: str = "wawindow."
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    counts_retention_days: int = 400
+    # Meta sends bodies of up to 3 MB; anything larger is answered 413.
+    max_body_bytes: int = 3 * 1024 * 1024
+    # How long a POST may wait for Kafka's acknowledgement before it is answered 503.
+    kafka_ack_timeout_ms: int = 5_000
+    topic_partitions: int = 12
+    # None: min(3, brokers in the cluster) when topics are created.
+    topic_replication_factor: int | None = None
+    keep_content: bool = False
+    opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read and validate every ``WAWINDOW_*`` variable of ``env`` (default: os.environ)."""
+        reader = _Reader(os.environ if env is None else env)
+        redis_url = reader.text("REDIS_URL")
+        return cls(
+            kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP"),
+            redis_url=Secret(redis_url) if redis_url else None,
+            app_secrets=tuple(Secret(s) for s in reader.csv("APP_SECRETS")),
+            verify_token=_secret(reader.text("VERIFY_TOKEN")),
+            api_tokens=tuple(_api_token(t) for t in reader.csv("API_TOKENS")),
+            topic_prefix=reader.text("TOPIC_PREFIX", "wawindow.") or "",
+            http_host=reader.text("HTTP_HOST", "0.0.0.0") or "0.0.0.0",
+            http_port=reader.integer("HTTP_PORT", 8080, low=0, high=65535),
+            counts_retention_days=reader.integer("COUNTS_RETENTION_DAYS", 400, low=1),
+            max_body_bytes=reader.integer("MAX_BODY_BYTES", 3 * 1024 * 1024, low=1024),
+            kafka_ack_timeout_ms=reader.integer("KAFKA_ACK_TIMEOUT_MS", 5_000, low=100),
+            topic_partitions=reader.integer("TOPIC_PARTITIONS", 12, low=1),
+            topic_replication_factor=reader.optional_integer("TOPIC_REPLICATION_FACTOR", low=1),
+            keep_content=reader.boolean("KEEP_CONTENT", default=False),
+            opt_out_keywords=tuple(k.upper() for k in reader.csv("OPT_OUT_KEYWORDS"))
+            or DEFAULT_OPT_OUT_KEYWORDS,
+            log_level=reader.choice(
+                "LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
+            ),
+            log_format=reader.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+        )
+
+    def require(self, *names: str) -> None:
+        """Refuse to go on without the named settings (field names, e.g. ``"app_secrets"``)."""
+        for name in names:
+            if not getattr(self, name):
+                raise ConfigError(f"{PREFIX}{name.upper()} is required for this command")
+
+    def public(self) -> dict[str, Any]:
+        """The effective settings with every secret masked, for the start-up log line."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = str(value)
+            elif isinstance(value, tuple) and value and isinstance(value[0], Secret | ApiToken):
+                value = f"<{len(value)} secret(s)>"
+            out[f.name] = value
+        return out
+
+
+def _secret(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
+
+
+def _api_token(spec: str) -> ApiToken:
+    token, sep, wabas = spec.partition("=")
+    if not token:
+        raise ConfigError(f"{PREFIX}API_TOKENS has an entry with an empty token")
+    ids = frozenset(w.strip() for w in wabas.split("|") if w.strip()) if sep else None
+    if sep and not ids:
+        raise ConfigError(f"{PREFIX}API_TOKENS: a token limited with '=' must name WABA ids")
+    return ApiToken(Secret(token), ids)
+
+
+class _Reader:
+    """Typed access to ``WAWINDOW_*`` variables, with ``*_FILE`` fallbacks."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        var = PREFIX + name
+        direct = self._env.get(var)
+        path = self._env.get(var + "_FILE")
+        if direct is not None and path is not None:
+            raise ConfigError(f"{var} and {var}_FILE are both set; set only one")
+        if path is not None:
+            try:
+                return Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from None
+        if direct is None:
+            return default
+        return direct.strip()
+
+    def csv(self, name: str) -> list[str]:
+        raw = self.text(name) or ""
+        return [part.strip() for part in raw.replace("\n", ",").split(",") if part.strip()]
+
+    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+        value = self.optional_integer(name, low=low, high=high)
+        return default if value is None else value
+
+    def optional_integer(self, name: str, *, low: int, high: int | None = None) -> int | None:
+        raw = self.text(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a whole number, not {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{PREFIX}{name} must be {bounds}, not {value}")
+        return value
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        raw = (self.text(name) or "").lower()
+        if raw == "":
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{PREFIX}{name} must be true or false, not {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = (self.text(name) or default).lower()
+        if raw not in allowed:
+            raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(allowed)}, not {raw!r}")
+        return raw
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where downloaded tools (the Kafka jars) and local service data live, outside git."""
+    env = os.environ if env is None else env
+    if env.get(PREFIX + "CACHE_DIR"):
+        return Path(env[PREFIX + "CACHE_DIR"])
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wawindow"

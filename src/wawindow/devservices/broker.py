@@ -1,0 +1,171 @@
+"""A single-node Apache Kafka broker (KRaft) run from Maven Central jars."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import importlib.resources
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from wawindow.devservices.process import ManagedProcess, free_port, port_open
+from wawindow.errors import ServiceStartError
+
+KAFKA_VERSION = "4.1.1"
+_FILES = importlib.resources.files("wawindow.devservices") / "files"
+_COMPLETE = ".complete"
+
+
+def jars_dir(cache: Path) -> Path:
+    return cache / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def fetch_jars(cache: Path) -> Path:
+    """Resolve the broker's jars with Maven into ``cache`` once; later calls return at once."""
+    libs = jars_dir(cache)
+    if (libs / _COMPLETE).exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServiceStartError("Maven (mvn) is needed once to fetch the Kafka jars; install it")
+    libs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pom = Path(tmp) / "pom.xml"
+        pom.write_bytes((_FILES / "pom.xml").read_bytes())
+        result = subprocess.run(
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={libs}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise ServiceStartError(
+            f"mvn could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+        )
+    (libs / _COMPLETE).write_text(KAFKA_VERSION)
+    return libs
+
+
+class KafkaBroker:
+    """A broker in ``run_dir`` (config, data, logs). ``start`` after ``stop`` restarts it on
+    the same ports and data, as a real outage and recovery would."""
+
+    def __init__(
+        self,
+        libs: Path,
+        run_dir: Path,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        heap_mb: int = 512,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.libs = libs
+        self.run_dir = run_dir
+        self.port = port or free_port()
+        self.controller_port = controller_port or free_port()
+        self.heap_mb = heap_mb
+        self.log_dir = run_dir / "logs"
+        self._process = ManagedProcess(
+            "kafka", self._argv(), self.log_dir / "kafka.out", die_with_parent=die_with_parent
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def server_log(self) -> Path:
+        return self.log_dir / "server.log"
+
+    def _argv(self) -> list[str]:
+        return [
+            "java", f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m",
+            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.yaml'}",
+            "-cp", f"{self.libs}/*",
+            "kafka.Kafka", str(self.run_dir / "server.properties"),
+        ]  # fmt: skip
+
+    def _prepare(self) -> None:
+        data = self.run_dir / "data"
+        if (data / "meta.properties").exists():
+            return
+        data.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        template = (_FILES / "server.properties.in").read_text()
+        config = (
+            template.replace("@DATA_DIR@", str(data))
+            .replace("@PORT@", str(self.port))
+            .replace("@CONTROLLER_PORT@", str(self.controller_port))
+        )
+        (self.run_dir / "server.properties").write_text(config)
+        (self.run_dir / "log4j2.yaml").write_bytes((_FILES / "log4j2.yaml").read_bytes())
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(
+            [
+                "java", "-Xmx256m", "-cp", f"{self.libs}/*", "kafka.tools.StorageTool",
+                "format", "--standalone", "-t", cluster_id,
+                "-c", str(self.run_dir / "server.properties"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ServiceStartError(
+                f"formatting Kafka storage failed: {result.stdout}{result.stderr}"
+            )
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start and wait until a real client round trip succeeds."""
+        if not (self.libs / _COMPLETE).exists():
+            raise ServiceStartError(f"no Kafka jars in {self.libs}; run `wawindow services fetch`")
+        self._prepare()
+        self._process.start()
+        self._process.wait_until(lambda: port_open(self.port), timeout_s, "listening")
+        self._process.wait_until(self._answers, timeout_s, "answering a metadata request")
+
+    def _answers(self) -> bool:
+        # asyncio.run in a worker thread, so this works whether or not a loop is running here.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _describe(self.bootstrap)).result()
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def alive(self) -> bool:
+        return self._process.alive()
+
+
+async def _describe(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        return bool(cluster["brokers"])
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"; the caller retries
+        return False
+    finally:
+        await admin.close()

@@ -1,0 +1,31 @@
+"""The project's exceptions.
+
+Our exception hierarchy::
+
+    WawindowError
+    ├── ConfigError          a setting is missing or malformed; start-up stops
+    ├── KafkaUnavailable     Kafka did not acknowledge in time; the webhook answers 503
+    └── ServiceStartError    a local Kafka or redis-server could not be started
+
+Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
+talks to that library, so callers handle one family.
+"""
+
+from __future__ import annotations
+
+
+class WawindowError(Exception):
+    """Root of every error wawindow raises on purpose."""
+
+
+class ConfigError(WawindowError):
+    """A missing or malformed setting; the message is one line naming the variable."""
+
+
+class KafkaUnavailable(WawindowError):
+    """Kafka could not take the events within the configured bound."""
+
+
+class ServiceStartError(WawindowError):
+    """A local service (Kafka broker or redis-server) did not start; the message says where
+    its log is."""

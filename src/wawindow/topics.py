@@ -1,0 +1,108 @@
+"""``wawindow topics create``: the three topics, with partitions, replication and retention."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from wawindow.errors import KafkaUnavailable
+from wawindow.keys import Topics
+
+_DAY_MS = 24 * 3600 * 1000
+# webhook-events is the only replay source Meta leaves us (it has no history API), so it is
+# kept well past Meta's 7 days of retries; the dead-letter topic longer still, for a human.
+RETENTION_MS = {
+    "webhook-events": 30 * _DAY_MS,
+    "window-events": 7 * _DAY_MS,
+    "dead-letter": 90 * _DAY_MS,
+}
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    name: str
+    created: bool
+    partitions: int
+    replication_factor: int
+
+
+async def create_topics(
+    bootstrap: str,
+    topics: Topics,
+    *,
+    partitions: int,
+    replication_factor: int | None = None,
+    timeout_s: float = 30.0,
+) -> list[TopicResult]:
+    """Create the topics that do not exist yet and wait until each has a leader.
+
+    ``replication_factor`` None means min(3, brokers in the cluster).
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        brokers = len(cluster["brokers"])
+        rf = replication_factor or min(3, brokers)
+        if rf > brokers:
+            raise KafkaUnavailable(
+                f"replication factor {rf} needs {rf} brokers; the cluster has {brokers}"
+            )
+        new = [
+            NewTopic(
+                name,
+                partitions,
+                rf,
+                topic_configs={
+                    "retention.ms": str(RETENTION_MS[name.removeprefix(topics.prefix)]),
+                    "min.insync.replicas": str(min(2, rf)),
+                },
+            )
+            for name in topics.all()
+        ]
+        response = await admin.create_topics(new)
+        created = {name for name, code, *_ in response.topic_errors if code == 0}
+        failed = [
+            (name, code)
+            for name, code, *_ in response.topic_errors
+            if code not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if failed:
+            raise KafkaUnavailable(f"could not create topics: {failed}")
+        return await _wait_for_leaders(admin, topics, created, timeout_s)
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot create topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: Topics, created: set[str], timeout_s: float
+) -> list[TopicResult]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            described = await admin.describe_topics(list(topics.all()))
+            ready = [
+                t
+                for t in described
+                if t["error_code"] == 0
+                and t["partitions"]
+                and all(p["leader"] >= 0 for p in t["partitions"])
+            ]
+            if len(ready) == len(topics.all()):
+                return [
+                    TopicResult(
+                        t["topic"],
+                        t["topic"] in created,
+                        len(t["partitions"]),
+                        len(t["partitions"][0]["replicas"]),
+                    )
+                    for t in ready
+                ]
+            await asyncio.sleep(0.1)

@@ -1,0 +1,1 @@
+"""The webhook receiver: Meta's handshake, signature check, splitting, and Kafka."""

@@ -1,0 +1,234 @@
+"""The receiver's aiohttp application: ``GET/POST /webhook``, ``/healthz``, ``/readyz``.
+
+``POST /webhook`` answers ``200`` only once every event of the body is acknowledged by
+Kafka:
+
+1. read the raw body, at most ``max_body_bytes`` (``413`` beyond);
+2. verify ``X-Hub-Signature-256`` over those exact bytes (``401``, nothing stored);
+3. split it into normalized events (:mod:`wawindow.split`);
+4. publish the events to ``webhook-events`` and, when any part could not be read, the whole
+   body to ``dead-letter`` with the reason, in one all-or-nothing wait;
+5. ``200`` when Kafka acknowledged all of it, ``503`` when it did not in time (Meta retries).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from wawindow.config import Settings
+from wawindow.errors import KafkaUnavailable
+from wawindow.keys import Topics
+from wawindow.publisher import Publisher, Record
+from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
+from wawindow.webhook import signature
+
+log = structlog.get_logger("wawindow.webhook")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    """What the handlers need from the settings, prepared once."""
+
+    secrets: tuple[str, ...]
+    verify_token: str
+    max_body_bytes: int
+    topics: Topics
+    split_options: SplitOptions
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReceiverConfig:
+        settings.require("app_secrets", "verify_token")
+        assert settings.verify_token is not None
+        return cls(
+            secrets=tuple(s.value for s in settings.app_secrets),
+            verify_token=settings.verify_token.value,
+            max_body_bytes=settings.max_body_bytes,
+            topics=Topics(settings.topic_prefix),
+            split_options=SplitOptions(
+                keep_content=settings.keep_content,
+                opt_out_keywords=frozenset(normalize_keyword(k) for k in settings.opt_out_keywords),
+            ),
+        )
+
+
+CONFIG = web.AppKey("config", ReceiverConfig)
+PUBLISHER = web.AppKey("publisher", Publisher)
+
+
+def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
+    """The receiver app. Without ``publisher`` it makes and owns one from the settings."""
+    settings.require("kafka_bootstrap")
+    assert settings.kafka_bootstrap is not None
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[CONFIG] = ReceiverConfig.from_settings(settings)
+    if publisher is None:
+        owned = Publisher(settings.kafka_bootstrap, ack_timeout_ms=settings.kafka_ack_timeout_ms)
+        app[PUBLISHER] = owned
+        app.cleanup_ctx.append(_publisher_ctx)
+    else:
+        app[PUBLISHER] = publisher
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the receiver's routes on ``app`` (which must hold CONFIG and PUBLISHER)."""
+    app.router.add_get("/webhook", handshake)
+    app.router.add_post("/webhook", receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+async def _publisher_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    await app[PUBLISHER].start()
+    yield
+    await app[PUBLISHER].stop()
+
+
+async def handshake(request: web.Request) -> web.Response:
+    """Meta's verification GET: echo ``hub.challenge`` when the verify token matches."""
+    config = request.app[CONFIG]
+    query = request.query
+    token = query.get("hub.verify_token", "")
+    if query.get("hub.mode") == "subscribe" and _same(token, config.verify_token):
+        log.info("webhook.handshake", outcome="verified")
+        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
+    log.warning("webhook.handshake", outcome="refused", mode=query.get("hub.mode"))
+    return web.Response(status=403, text="forbidden", content_type="text/plain")
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Meta's event POST; see the module docstring for the order of things."""
+    started = time.perf_counter()
+    config = request.app[CONFIG]
+    line = log.bind(path="/webhook")
+
+    raw = await _read_limited(request, config.max_body_bytes)
+    if raw is None:
+        line.warning(
+            "webhook.post",
+            outcome="too_large",
+            status=413,
+            content_length=request.content_length,
+            latency_ms=_ms(started),
+        )
+        return _json_error(413, "payload_too_large", f"the limit is {config.max_body_bytes} bytes")
+
+    header = request.headers.get(signature.HEADER)
+    if not signature.verify(raw, header, config.secrets):
+        line.warning(
+            "webhook.post",
+            outcome="bad_signature",
+            status=401,
+            signature="missing" if not header else "mismatch",
+            bytes=len(raw),
+            latency_ms=_ms(started),
+        )
+        return _json_error(401, "bad_signature", f"{signature.HEADER} is missing or wrong")
+
+    received_at_ms = int(time.time() * 1000)
+    split = split_body(raw, received_at_ms, config.split_options)
+    records = _records(config.topics, split, raw, received_at_ms)
+    kafka_started = time.perf_counter()
+    try:
+        await request.app[PUBLISHER].publish(records)
+    except KafkaUnavailable as exc:
+        line.error(
+            "webhook.post",
+            outcome="kafka_unavailable",
+            status=503,
+            events=len(split.events),
+            bytes=len(raw),
+            error=str(exc),
+            latency_ms=_ms(started),
+        )
+        return _json_error(503, "kafka_unavailable", "events not stored; retry later")
+
+    outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
+    line.info(
+        "webhook.post",
+        outcome=outcome,
+        status=200,
+        events=len(split.events),
+        kinds=_kinds(split),
+        reason=split.reason,
+        bytes=len(raw),
+        kafka_ms=_ms(kafka_started),
+        latency_ms=_ms(started),
+    )
+    return web.Response(text="ok", content_type="text/plain")
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: Kafka answers a metadata request."""
+    kafka = await request.app[PUBLISHER].ready()
+    body = {"status": "ready" if kafka else "not_ready", "kafka": kafka}
+    return web.json_response(body, status=200 if kafka else 503)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _records(topics: Topics, split: Split, raw: bytes, received_at_ms: int) -> list[Record]:
+    records = [
+        Record(topics.webhook_events, event.encode(), event.key.encode()) for event in split.events
+    ]
+    reason = split.reason
+    if reason is not None:
+        records.append(
+            Record(
+                topics.dead_letter,
+                raw,
+                None,
+                (
+                    ("reason", reason.encode()),
+                    ("source", b"webhook"),
+                    ("received_at_ms", str(received_at_ms).encode()),
+                ),
+            )
+        )
+    return records
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` (checked before reading when
+    Content-Length says so, and while reading when it does not)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _kinds(split: Split) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in split.events:
+        counts[event.kind] = counts.get(event.kind, 0) + 1
+    return counts
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _json_error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)

@@ -1,0 +1,91 @@
+"""Fixtures: one real Kafka broker and one real redis-server for the whole session, started by
+the project's own tool, and per-test topic prefixes so tests never see each other's records.
+
+Set WAWINDOW_TEST_KAFKA_BOOTSTRAP and WAWINDOW_TEST_REDIS_URL (for example from
+``wawindow services up``) to reuse services that are already running.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from wawindow.config import Settings, cache_dir
+from wawindow.devservices.stack import LocalServices
+from wawindow.keys import Topics
+from wawindow.topics import create_topics
+from wawindow.webhook.app import create_app
+
+# Meta's published sample bodies, kept beside the project (not copied into it).
+PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "payloads"
+
+APP_SECRET = "test-app-secret"
+OLD_APP_SECRET = "test-app-secret-before-rotation"
+VERIFY_TOKEN = "test-verify-token"
+
+Client = TestClient[web.Request, web.Application]
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+    local: LocalServices | None
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """The session's Kafka broker and redis-server (started here unless given)."""
+    kafka = os.environ.get("WAWINDOW_TEST_KAFKA_BOOTSTRAP")
+    redis_url = os.environ.get("WAWINDOW_TEST_REDIS_URL")
+    if kafka and redis_url:
+        yield Services(kafka, redis_url, None)
+        return
+    with LocalServices.create(cache_dir()) as local:
+        yield Services(local.kafka_bootstrap, local.redis_url, local)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"test.{uuid.uuid4().hex[:12]}."
+
+
+@pytest.fixture
+def settings(services: Services, topic_prefix: str) -> Settings:
+    return Settings.from_env(
+        {
+            "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+            "WAWINDOW_REDIS_URL": services.redis_url,
+            "WAWINDOW_APP_SECRETS": f"{APP_SECRET},{OLD_APP_SECRET}",
+            "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+            "WAWINDOW_TOPIC_PREFIX": topic_prefix,
+            "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "3000",
+        }
+    )
+
+
+@pytest.fixture
+async def topics(settings: Settings) -> Topics:
+    """This test's own topics, created on the real broker."""
+    assert settings.kafka_bootstrap
+    names = Topics(settings.topic_prefix)
+    await create_topics(settings.kafka_bootstrap, names, partitions=3, replication_factor=1)
+    return names
+
+
+@pytest.fixture
+async def receiver(settings: Settings, topics: Topics) -> AsyncIterator[Client]:
+    """The webhook receiver on a real port, producing to this test's topics."""
+    client: Client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,0 +1,96 @@
+"""Settings from the environment: pure, with an injected environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wawindow.config import DEFAULT_OPT_OUT_KEYWORDS, Secret, Settings
+from wawindow.errors import ConfigError
+
+
+def test_defaults_match_the_interface() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.topic_prefix == "wawindow."
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+    assert settings.counts_retention_days == 400
+    assert settings.max_body_bytes == 3 * 1024 * 1024
+    assert settings.keep_content is False
+    assert settings.opt_out_keywords == DEFAULT_OPT_OUT_KEYWORDS
+
+
+def test_secrets_are_read_and_never_shown() -> None:
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_APP_SECRETS": "new-secret, old-secret",
+            "WAWINDOW_VERIFY_TOKEN": "verify-me-42",
+            "WAWINDOW_REDIS_URL": "redis://:pw@host:6379/0",
+        }
+    )
+
+    assert [s.value for s in settings.app_secrets] == ["new-secret", "old-secret"]
+    text = repr(settings) + str(settings.public())
+    for secret in ("new-secret", "old-secret", "verify-me-42", "pw@host"):
+        assert secret not in text
+
+
+def test_secrets_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "secrets").write_text("from-file-1,from-file-2\n")
+
+    settings = Settings.from_env({"WAWINDOW_APP_SECRETS_FILE": str(tmp_path / "secrets")})
+
+    assert [s.value for s in settings.app_secrets] == ["from-file-1", "from-file-2"]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WAWINDOW_HTTP_PORT": "eighty"}, "WAWINDOW_HTTP_PORT"),
+        ({"WAWINDOW_HTTP_PORT": "70000"}, "WAWINDOW_HTTP_PORT"),
+        ({"WAWINDOW_COUNTS_RETENTION_DAYS": "0"}, "WAWINDOW_COUNTS_RETENTION_DAYS"),
+        ({"WAWINDOW_KEEP_CONTENT": "maybe"}, "WAWINDOW_KEEP_CONTENT"),
+        ({"WAWINDOW_LOG_LEVEL": "loud"}, "WAWINDOW_LOG_LEVEL"),
+        ({"WAWINDOW_API_TOKENS": "tok="}, "WAWINDOW_API_TOKENS"),
+        ({"WAWINDOW_APP_SECRETS_FILE": "/nonexistent/secret"}, "WAWINDOW_APP_SECRETS_FILE"),
+        (
+            {"WAWINDOW_VERIFY_TOKEN": "a", "WAWINDOW_VERIFY_TOKEN_FILE": "/x"},
+            "WAWINDOW_VERIFY_TOKEN",
+        ),
+    ],
+)
+def test_malformed_settings_fail_with_one_line_naming_the_variable(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+
+    message = str(info.value)
+    assert named in message
+    assert "\n" not in message
+
+
+def test_require_names_the_missing_variable() -> None:
+    with pytest.raises(ConfigError, match="WAWINDOW_APP_SECRETS is required"):
+        Settings.from_env({}).require("app_secrets")
+
+
+def test_api_tokens_may_be_limited_to_wabas() -> None:
+    settings = Settings.from_env({"WAWINDOW_API_TOKENS": "all-seeing,limited=111|222"})
+
+    unlimited, limited = settings.api_tokens
+    assert unlimited.waba_ids is None
+    assert limited.waba_ids == frozenset({"111", "222"})
+    assert limited.token.value == "limited"
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+
+    with pytest.raises(AttributeError):
+        settings.http_port = 1  # type: ignore[misc]
+
+
+def test_secret_repr_is_masked() -> None:
+    assert "hunter2" not in repr(Secret("hunter2")) + str(Secret("hunter2"))
