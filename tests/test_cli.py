@@ -1,0 +1,154 @@
+"""The ``wawindow`` command as a user runs it: real processes, real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.conftest import APP_SECRET, PAYLOADS, VERIFY_TOKEN, Services
+from tests.kafkautil import read_all
+from wawindow.devservices.process import free_port
+from wawindow.keys import Topics
+from wawindow.webhook.signature import HEADER, sign
+
+WAWINDOW = [sys.executable, "-m", "wawindow"]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WAWINDOW, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def base_env(services: Services, prefix: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")}
+    return {
+        **keep,
+        "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "WAWINDOW_APP_SECRETS": APP_SECRET,
+        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WAWINDOW_TOPIC_PREFIX": prefix,
+        "WAWINDOW_HTTP_HOST": "127.0.0.1",
+        "WAWINDOW_LOG_FORMAT": "json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("drop", "override", "named"),
+    [
+        ("WAWINDOW_APP_SECRETS", {}, "WAWINDOW_APP_SECRETS"),
+        ("WAWINDOW_VERIFY_TOKEN", {}, "WAWINDOW_VERIFY_TOKEN"),
+        (None, {"WAWINDOW_HTTP_PORT": "http"}, "WAWINDOW_HTTP_PORT"),
+    ],
+)
+def test_run_refuses_to_start_with_one_line_naming_the_variable(
+    services: Services, drop: str | None, override: dict[str, str], named: str
+) -> None:
+    env = {**base_env(services, "unused."), **override}
+    if drop:
+        env.pop(drop)
+
+    result = run(["run", "webhook"], env)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert named in lines[0]
+
+
+def test_topics_create_from_the_command_line(services: Services, topic_prefix: str) -> None:
+    env = base_env(services, topic_prefix)
+
+    first = run(["topics", "create", "--partitions", "2"], env)
+    again = run(["topics", "create", "--partitions", "2"], env)
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("created, 2 partitions") == 3
+    assert again.stdout.count("exists") == 3
+
+
+@pytest.fixture
+def webhook_process(
+    services: Services, topic_prefix: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    env = base_env(services, topic_prefix)
+    assert run(["topics", "create", "--partitions", "3"], env).returncode == 0
+    port = free_port()
+    env["WAWINDOW_HTTP_PORT"] = str(port)
+    proc = subprocess.Popen([*WAWINDOW, "run", "webhook"], env=env, stderr=subprocess.PIPE)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            assert proc.poll() is None, "wawindow run webhook exited during start-up"
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    pytest.fail("wawindow run webhook never became ready")
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(not PAYLOADS.is_dir(), reason=f"Meta's sample bodies not at {PAYLOADS}")
+async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
+    services: Services, topic_prefix: str, webhook_process: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """The acceptance path: the real command, Meta's sample bodies, the real topic."""
+    base, proc = webhook_process
+    await _wait_healthy(base, proc)
+    files = sorted(PAYLOADS.glob("*.json"))
+
+    async with aiohttp.ClientSession() as session:
+        for path in files:
+            raw = path.read_bytes()
+            async with session.post(
+                f"{base}/webhook", data=raw, headers={HEADER: sign(raw, APP_SECRET)}
+            ) as r:
+                assert r.status == 200, path.name
+
+    records = await read_all(services.kafka_bootstrap, Topics(topic_prefix).webhook_events)
+    kinds = sorted(orjson.loads(r.value)["kind"] for r in records)
+    assert len(records) == len(files) + 1  # one body carries a message and a value-level error
+    assert kinds.count("message") == 14
+    assert kinds.count("status") == 8
+    assert kinds.count("error") == 2
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    assert '"event":"webhook.post"' in log
+    assert "Sheena Nelson" not in log
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    """``wawindow --help`` works as installed (the console script sits beside python)."""
+    script = Path(sys.executable).with_name("wawindow")
+    result = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0
+    for command in ("dev", "run", "topics", "services"):
+        assert command in result.stdout

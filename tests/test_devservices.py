@@ -1,0 +1,60 @@
+"""The local services tool: real processes, real client round trips, nothing left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from tests.conftest import Services
+from wawindow.config import cache_dir
+from wawindow.devservices.stack import LocalServices
+from wawindow.keys import Topics
+from wawindow.topics import create_topics
+
+
+def _running(pid: int | None) -> bool:
+    return pid is not None and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_start_and_stop_leave_no_process_and_no_data(tmp_path: Path) -> None:
+    services = LocalServices.create(cache_dir())
+    services.start()
+    pids = (services.kafka.pid, services.redis.pid)
+    run_dir = services.run_dir
+    assert all(_running(pid) for pid in pids)
+
+    services.stop()
+
+    assert not any(_running(pid) for pid in pids)
+    assert not run_dir.exists()
+
+
+async def test_redis_answers_a_real_round_trip(services: Services) -> None:
+    client = aioredis.Redis.from_url(services.redis_url)
+    try:
+        await client.set("wawindow:test:ping", "pong", ex=10)
+
+        assert await client.get("wawindow:test:ping") == b"pong"
+    finally:
+        await client.aclose()
+
+
+async def test_topics_create_is_idempotent_with_the_requested_partitions(
+    services: Services, topic_prefix: str
+) -> None:
+    topics = Topics(topic_prefix)
+
+    first = await create_topics(services.kafka_bootstrap, topics, partitions=4)
+    again = await create_topics(services.kafka_bootstrap, topics, partitions=4)
+
+    assert sorted(r.name for r in first) == sorted(topics.all())
+    assert all(r.created and r.partitions == 4 and r.replication_factor == 1 for r in first)
+    assert not any(r.created for r in again)
