@@ -203,8 +203,8 @@ def _records(topics: Topics, split: Split, raw: bytes, received_at_ms: int) -> l
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None when it is larger than ``limit`` (checked before reading when
     Content-Length says so, and while reading when it does not)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        return None if request.content_length > limit else await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):

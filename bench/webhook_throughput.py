@@ -1,0 +1,290 @@
+"""Benchmark: POST /webhook of the real receiver against a bare aiohttp handler.
+
+Both run as one server process on this machine, driven by the same load in the same run:
+
+1. peak rate: ``wrk`` (closed loop, 64 connections) for a fixed time against each server;
+2. latency at half the receiver's peak: an open-loop generator sends at a constant rate and
+   times every request from the moment it was *due*, so a stall is never hidden.
+
+The receiver verifies the signature, splits the body and waits for Kafka's ``acks=all`` on a
+real local broker (which shares the machine's cores). Bodies are a realistic mix: Meta
+sends about three status webhooks per outbound message plus the inbound ones, mostly one
+update per POST, sometimes batched.
+
+Usage: python bench/webhook_throughput.py [--seconds 20] [--connections 64]
+Writes bench/results/webhook_throughput.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from wawindow import samples
+from wawindow.config import cache_dir
+from wawindow.devservices.process import free_port
+from wawindow.devservices.stack import LocalServices
+from wawindow.keys import Topics
+from wawindow.topics import create_topics
+from wawindow.webhook.signature import HEADER, sign
+
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-app-secret"
+RESULTS = HERE / "results" / "webhook_throughput.json"
+
+
+def realistic_bodies(count: int, seed: int = 7) -> list[bytes]:
+    """70 % one status, 20 % one inbound text, 8 % five statuses, 2 % fifty statuses."""
+    rng = random.Random(seed)
+    bodies = []
+    ts = 1_780_000_000
+    for i in range(count):
+        roll = rng.random()
+        user = f"1650555{rng.randrange(10_000):04d}"
+        if roll < 0.70:
+            state = rng.choice(["sent", "delivered", "read"])
+            pricing = (
+                samples.pmp_pricing(rng.choice(["marketing", "utility", "service"]))
+                if state != "read"
+                else None
+            )
+            change = samples.messages_change(
+                contacts=[samples.contact(user, f"US.{rng.randrange(10**18)}")],
+                statuses=[
+                    samples.status(f"wamid.b{i}", state, ts + i, wa_id=user, pricing=pricing)
+                ],
+            )
+            bodies.append(samples.encode(samples.body(change)))
+        elif roll < 0.90:
+            change = samples.messages_change(
+                contacts=[samples.contact(user)],
+                messages=[
+                    samples.text_message(
+                        f"wamid.in{i}", ts + i, "Hi, is my order on its way? 🚚", wa_id=user
+                    )
+                ],
+            )
+            bodies.append(samples.encode(samples.body(change)))
+        else:
+            size = 5 if roll < 0.98 else 50
+            bodies.append(samples.encode(samples.status_batch(i * 100, size, ts + i, users=size)))
+    return bodies
+
+
+def events_in(body: bytes) -> int:
+    value = json.loads(body)["entry"][0]["changes"][0]["value"]
+    return len(value.get("statuses", [])) + len(value.get("messages", []))
+
+
+def wrk_script(bodies: list[bytes], path: Path) -> None:
+    lines = ["local bodies = {}", "local sigs = {}"]
+    for i, raw in enumerate(bodies, start=1):
+        text = raw.decode()
+        assert "]==]" not in text
+        lines.append(f"bodies[{i}] = [==[{text}]==]")
+        lines.append(f'sigs[{i}] = "{sign(raw, SECRET)}"')
+    lines += [
+        "local n = 0",
+        "request = function()",
+        f"  n = (n % {len(bodies)}) + 1",
+        f'  local headers = {{["Content-Type"] = "application/json", ["{HEADER}"] = sigs[n]}}',
+        '  return wrk.format("POST", "/webhook", headers, bodies[n])',
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    pct = {
+        m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M)
+    }
+    return {
+        "rps": rate,
+        "p50_ms": pct.get("50"),
+        "p99_ms": pct.get("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else None,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
+    """Send at a constant ``rate``; latency counts from each request's due time."""
+    signed = [
+        (raw, {HEADER: sign(raw, SECRET), "Content-Type": "application/json"}) for raw in bodies
+    ]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int, due: float) -> None:
+            raw, headers = signed[i % len(signed)]
+            async with session.post(url, data=raw, headers=headers) as response:
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+            latencies.append((time.perf_counter() - due) * 1000)
+
+        tasks = []
+        start = time.perf_counter() + 0.1
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {
+        "rate": rate,
+        "requests": total,
+        "statuses": statuses,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "max_ms": round(latencies[-1], 2),
+    }
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL built here
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} never became ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+
+    bodies = realistic_bodies(2000)
+    mean_events = statistics.mean(events_in(b) for b in bodies)
+    mean_bytes = statistics.mean(len(b) for b in bodies)
+    work = Path(tempfile.mkdtemp(prefix="wawindow-bench-"))
+    script = work / "bodies.lua"
+    wrk_script(bodies, script)
+    results: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "bodies": {
+            "count": len(bodies),
+            "mean_events": round(mean_events, 2),
+            "mean_bytes": round(mean_bytes),
+        },
+        "seconds": args.seconds,
+        "connections": args.connections,
+    }
+
+    with LocalServices.create(cache_dir()) as services:
+        prefix = f"bench.{uuid.uuid4().hex[:8]}."
+        asyncio.run(
+            create_topics(
+                services.kafka_bootstrap, Topics(prefix), partitions=6, replication_factor=1
+            )
+        )
+
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
+        try:
+            time.sleep(1.0)
+            run_wrk(f"http://127.0.0.1:{bare_port}/webhook", script, 3, args.connections)  # warm-up
+            results["bare"] = run_wrk(
+                f"http://127.0.0.1:{bare_port}/webhook", script, args.seconds, args.connections
+            )
+        finally:
+            bare.terminate()
+            bare.wait(10)
+
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")},
+            **services.env(),
+            "WAWINDOW_APP_SECRETS": SECRET,
+            "WAWINDOW_VERIFY_TOKEN": "bench",
+            "WAWINDOW_TOPIC_PREFIX": prefix,
+            "WAWINDOW_HTTP_HOST": "127.0.0.1",
+            "WAWINDOW_HTTP_PORT": str(port),
+            "WAWINDOW_LOG_FORMAT": "json",
+        }
+        log_path = work / "receiver.log"
+        with log_path.open("wb") as log:
+            receiver = subprocess.Popen(
+                [sys.executable, "-m", "wawindow", "run", "webhook"], env=env, stderr=log
+            )
+        try:
+            url = f"http://127.0.0.1:{port}/webhook"
+            wait_ready(f"http://127.0.0.1:{port}/readyz", receiver)
+            run_wrk(url, script, 3, args.connections)  # warm-up
+            results["receiver"] = run_wrk(url, script, args.seconds, args.connections)
+            half = results["receiver"]["rps"] / 2
+            results["receiver_half_load"] = asyncio.run(open_loop(url, bodies, half, args.seconds))
+        finally:
+            receiver.terminate()
+            receiver.wait(30)
+
+    results["ratio"] = round(results["receiver"]["rps"] / results["bare"]["rps"], 3)
+    results["events_per_s"] = round(results["receiver"]["rps"] * mean_events)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+    print(json.dumps(results, indent=2))
+    print()
+    print(markdown(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    b, r, h = results["bare"], results["receiver"], results["receiver_half_load"]
+    half_errors = sum(v for k, v in h["statuses"].items() if str(k) != "200")
+    rows = [
+        "| server | requests/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---:|---:|---:|---:|",
+        f"| bare aiohttp handler (read body, 200) | {b['rps']:.0f} | {b['p50_ms']} "
+        f"| {b['p99_ms']} | {b['non_2xx']} |",
+        f"| wawindow receiver (verify, split, Kafka acks=all) | {r['rps']:.0f} | {r['p50_ms']} "
+        f"| {r['p99_ms']} | {r['non_2xx']} |",
+        f"| receiver, open loop at half its peak | {h['rate']:.0f} | {h['p50_ms']} "
+        f"| {h['p99_ms']} | {half_errors} |",
+        "",
+        f"ratio receiver/bare: {results['ratio']:.1%}; events/s at peak: {results['events_per_s']}",
+    ]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()
