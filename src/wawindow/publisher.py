@@ -70,7 +70,10 @@ class Publisher:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=1,
+            # No linger: batches already form on their own, from our per-tick coalescing and
+            # while aiokafka's one request per broker is in flight. A linger only adds latency
+            # (p99 at half load 92 ms with 1 ms of linger, 16 ms without; see docs/performance.md).
+            linger_ms=0,
             # A request must be able to fail before the HTTP bound does, so Kafka's own
             # errors surface instead of a bare timeout.
             request_timeout_ms=max(1_000, self._ack_timeout_ms),
@@ -112,7 +115,7 @@ class Publisher:
         self._pending.append((records, waiter))
         try:
             async with asyncio.timeout(self._ack_timeout_ms / 1000):
-                await asyncio.shield(waiter)
+                await waiter  # this request's own future: cancelling it on timeout is fine
         except TimeoutError:
             raise KafkaUnavailable(
                 f"Kafka did not acknowledge {len(records)} record(s) in {self._ack_timeout_ms} ms"

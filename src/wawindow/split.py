@@ -29,7 +29,7 @@ _CONTENT_FIELDS = frozenset({"smb_message_echoes", "history"})
 _KEYWORD_NOISE = re.compile(r"[\W_]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserRef:
     """A user as Meta names them: a business-scoped id (BSUID) and/or a phone-based wa_id."""
 
@@ -42,13 +42,14 @@ class UserRef:
         return self.user_id or self.wa_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WebhookEvent:
     """One normalized event, the value of a ``webhook-events`` record.
 
     ``event_id`` is deterministic (the same message, or the same status of a message, always
     gets the same id), so the worker can drop Meta's re-sends. ``timestamp`` is Meta's, in
-    Unix seconds; ``received_at_ms`` is when the receiver read the POST.
+    Unix seconds; ``received_at_ms`` is when the receiver read the POST. Treat it as
+    immutable (not frozen only because a frozen dataclass is slower to build, on the hot path).
     """
 
     event_id: str
@@ -155,13 +156,7 @@ def _split_change(
             raise _Skip(f"field {field_name!r} has no messages, statuses, preferences or errors")
         if ctx.phone_number_id is None:
             raise _Skip("no metadata.phone_number_id")
-        readers = {
-            "messages": ctx.message,
-            "statuses": ctx.status,
-            "user_preferences": ctx.preference,
-            "errors": ctx.value_error,
-        }
-        for name, reader in readers.items():
+        for name, reader in _READERS:
             items = lists[name]
             if items is None:
                 continue
@@ -172,7 +167,7 @@ def _split_change(
                 try:
                     if not isinstance(item, dict):
                         raise _Skip("not an object")
-                    out.events.append(reader(item))
+                    out.events.append(reader(ctx, item))
                 except _Skip as exc:
                     out.problems.append(f"{where}.value.{name}[{i}]: {exc}")
         return
@@ -374,10 +369,20 @@ class _Context:
         )
 
 
+_READERS = (
+    ("messages", _Context.message),
+    ("statuses", _Context.status),
+    ("user_preferences", _Context.preference),
+    ("errors", _Context.value_error),
+)
+
+
 # -- small readers ---------------------------------------------------------------------------
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the common case: Meta sends ids and enums as strings
+        return value or None
     if value is None or isinstance(value, dict | list | bool):
         return None
     text = str(value).strip()

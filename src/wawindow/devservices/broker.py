@@ -100,7 +100,7 @@ class KafkaBroker:
     def _argv(self) -> list[str]:
         return [
             "java", f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m",
-            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:TieredStopAtLevel=1",
+            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.log_dir}",
             f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.yaml'}",
