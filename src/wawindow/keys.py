@@ -1,7 +1,8 @@
-"""Every Kafka topic name (and, as the engine grows, every Redis key) in one place."""
+"""Every Kafka topic name and every Redis key, in one place."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 WEBHOOK_EVENTS = "webhook-events"
@@ -34,3 +35,71 @@ class Topics:
 def conversation_key(phone_number_id: str, user: str) -> str:
     """The conversation key ``phone_number_id:user``: Kafka key and Redis hash tag alike."""
     return f"{phone_number_id}:{user}"
+
+
+# -- Redis ------------------------------------------------------------------------------------
+#
+# Every key carries the hash tag of its *shard* ({ww:<n>}), and a conversation always maps to
+# one shard. A conversation's state, its shard's deadline index, outbox and finance counters
+# therefore share one Redis Cluster slot, so each update is one atomic Lua call that works
+# unchanged on a single Redis and on a Cluster. SHARDS is part of the stored layout: changing
+# it needs a migration.
+
+SHARDS = 256
+
+
+def shard_of(key: str) -> int:
+    """The shard of a conversation key (stable across processes and releases)."""
+    return zlib.crc32(key.encode()) % SHARDS
+
+
+def _tag(shard: int) -> str:
+    return f"{{ww:{shard}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKeys:
+    """The Redis keys one update of a conversation touches, all in one slot."""
+
+    key: str
+    shard: int
+
+    @classmethod
+    def of(cls, key: str) -> ConversationKeys:
+        return cls(key, shard_of(key))
+
+    @property
+    def state(self) -> str:
+        """HASH: the conversation's windows, ids and opt-out state."""
+        return f"{_tag(self.shard)}:c:{self.key}"
+
+    @property
+    def seen(self) -> str:
+        """SET: event ids already applied (dedupe of Meta's re-sends and of replays)."""
+        return f"{_tag(self.shard)}:seen:{self.key}"
+
+    @property
+    def messages(self) -> str:
+        """HASH: per outbound wamid, the status rank and pricing seen (the ledger)."""
+        return f"{_tag(self.shard)}:m:{self.key}"
+
+
+def deadlines(shard: int) -> str:
+    """ZSET: conversation key -> the Unix second of its next warning or close."""
+    return f"{_tag(shard)}:due"
+
+
+def outbox(shard: int) -> str:
+    """HASH: '<conversation key>|<event id>' -> window events not yet acknowledged by Kafka."""
+    return f"{_tag(shard)}:out"
+
+
+def outbox_queue(shard: int) -> str:
+    """ZSET: outbox fields by the Unix second they were written (to re-publish stragglers)."""
+    return f"{_tag(shard)}:outq"
+
+
+def counters(shard: int, day: str) -> str:
+    """HASH: finance counters of one UTC day ('YYYYMMDD'), fields
+    '<quarter hour>|<waba>|<number>|<metric>|<dimensions…>' -> count."""
+    return f"{_tag(shard)}:n:{day}"

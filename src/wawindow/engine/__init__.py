@@ -1,0 +1,1 @@
+"""The window engine: conversation state in Redis, transitions published to Kafka."""

@@ -1,0 +1,42 @@
+"""Window transitions as CloudEvents 1.0 (structured JSON) for ``window-events``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from wawindow.engine.store import Transition
+
+_TIME_FIELDS = ("opened_at", "expires_at", "closed_at")
+
+
+def iso(ts: int) -> str:
+    """Unix seconds as ISO 8601 UTC with a ``Z``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_cloudevent(t: Transition) -> dict[str, Any]:
+    """The published form of a transition; ``id`` is the transition's deterministic id."""
+    data: dict[str, Any] = {
+        "waba_id": t.waba_id,
+        "phone_number_id": t.phone_number_id,
+        "user": {"user_id": t.user_id, "wa_id": t.wa_id},
+    }
+    for name, value in t.data.items():
+        data[name] = iso(int(value)) if name in _TIME_FIELDS and value is not None else value
+    return {
+        "specversion": "1.0",
+        "id": t.id,
+        "source": f"wawindow/{t.phone_number_id}",
+        "type": f"wawindow.{t.type}",
+        "subject": t.user_id or t.wa_id,
+        "time": iso(t.time),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def encode(t: Transition) -> bytes:
+    return orjson.dumps(to_cloudevent(t))

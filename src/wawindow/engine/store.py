@@ -1,0 +1,250 @@
+"""Conversation state in Redis, behind typed methods over the Lua scripts in ``lua/``.
+
+Each update of a conversation is one atomic script call; a batch of them is one pipeline, so
+a batch of events costs one round trip. Keys come from :mod:`wawindow.keys`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from wawindow import keys
+
+_LUA = importlib.resources.files(__package__) / "lua"
+APPLY = (_LUA / "apply.lua").read_text()
+CLOSE = (_LUA / "close.lua").read_text()
+
+CSW_SECONDS = 24 * 3600
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The window rules' tunables."""
+
+    closing_soon_offsets_s: tuple[int, ...] = (3600,)
+    # Meta retries for up to 7 days: ids and ledgers are kept a day longer.
+    dedupe_ttl_s: int = 8 * DAY
+    # Window state outlives its window by this much, for late webhooks and the API.
+    state_grace_s: int = 8 * DAY
+    counters_retention_days: int = 400
+
+    @property
+    def offsets_arg(self) -> str:
+        return ",".join(str(o) for o in sorted(self.closing_soon_offsets_s, reverse=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A window transition as the scripts report it; :mod:`wawindow.engine.cloudevents` turns
+    it into the published event."""
+
+    type: str
+    id: str
+    time: int
+    key: str
+    data: dict[str, Any]
+    waba_id: str | None
+    phone_number_id: str | None
+    user_id: str | None
+    wa_id: str | None
+
+    @classmethod
+    def from_script(cls, item: dict[str, Any]) -> Transition:
+        return cls(
+            type=item["type"],
+            id=item["id"],
+            time=int(item["time"]),
+            key=item["key"],
+            data=item["data"],
+            waba_id=item.get("waba"),
+            phone_number_id=item.get("pn"),
+            user_id=item.get("user_id"),
+            wa_id=item.get("wa_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one event did: its transitions, and where they wait in the outbox until Kafka
+    has them."""
+
+    transitions: list[Transition]
+    outbox: tuple[int, str] | None
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _transitions(raw: Any) -> list[Transition]:
+    items = orjson.loads(raw) if raw else []
+    # cjson encodes an empty Lua table as {} rather than []
+    return [Transition.from_script(i) for i in items] if isinstance(items, list) else []
+
+
+class WindowStore:
+    """Typed access to conversation state; one instance per Redis client."""
+
+    def __init__(self, redis: Redis, config: EngineConfig) -> None:
+        self._redis = redis
+        self._config = config
+        self._apply = redis.register_script(APPLY)
+        self._close = redis.register_script(CLOSE)
+
+    async def apply(
+        self, events: Sequence[tuple[str, str, bytes]], now: int
+    ) -> list[Applied | Exception]:
+        """Apply events ``(conversation key, event id, encoded event)`` in order, one
+        pipeline for the lot. A failing event yields its exception in its place, so one
+        poison record never costs the others."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, _, encoded in events:
+            k = keys.ConversationKeys.of(key)
+            await self._apply(
+                keys=[
+                    k.state, k.seen, k.messages,
+                    keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
+                ],
+                args=[
+                    encoded, now, CSW_SECONDS, self._config.offsets_arg,
+                    self._config.state_grace_s, self._config.dedupe_ttl_s,
+                    self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
+                ],
+                client=pipe,
+            )  # fmt: skip
+        results = await pipe.execute(raise_on_error=False)
+        out: list[Applied | Exception] = []
+        for (key, event_id, _), result in zip(events, results, strict=True):
+            if isinstance(result, Exception):
+                out.append(result)
+                continue
+            transitions = _transitions(result)
+            where = (keys.shard_of(key), f"{key}|{event_id}") if transitions else None
+            out.append(Applied(transitions, where))
+        return out
+
+    async def due(self, now: int, limit: int = 500) -> list[str]:
+        """Conversation keys whose next warning or close is due, across every shard."""
+        pipe = self._redis.pipeline(transaction=False)
+        for shard in range(keys.SHARDS):
+            pipe.zrangebyscore(keys.deadlines(shard), "-inf", now, start=0, num=limit)
+        found: list[str] = []
+        for members in await pipe.execute():
+            found.extend(_str(m) for m in members)
+        return found
+
+    async def close(self, conversation_keys: Sequence[str], now: int) -> list[Applied]:
+        """Warn or close each conversation whose time has come; safe to race with others."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in conversation_keys:
+            k = keys.ConversationKeys.of(key)
+            await self._close(
+                keys=[
+                    k.state,
+                    keys.deadlines(k.shard),
+                    keys.outbox(k.shard),
+                    keys.outbox_queue(k.shard),
+                ],
+                args=[key, now, self._config.offsets_arg],
+                client=pipe,
+            )
+        out = []
+        for key, result in zip(conversation_keys, await pipe.execute(), strict=True):
+            transitions = _transitions(result)
+            where = (
+                (keys.shard_of(key), f"{key}|close:{transitions[-1].id}") if transitions else None
+            )
+            out.append(Applied(transitions, where))
+        return out
+
+    async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Drop outbox entries whose transitions Kafka has acknowledged."""
+        if not entries:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, field in entries:
+            pipe.hdel(keys.outbox(shard), field)
+            pipe.zrem(keys.outbox_queue(shard), field)
+        await pipe.execute()
+
+    async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
+        """Outbox entries written before ``older_than`` and never acknowledged: a process
+        died between its script and its publish. Re-publishing them keeps their ids."""
+        pipe = self._redis.pipeline(transaction=False)
+        for shard in range(keys.SHARDS):
+            pipe.zrangebyscore(keys.outbox_queue(shard), "-inf", older_than, start=0, num=limit)
+        found = [
+            (shard, m.decode())
+            for shard, members in enumerate(await pipe.execute())
+            for m in members
+        ]
+        if not found:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, field in found:
+            pipe.hget(keys.outbox(shard), field)
+        out = []
+        for where, raw in zip(found, await pipe.execute(), strict=True):
+            out.append(Applied(_transitions(raw), where))
+        return out
+
+    async def conversation(self, key: str) -> dict[str, str]:
+        """The stored state of one conversation (empty when never seen)."""
+        raw = await self._redis.hgetall(keys.ConversationKeys.of(key).state)
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    """One stored finance counter: a quarter hour of one UTC day, one number, one metric."""
+
+    day: int  # days since 1970-01-01, UTC
+    quarter: int  # 0-95 within the day
+    waba_id: str
+    phone_number_id: str
+    metric: str
+    dimensions: tuple[str, ...]
+    count: int
+
+    @property
+    def start(self) -> int:
+        """The quarter hour's start, Unix seconds."""
+        return self.day * DAY + self.quarter * 900
+
+
+async def read_counters(redis: Redis, first_day: int, last_day: int) -> list[CounterRow]:
+    """Every counter of the UTC days ``first_day`` to ``last_day`` (inclusive), all shards."""
+    pipe = redis.pipeline(transaction=False)
+    days = range(first_day, last_day + 1)
+    for day in days:
+        for shard in range(keys.SHARDS):
+            pipe.hgetall(keys.counters(shard, str(day)))
+    results = await pipe.execute()
+    rows = []
+    for i, fields in enumerate(results):
+        day = days[i // keys.SHARDS]
+        for raw_field, raw_count in fields.items():
+            count = int(raw_count)
+            if count == 0:
+                continue
+            quarter, waba, number, metric, *dims = _str(raw_field).split("|")
+            rows.append(
+                CounterRow(
+                    day, int(quarter), waba, number, metric, tuple(d for d in dims if d), count
+                )
+            )
+    return rows

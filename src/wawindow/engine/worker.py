@@ -1,0 +1,238 @@
+"""``wawindow run worker``: the window engine's consumer loop and deadline sweeper.
+
+A batch of ``webhook-events`` records is handled in this order:
+
+1. decode each record; one that cannot be read goes to ``dead-letter`` with the reason;
+2. apply every event to its conversation in Redis (one atomic script each, one pipeline for
+   the batch); an event whose script fails goes to ``dead-letter`` too, the others go on;
+3. publish the batch's window transitions (and dead letters) and wait for Kafka's acks;
+4. drop the published transitions from the Redis outbox;
+5. commit the batch's offsets.
+
+A crash anywhere before 5 delivers the batch again. Step 2 then changes nothing (every event
+id is remembered) and returns the transitions still waiting in the outbox, so step 3 publishes
+them again with the same ids: nothing is lost and nothing is counted twice.
+
+The sweeper runs beside it: every quarter second it warns and closes the conversations whose
+deadline has passed (on the wall clock, with the true ``closed_at``), and every few seconds it
+re-publishes outbox entries that a dead process left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from wawindow.engine import cloudevents
+from wawindow.engine.store import Applied, WindowStore
+from wawindow.errors import KafkaUnavailable
+from wawindow.keys import Topics
+from wawindow.publisher import Publisher, Record
+
+log = structlog.get_logger("wawindow.worker")
+
+SWEEP_INTERVAL_S = 0.25
+STALE_OUTBOX_S = 30
+
+
+class Worker:
+    """One worker process: a member of the consumer group plus a deadline sweeper."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: Topics,
+        group_id: str,
+        store: WindowStore,
+        publisher: Publisher,
+        batch_size: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._group_id = group_id
+        self._store = store
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._clock = clock
+        self._consumer: AIOKafkaConsumer | None = None
+        self.processed = 0
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            self._topics.webhook_events,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            client_id="wawindow-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._batch_size,
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and sweep until ``stop`` is set; the batch in hand is finished first."""
+        sweeper = asyncio.create_task(self._sweep_forever(stop), name="wawindow-sweeper")
+        try:
+            while not stop.is_set():
+                await self.run_once()
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def run_once(self, timeout_ms: int = 500) -> int:
+        """Fetch and handle one batch; returns how many records it held. On a Redis or
+        Kafka failure the batch is rewound (not committed) to be tried again."""
+        consumer = self._running()
+        batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=self._batch_size)
+        records = [r for rs in batch.values() for r in rs]
+        if not records:
+            return 0
+        started = time.perf_counter()
+        try:
+            transitions, dead = await self._handle(records)
+            await consumer.commit()
+        except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
+            for tp, rs in batch.items():
+                consumer.seek(tp, rs[0].offset)
+            log.warning("worker.batch_retry", records=len(records), error=str(exc))
+            await asyncio.sleep(0.5)
+            return 0
+        self.processed += len(records)
+        log.info(
+            "worker.batch",
+            records=len(records),
+            transitions=transitions,
+            dead_letters=dead,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return len(records)
+
+    async def drain(self, timeout_s: float = 60.0) -> int:
+        """Handle records until this worker has consumed everything on its assigned partitions
+        as of the call (a bounded mode for tests and one-shot runs)."""
+        consumer = self._running()
+        handled = 0
+        async with asyncio.timeout(timeout_s):
+            while not consumer.assignment():
+                handled += await self.run_once(100)
+            assigned = list(consumer.assignment())
+            end = await consumer.end_offsets(assigned)
+            while await _behind(consumer, end):
+                handled += await self.run_once(100)
+        return handled
+
+    async def _handle(self, records: Sequence[Any]) -> tuple[int, int]:
+        dead: list[Record] = []
+        events: list[tuple[str, str, bytes]] = []
+        for r in records:
+            try:
+                event = orjson.loads(r.value)
+                events.append((event["key"], event["event_id"], r.value))
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                dead.append(self._dead_letter(r, f"unreadable event: {exc}"))
+        applied = await self._store.apply(events, int(self._clock())) if events else []
+        publish: list[Record] = []
+        published: set[str] = set()
+        done: list[Applied] = []
+        for (key, event_id, raw), result in zip(events, applied, strict=True):
+            if isinstance(result, Exception):
+                # a poison record: keep it and go on, never stop the worker
+                dead.append(
+                    Record(
+                        self._topics.dead_letter,
+                        raw,
+                        None,
+                        _headers(f"worker could not apply {event_id}: {result}"),
+                    )
+                )
+                continue
+            for t in result.transitions:
+                # a repeat of an event in the same batch returns the same pending transitions
+                if t.id not in published:
+                    published.add(t.id)
+                    publish.append(
+                        Record(self._topics.window_events, cloudevents.encode(t), key.encode())
+                    )
+            done.append(result)
+        await self._publisher.publish(publish + dead)
+        await self._store.acknowledge([a.outbox for a in done if a.outbox])
+        return len(publish), len(dead)
+
+    def _dead_letter(self, record: Any, reason: str) -> Record:
+        return Record(
+            self._topics.dead_letter,
+            record.value,
+            None,
+            (
+                *_headers(reason),
+                ("origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ),
+        )
+
+    async def sweep(self, now: int | None = None, *, stale_outbox: bool = True) -> int:
+        """Warn and close what is due at ``now``, re-publish stale outbox entries; returns how
+        many transitions it published."""
+        now = int(self._clock()) if now is None else now
+        applied: list[Applied] = []
+        due = await self._store.due(now)
+        if due:
+            applied += await self._store.close(due, now)
+        if stale_outbox:
+            applied += await self._store.stale_outbox(now - STALE_OUTBOX_S)
+        records = [
+            Record(self._topics.window_events, cloudevents.encode(t), t.key.encode())
+            for a in applied
+            for t in a.transitions
+        ]
+        if records:
+            await self._publisher.publish(records)
+        await self._store.acknowledge([a.outbox for a in applied if a.outbox])
+        return len(records)
+
+    async def _sweep_forever(self, stop: asyncio.Event) -> None:
+        ticks = 0
+        while not stop.is_set():
+            try:
+                await self.sweep(stale_outbox=ticks % 20 == 0)
+            except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
+                log.warning("worker.sweep_failed", error=str(exc))
+            ticks += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+
+    def _running(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the worker is not started")
+        return self._consumer
+
+
+async def _behind(consumer: AIOKafkaConsumer, end: dict[Any, int]) -> bool:
+    for tp, last in end.items():
+        if await consumer.position(tp) < last:
+            return True
+    return False
+
+
+def _headers(reason: str) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("reason", reason.encode()),
+        ("source", b"worker"),
+        ("received_at_ms", str(int(time.time() * 1000)).encode()),
+    )
