@@ -7,13 +7,11 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from wawindow import logs
 from wawindow.config import Settings, cache_dir
@@ -22,8 +20,8 @@ from wawindow.devservices.broker import fetch_jars
 from wawindow.devservices.redis_server import redis_server_binary
 from wawindow.errors import ConfigError, WawindowError
 from wawindow.keys import Topics
+from wawindow.roles import ROLES, required_settings, run_roles
 from wawindow.topics import create_topics
-from wawindow.webhook.app import create_app
 
 log = structlog.get_logger("wawindow")
 
@@ -91,37 +89,13 @@ def _settings(env: Mapping[str, str]) -> Settings:
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(env)
-    if args.role != "webhook":
-        raise ConfigError(
-            f"the {args.role!r} role is not built yet; only 'webhook' runs in this release"
-        )
-    settings.require("kafka_bootstrap", "app_secrets", "verify_token")
-    log.info("wawindow.start", role=args.role, settings=settings.public())
-    asyncio.run(_serve(create_app(settings), settings.http_host, settings.http_port))
+    if args.role == "api":
+        raise ConfigError("the 'api' role is not built yet; 'webhook', 'worker' and 'all' run")
+    roles = ROLES if args.role == "all" else (args.role,)
+    settings.require(*required_settings(roles))
+    log.info("wawindow.start", roles=list(roles), settings=settings.public())
+    asyncio.run(run_roles(settings, roles))
     return 0
-
-
-async def _serve(
-    app: web.Application, host: str, port: int, ready: Callable[[], None] | None = None
-) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM; in-flight requests finish before it returns."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("http.listening", host=host, port=port)
-        if ready is not None:
-            ready()
-        await stop.wait()
-        log.info("wawindow.stopping")
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 # -- topics -------------------------------------------------------------------------------
@@ -214,9 +188,10 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 f" verify token {DEV_VERIFY_TOKEN!r})"
             )
             _out(f"topics    {', '.join(topics.all())}")
+            _out(f"worker    group {settings.worker_group!r} -> {topics.window_events}")
             _out("Ctrl-C stops everything.")
 
-        asyncio.run(_serve(create_app(settings), settings.http_host, settings.http_port, ready))
+        asyncio.run(run_roles(settings, ROLES, ready))
     _out("stopped; nothing left running.")
     return 0
 

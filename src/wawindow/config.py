@@ -77,6 +77,10 @@ class Settings:
     opt_out_keywords: tuple[str, ...] = DEFAULT_OPT_OUT_KEYWORDS
     log_level: str = "info"
     log_format: str = "auto"
+    worker_group: str = "wawindow-worker"
+    worker_batch_size: int = 500
+    # closing_soon warnings this many seconds before a service window closes
+    closing_soon_offsets: tuple[int, ...] = (3600,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -104,6 +108,9 @@ class Settings:
                 "LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
             ),
             log_format=reader.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+            worker_group=reader.text("WORKER_GROUP", "wawindow-worker") or "wawindow-worker",
+            worker_batch_size=reader.integer("WORKER_BATCH_SIZE", 500, low=1, high=10_000),
+            closing_soon_offsets=reader.seconds_list("CLOSING_SOON_OFFSETS", (3600,)),
         )
 
     def require(self, *names: str) -> None:
@@ -180,6 +187,18 @@ class _Reader:
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
             raise ConfigError(f"{PREFIX}{name} must be {bounds}, not {value}")
         return value
+
+    def seconds_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        parts = self.csv(name)
+        if not parts:
+            return default
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be whole seconds, comma-separated") from None
+        if any(v <= 0 or v >= 24 * 3600 for v in values):
+            raise ConfigError(f"{PREFIX}{name} must be between 1 and 86399 seconds each")
+        return values
 
     def boolean(self, name: str, *, default: bool) -> bool:
         raw = (self.text(name) or "").lower()

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
+from wawindow.health import PUBLISHER, add_health_routes
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
 from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
@@ -57,7 +58,6 @@ class ReceiverConfig:
 
 
 CONFIG = web.AppKey("config", ReceiverConfig)
-PUBLISHER = web.AppKey("publisher", Publisher)
 
 
 def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
@@ -73,6 +73,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
     else:
         app[PUBLISHER] = publisher
     add_routes(app)
+    add_health_routes(app)
     return app
 
 
@@ -80,8 +81,6 @@ def add_routes(app: web.Application) -> None:
     """Mount the receiver's routes on ``app`` (which must hold CONFIG and PUBLISHER)."""
     app.router.add_get("/webhook", handshake)
     app.router.add_post("/webhook", receive)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
 
 
 async def _publisher_ctx(app: web.Application):  # type: ignore[no-untyped-def]
@@ -162,18 +161,6 @@ async def receive(request: web.Request) -> web.Response:
         latency_ms=_ms(started),
     )
     return web.Response(text="ok", content_type="text/plain")
-
-
-async def healthz(_: web.Request) -> web.Response:
-    """Liveness: the process serves HTTP."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: Kafka answers a metadata request."""
-    kafka = await request.app[PUBLISHER].ready()
-    body = {"status": "ready" if kafka else "not_ready", "kafka": kafka}
-    return web.json_response(body, status=200 if kafka else 503)
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Running roles (``webhook``, ``worker``) in one process, with one start-up and shutdown order.
+
+Start-up: Kafka producer, then Redis and the worker's consumer (worker role), then HTTP.
+Shutdown on SIGINT or SIGTERM, the reverse:
+
+1. stop accepting HTTP requests; in-flight ones finish (aiohttp's shutdown timeout);
+2. the worker finishes the batch in hand, commits it, and leaves the consumer group;
+3. Redis is closed;
+4. the producer flushes what is pending and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Collection
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+
+from wawindow.config import Settings
+from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.worker import Worker
+from wawindow.health import PUBLISHER, STORE, add_health_routes
+from wawindow.keys import Topics
+from wawindow.publisher import Publisher
+from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
+
+log = structlog.get_logger("wawindow")
+
+ROLES = ("webhook", "worker")
+
+
+def required_settings(roles: Collection[str]) -> tuple[str, ...]:
+    names = ["kafka_bootstrap"]
+    if "webhook" in roles:
+        names += ["app_secrets", "verify_token"]
+    if "worker" in roles:
+        names += ["redis_url"]
+    return tuple(names)
+
+
+async def run_roles(
+    settings: Settings,
+    roles: Collection[str],
+    ready: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run ``roles`` until SIGINT/SIGTERM (or ``stop`` is set)."""
+    settings.require(*required_settings(roles))
+    assert settings.kafka_bootstrap is not None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            publisher = Publisher(
+                settings.kafka_bootstrap, ack_timeout_ms=settings.kafka_ack_timeout_ms
+            )
+            await publisher.start()
+            stack.push_async_callback(publisher.stop)
+
+            app = web.Application(client_max_size=settings.max_body_bytes)
+            app[PUBLISHER] = publisher
+            add_health_routes(app)
+            if "webhook" in roles:
+                app[CONFIG] = ReceiverConfig.from_settings(settings)
+                add_routes(app)
+
+            worker: Worker | None = None
+            if "worker" in roles:
+                assert settings.redis_url is not None
+                redis = Redis.from_url(settings.redis_url.value)
+                stack.push_async_callback(redis.aclose)
+                store = WindowStore(
+                    redis,
+                    EngineConfig(
+                        closing_soon_offsets_s=settings.closing_soon_offsets,
+                        counters_retention_days=settings.counts_retention_days,
+                    ),
+                )
+                app[STORE] = store
+                worker = Worker(
+                    bootstrap=settings.kafka_bootstrap,
+                    topics=Topics(settings.topic_prefix),
+                    group_id=settings.worker_group,
+                    store=store,
+                    publisher=publisher,
+                    batch_size=settings.worker_batch_size,
+                )
+                await worker.start()
+                stack.push_async_callback(worker.stop)
+
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+            log.info("wawindow.started", roles=sorted(roles), port=settings.http_port)
+            if ready is not None:
+                ready()
+
+            if worker is not None:
+                consuming = asyncio.create_task(worker.run(stop), name="wawindow-worker")
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stop.set()
+                stopping.cancel()
+                await consuming  # finishes its batch; raises if it died
+            else:
+                await stop.wait()
+            log.info("wawindow.stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
