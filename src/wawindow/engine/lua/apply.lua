@@ -32,6 +32,14 @@ local ckey = ev.key
 local offsets = {}
 for off in string.gmatch(ARGV[4], "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
 
+-- 0. validate before any write: Redis does not roll back a script that fails half-way
+if type(ev.event_id) ~= "string" or type(ckey) ~= "string" or type(ev.data) ~= "table" then
+  return redis.error_reply("event without event_id, key or data")
+end
+if (ev.kind == "message" or ev.kind == "status" or ev.kind == "user_preference") and type(ev.timestamp) ~= "number" then
+  return redis.error_reply("event " .. ev.event_id .. " has no numeric timestamp")
+end
+
 -- 1. dedupe: a 64-bit digest of the event id, kept as long as Meta may re-send
 local outbox_field = ckey .. "|" .. ev.event_id
 if redis.call("SADD", seen, string.sub(redis.sha1hex(ev.event_id), 1, 16)) == 0 then

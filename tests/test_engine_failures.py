@@ -1,0 +1,206 @@
+"""The engine when things go wrong: a worker killed mid-run, two workers at once, poison
+records. Real Kafka, real Redis, real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.conftest import Client, Services
+from tests.engine_harness import Scenario, scenario
+from tests.kafkautil import partitions_of, read_all
+from wawindow import samples
+from wawindow.config import Settings
+from wawindow.keys import Topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+USERS = 120
+MESSAGES_PER_USER = 3
+
+
+@pytest.fixture
+async def s(
+    receiver: Client, settings: Settings, topics: Topics, services: Services
+) -> AsyncIterator[Scenario]:
+    async with scenario(receiver, settings, topics, _db1(services)) as sc:
+        yield sc
+
+
+def _db1(services: Services) -> str:
+    return services.redis_url.rsplit("/", 1)[0] + "/1"
+
+
+async def post_traffic(s: Scenario) -> None:
+    """USERS users write MESSAGES_PER_USER times each, 10 s apart; every body is sent twice,
+    as Meta's retries do."""
+    for m in range(MESSAGES_PER_USER):
+        for first in range(0, USERS, 30):
+            messages = [
+                samples.text_message(
+                    f"wamid.u{u}.m{m}", s.now - 600 + 10 * m, wa_id=f"1650000{u:04d}"
+                )
+                for u in range(first, min(first + 30, USERS))
+            ]
+            change = samples.messages_change(messages=messages)
+            await s.post(change)
+            await s.post(change)
+
+
+async def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        from aiokafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        end = await consumer.end_offsets(tps)
+        return sum(end[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_for_lag_zero(
+    bootstrap: str, group: str, topic: str, proc: subprocess.Popen[bytes]
+) -> None:
+    for _ in range(600):
+        assert proc.poll() is None, "the worker died"
+        if await group_lag(bootstrap, group, topic) == 0:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("the worker never caught up")
+
+
+def assert_exact(counts: Counter[str], events: list[dict[str, object]]) -> None:
+    assert counts["inbound_messages"] == USERS * MESSAGES_PER_USER
+    assert counts["service_windows_opened"] == USERS
+    by_id = {e["id"]: e for e in events}
+    kinds = Counter(str(e["type"]) for e in by_id.values())
+    assert kinds == {
+        "wawindow.service_window.opened": USERS,
+        "wawindow.service_window.extended": USERS * (MESSAGES_PER_USER - 1),
+    }
+
+
+def start_worker(s: Scenario, services: Services, group: str) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")},
+        "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "WAWINDOW_REDIS_URL": _db1(services),
+        "WAWINDOW_TOPIC_PREFIX": s.topics.prefix,
+        "WAWINDOW_WORKER_GROUP": group,
+        "WAWINDOW_WORKER_BATCH_SIZE": "10",
+        "WAWINDOW_HTTP_HOST": "127.0.0.1",
+        "WAWINDOW_HTTP_PORT": "0",
+        "WAWINDOW_LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen([sys.executable, "-m", "wawindow", "run", "worker"], env=env)
+
+
+async def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(
+    s: Scenario, services: Services
+) -> None:
+    await post_traffic(s)
+    group = "crash"
+
+    first = start_worker(s, services, group)
+    try:
+        for _ in range(600):  # kill it once it has published part of the work
+            published = len(await read_all(services.kafka_bootstrap, s.topics.window_events))
+            if published >= USERS // 2:
+                break
+            assert first.poll() is None
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert await group_lag(services.kafka_bootstrap, group, s.topics.webhook_events) > 0, (
+            "the kill came after the end: the test proved nothing"
+        )
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    second = start_worker(s, services, group)
+    try:
+        await wait_for_lag_zero(services.kafka_bootstrap, group, s.topics.webhook_events, second)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+    events = [
+        orjson.loads(r.value)
+        for r in await read_all(services.kafka_bootstrap, s.topics.window_events)
+    ]
+    assert_exact(await s.counts(), events)
+    # repeats after the crash, if any, carry the ids of their first publication
+    assert len(events) >= len({e["id"] for e in events})
+
+
+async def test_two_workers_in_one_group_count_exactly(s: Scenario) -> None:
+    await post_traffic(s)
+    one, two = await s.worker("pair"), await s.worker("pair")
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in (one, two)]
+    try:
+        assert s.settings.kafka_bootstrap
+        for _ in range(600):
+            if await group_lag(s.settings.kafka_bootstrap, "pair", s.topics.webhook_events) == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the workers never caught up")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    assert one.processed > 0
+    assert two.processed > 0
+    events = await s.events()
+    assert_exact(await s.counts(), events)
+    assert len(events) == len({e["id"] for e in events})
+
+
+async def test_poison_records_go_to_dead_letter_and_the_rest_goes_on(s: Scenario) -> None:
+    assert s.settings.kafka_bootstrap
+    good = samples.messages_change(messages=[samples.text_message("wamid.good", s.now - 60)])
+    producer = AIOKafkaProducer(bootstrap_servers=s.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        key = f"{samples.PHONE_NUMBER_ID}:16505551234".encode()
+        await producer.send_and_wait(s.topics.webhook_events, b"not json", key=key)
+        broken = {
+            "event_id": "x",
+            "key": key.decode(),
+            "kind": "message",
+            "timestamp": "soon",
+            "data": {},
+        }
+        await producer.send_and_wait(s.topics.webhook_events, orjson.dumps(broken), key=key)
+    finally:
+        await producer.stop()
+    await s.post(good)
+
+    await s.process()
+
+    assert await s.event_types() == ["service_window.opened"]
+    dead = await s.dead_letters()
+    assert [r.value for r in dead][:1] == [b"not json"]
+    reasons = [dict(r.headers)["reason"].decode() for r in dead]
+    assert len(dead) == 2
+    assert reasons[0].startswith("unreadable event")
+    assert "could not apply x" in reasons[1]
+    assert all(dict(r.headers)["source"] == b"worker" for r in dead)
