@@ -103,3 +103,8 @@ def counters(shard: int, day: str) -> str:
     """HASH: finance counters of one UTC day ('YYYYMMDD'), fields
     '<quarter hour>|<waba>|<number>|<metric>|<dimensions…>' -> count."""
     return f"{_tag(shard)}:n:{day}"
+
+
+def alias(key: str) -> str:
+    """STRING: the conversation key this (older) key's user now lives under."""
+    return f"{_tag(shard_of(key))}:a:{key}"

@@ -20,6 +20,9 @@ from wawindow import keys
 _LUA = importlib.resources.files(__package__) / "lua"
 APPLY = (_LUA / "apply.lua").read_text()
 CLOSE = (_LUA / "close.lua").read_text()
+LINK = (_LUA / "link.lua").read_text()
+# how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
+MAX_ALIAS_HOPS = 4
 
 CSW_SECONDS = 24 * 3600
 DAY = 86_400
@@ -98,6 +101,7 @@ class WindowStore:
         self._config = config
         self._apply = redis.register_script(APPLY)
         self._close = redis.register_script(CLOSE)
+        self._link = redis.register_script(LINK)
 
     async def apply(
         self, events: Sequence[tuple[str, str, bytes]], now: int
@@ -117,6 +121,7 @@ class WindowStore:
                     encoded, now, CSW_SECONDS, self._config.offsets_arg,
                     self._config.state_grace_s, self._config.dedupe_ttl_s,
                     self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
+                    key,
                 ],
                 client=pipe,
             )  # fmt: skip
@@ -130,6 +135,74 @@ class WindowStore:
             where = (keys.shard_of(key), f"{key}|{event_id}") if transitions else None
             out.append(Applied(transitions, where))
         return out
+
+    async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:
+        """Where each key's user lives now: the key itself, or where it was linked to."""
+        resolved = {k: k for k in conversation_keys}
+        pending = list(resolved)
+        for _ in range(MAX_ALIAS_HOPS):
+            if not pending:
+                break
+            pipe = self._redis.pipeline(transaction=False)
+            for k in pending:
+                pipe.get(keys.alias(resolved[k]))
+            targets = await pipe.execute()
+            moved = []
+            for k, target in zip(pending, targets, strict=True):
+                if target is not None:
+                    resolved[k] = _str(target)
+                    moved.append(k)
+            pending = moved
+        return resolved
+
+    async def link_many(self, pairs: Sequence[tuple[str, str]], now: int) -> int:
+        """Make each ``(source, target)`` one user: merge the source key's state into the
+        target's, then point the source at the target. Returns how many links were new.
+
+        The steps run in an order that can be repeated after a crash: merge (idempotent),
+        alias, then delete the source's keys.
+        """
+        todo = sorted({(s, t) for s, t in pairs if s != t})
+        if not todo:
+            return 0
+        targets = await self.resolve([t for _, t in todo])
+        todo = [(s, targets[t]) for s, t in todo if s != targets[t]]
+        pipe = self._redis.pipeline(transaction=False)
+        for source, _ in todo:
+            pipe.get(keys.alias(source))
+        existing = await pipe.execute()
+        linked = 0
+        for (source, target), current in zip(todo, existing, strict=True):
+            if current is not None and _str(current) == target:
+                continue
+            await self._link_one(source, target, now)
+            linked += 1
+        return linked
+
+    async def _link_one(self, source: str, target: str, now: int) -> None:
+        src, dst = keys.ConversationKeys.of(source), keys.ConversationKeys.of(target)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(src.state)
+        pipe.smembers(src.seen)
+        pipe.hgetall(src.messages)
+        state, seen, ledger = await pipe.execute()
+        if state or seen or ledger:
+            await self._link(
+                keys=[dst.state, dst.seen, dst.messages, keys.deadlines(dst.shard)],
+                args=[
+                    orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
+                    orjson.dumps(sorted(_str(m) for m in seen)),
+                    orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
+                    target, self._config.offsets_arg, self._config.dedupe_ttl_s,
+                    now, self._config.state_grace_s,
+                ],
+            )  # fmt: skip
+        retention = self._config.counters_retention_days * DAY
+        await self._redis.set(keys.alias(source), target, ex=retention)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(src.state, src.seen, src.messages)
+        pipe.zrem(keys.deadlines(src.shard), source)
+        await pipe.execute()
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
         """Conversation keys whose next warning or close is due, across every shard."""

@@ -141,13 +141,24 @@ class Worker:
     async def _handle(self, records: Sequence[Any]) -> tuple[int, int]:
         dead: list[Record] = []
         events: list[tuple[str, str, bytes]] = []
+        links: list[tuple[str, str]] = []
         for r in records:
             try:
                 event = orjson.loads(r.value)
                 events.append((event["key"], event["event_id"], r.value))
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 dead.append(self._dead_letter(r, f"unreadable event: {exc}"))
-        applied = await self._store.apply(events, int(self._clock())) if events else []
+                continue
+            link = link_of(event)
+            if link is not None:
+                links.append(link)
+        now = int(self._clock())
+        if links:
+            await self._store.link_many(links, now)
+        # every event goes to where its user lives now (a wa_id key linked to a BSUID key)
+        where = await self._store.resolve([key for key, _, _ in events])
+        events = [(where[key], event_id, raw) for key, event_id, raw in events]
+        applied = await self._store.apply(events, now) if events else []
         publish: list[Record] = []
         published: set[str] = set()
         done: list[Applied] = []
@@ -221,6 +232,24 @@ class Worker:
         if self._consumer is None:
             raise RuntimeError("the worker is not started")
         return self._consumer
+
+
+def link_of(event: dict[str, Any]) -> tuple[str, str] | None:
+    """The two conversation keys an event shows to be one user, ``(old, current)``: a user
+    named by both wa_id and BSUID (the wa_id key joins the BSUID key), or a number change
+    (the old number's key joins the new one's)."""
+    number = event.get("phone_number_id")
+    if not number:
+        return None
+    user = event.get("user") or {}
+    data = event.get("data") or {}
+    system = data.get("system") if event.get("kind") == "message" else None
+    if isinstance(system, dict) and system.get("type") == "user_changed_number":
+        new = system.get("user_id") or system.get("wa_id")
+        return (event["key"], f"{number}:{new}") if new else None
+    if user.get("user_id") and user.get("wa_id"):
+        return f"{number}:{user['wa_id']}", f"{number}:{user['user_id']}"
+    return None
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: dict[Any, int]) -> bool:

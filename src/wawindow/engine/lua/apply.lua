@@ -14,6 +14,7 @@ ARGV[5]  how long state outlives its last window, seconds
 ARGV[6]  how long applied event ids and the ledger are kept, seconds
 ARGV[7]  how long counters are kept, seconds
 ARGV[8]  counter key prefix of the shard (same hash tag); "<prefix><epoch day>" is a day's HASH
+ARGV[9]  the conversation key (the event's own, or the key its user's state was linked to)
 
 Returns the JSON array of window transitions the event caused, "[]" for none. A repeat of an
 applied event changes nothing; it returns the transitions of its first application while they
@@ -27,14 +28,14 @@ local now = tonumber(ARGV[2])
 local csw_len = tonumber(ARGV[3])
 local grace, dedupe_ttl, counter_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local counter_prefix = ARGV[8]
-local ckey = ev.key
+local ckey = ARGV[9]
 
 local offsets = {}
 for off in string.gmatch(ARGV[4], "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
 
 -- 0. validate before any write: Redis does not roll back a script that fails half-way
-if type(ev.event_id) ~= "string" or type(ckey) ~= "string" or type(ev.data) ~= "table" then
-  return redis.error_reply("event without event_id, key or data")
+if type(ev.event_id) ~= "string" or type(ev.data) ~= "table" then
+  return redis.error_reply("event without event_id or data")
 end
 if (ev.kind == "message" or ev.kind == "status" or ev.kind == "user_preference") and type(ev.timestamp) ~= "number" then
   return redis.error_reply("event " .. ev.event_id .. " has no numeric timestamp")

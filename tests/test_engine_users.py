@@ -1,0 +1,93 @@
+"""One user, whatever ids Meta names them by: BSUID and wa_id, and a number change."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import Client, Services
+from tests.engine_harness import Scenario, scenario
+from wawindow import samples
+from wawindow.config import Settings
+from wawindow.keys import Topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+PN = samples.PHONE_NUMBER_ID
+WA = "16505551234"
+BSUID = "US.13491208655302741918"
+
+
+@pytest.fixture
+async def s(
+    receiver: Client, settings: Settings, topics: Topics, services: Services
+) -> AsyncIterator[Scenario]:
+    url = services.redis_url.rsplit("/", 1)[0] + "/1"
+    async with scenario(receiver, settings, topics, url) as sc:
+        yield sc
+
+
+async def message(
+    s: Scenario, wamid: str, at: int, *, wa: str | None = WA, bsuid: str | None = None
+) -> None:
+    msg = samples.text_message(wamid, at, wa_id=wa, user_id=bsuid)
+    await s.post(samples.messages_change(messages=[msg]))
+
+
+async def test_a_user_first_seen_by_wa_id_then_by_both_is_one_user(s: Scenario) -> None:
+    await message(s, "wamid.1", s.now - 600)
+    await s.process()
+    await message(s, "wamid.2", s.now - 60, bsuid=BSUID)
+    await s.process()
+
+    assert await s.event_types() == ["service_window.opened", "service_window.extended"]
+    assert (await s.counts())["service_windows_opened"] == 1
+    merged = await s.state(f"{PN}:{BSUID}")
+    assert (merged["user_id"], merged["wa_id"]) == (BSUID, WA)
+    assert await s.state(f"{PN}:{WA}") == {}
+
+
+async def test_after_the_link_a_wa_id_only_event_reaches_the_bsuid_state(s: Scenario) -> None:
+    await message(s, "wamid.1", s.now - 900, wa=None, bsuid=BSUID)
+    await message(s, "wamid.2", s.now - 600, bsuid=BSUID)
+    await message(s, "wamid.3", s.now - 60)  # wa_id only
+    await s.process()
+
+    assert await s.event_types() == [
+        "service_window.opened",
+        "service_window.extended",
+        "service_window.extended",
+    ]
+    assert int((await s.state(f"{PN}:{BSUID}"))["csw_expires"]) == s.now - 60 + 24 * 3600
+    assert await s.state(f"{PN}:{WA}") == {}
+
+
+async def test_a_resend_of_an_event_applied_before_the_link_is_still_a_repeat(s: Scenario) -> None:
+    await message(s, "wamid.1", s.now - 600)
+    await s.process()
+    await message(s, "wamid.2", s.now - 300, bsuid=BSUID)
+    await s.process()
+    await message(s, "wamid.1", s.now - 600)  # Meta re-sends the first, wa_id only
+    await s.process()
+
+    assert (await s.counts())["inbound_messages"] == 2
+
+
+async def test_a_number_change_moves_the_window_to_the_new_number(s: Scenario) -> None:
+    await message(s, "wamid.1", s.now - 600)
+    system = {
+        "from": WA,
+        "id": "wamid.sys",
+        "timestamp": str(s.now - 300),
+        "type": "system",
+        "system": {"body": "changed", "wa_id": "12195555358", "type": "user_changed_number"},
+    }
+    await s.post(samples.messages_change(messages=[system]))
+    await s.process()
+    await message(s, "wamid.2", s.now - 60, wa="12195555358")
+    await s.process()
+
+    assert await s.event_types() == ["service_window.opened", "service_window.extended"]
+    assert (await s.state(f"{PN}:12195555358"))["csw_opened"] == str(s.now - 600)
+    assert await s.state(f"{PN}:{WA}") == {}
