@@ -11,13 +11,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from tests.conftest import APP_SECRET, Client
 from tests.kafkautil import read_all, values
 from wawindow import samples
 from wawindow.config import Settings
-from wawindow.engine.store import DAY, EngineConfig, WindowStore, read_counters
+from wawindow.engine.store import DAY, AnyRedis, EngineConfig, WindowStore, connect, read_counters
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher
@@ -31,7 +30,7 @@ HOUR = 3600
 
 class Scenario:
     def __init__(
-        self, receiver: Client, settings: Settings, topics: Topics, redis: aioredis.Redis
+        self, receiver: Client, settings: Settings, topics: Topics, redis: AnyRedis
     ) -> None:
         self.receiver = receiver
         self.settings = settings
@@ -126,7 +125,7 @@ class Scenario:
 async def scenario(
     receiver: Client, settings: Settings, topics: Topics, redis_url: str
 ) -> AsyncIterator[Scenario]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = await connect(redis_url)
     await client.flushdb()
     s = Scenario(receiver, settings, topics, client)
     try:

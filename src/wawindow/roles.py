@@ -18,10 +18,9 @@ from collections.abc import Callable, Collection
 
 import structlog
 from aiohttp import web
-from redis.asyncio import Redis
 
 from wawindow.config import Settings
-from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
 from wawindow.health import PUBLISHER, STORE, add_health_routes
 from wawindow.keys import Topics
@@ -73,7 +72,7 @@ async def run_roles(
             worker: Worker | None = None
             if "worker" in roles:
                 assert settings.redis_url is not None
-                redis = Redis.from_url(settings.redis_url.value)
+                redis = await connect(settings.redis_url.value)
                 stack.push_async_callback(redis.aclose)
                 store = WindowStore(
                     redis,
@@ -82,6 +81,7 @@ async def run_roles(
                         counters_retention_days=settings.counts_retention_days,
                     ),
                 )
+                await store.load()
                 app[STORE] = store
                 worker = Worker(
                     bootstrap=settings.kafka_bootstrap,

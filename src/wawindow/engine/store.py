@@ -6,14 +6,15 @@ a batch of events costs one round trip. Keys come from :mod:`wawindow.keys`.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from wawindow import keys
 
@@ -23,6 +24,27 @@ CLOSE = (_LUA / "close.lua").read_text()
 LINK = (_LUA / "link.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
+# Redis Cluster does not pipeline scripts: conversations are then updated concurrently, each
+# one's events in order, at most this many conversations at a time.
+CLUSTER_CONCURRENCY = 64
+
+AnyRedis = Redis | RedisCluster
+_Call = tuple[str, list[str], list[Any]]  # (script sha, keys, args)
+
+
+async def connect(url: str) -> AnyRedis:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node."""
+    client = Redis.from_url(url)
+    try:
+        info = await client.info("cluster")
+    except RedisError:
+        await client.aclose()
+        raise
+    if info.get("cluster_enabled") in (1, "1"):
+        await client.aclose()
+        return RedisCluster.from_url(url)
+    return client
+
 
 CSW_SECONDS = 24 * 3600
 DAY = 86_400
@@ -96,12 +118,58 @@ def _transitions(raw: Any) -> list[Transition]:
 class WindowStore:
     """Typed access to conversation state; one instance per Redis client."""
 
-    def __init__(self, redis: Redis, config: EngineConfig) -> None:
+    def __init__(self, redis: AnyRedis, config: EngineConfig) -> None:
         self._redis = redis
         self._config = config
-        self._apply = redis.register_script(APPLY)
-        self._close = redis.register_script(CLOSE)
-        self._link = redis.register_script(LINK)
+        self._cluster = isinstance(redis, RedisCluster)
+        self._sha: dict[str, str] = {}
+
+    async def load(self) -> None:
+        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT."""
+        for name, source in (("apply", APPLY), ("close", CLOSE), ("link", LINK)):
+            self._sha[name] = str(await self._redis.script_load(source))
+
+    async def _scripts(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
+        """Run script calls: in order within a group (a conversation), results in call
+        order, a failed call's exception in its place. One pipeline on a single Redis."""
+        if not self._sha:
+            await self.load()
+        results = await (
+            self._scripts_cluster(calls, groups) if self._cluster else self._scripts_pipeline(calls)
+        )
+        if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
+            await self.load()
+            results = await (
+                self._scripts_cluster(calls, groups)
+                if self._cluster
+                else self._scripts_pipeline(calls)
+            )
+        return results
+
+    async def _scripts_pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for sha, ks, args in calls:
+            pipe.evalsha(self._sha[sha], len(ks), *ks, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _scripts_cluster(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+        by_group: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            by_group.setdefault(group, []).append(i)
+        limit = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+        async def run(indexes: list[int]) -> None:
+            async with limit:
+                for i in indexes:
+                    sha, ks, args = calls[i]
+                    try:
+                        results[i] = await self._redis.evalsha(self._sha[sha], len(ks), *ks, *args)
+                    except RedisError as exc:
+                        results[i] = exc
+
+        await asyncio.gather(*(run(ix) for ix in by_group.values()))
+        return results
 
     async def apply(
         self, events: Sequence[tuple[str, str, bytes]], now: int
@@ -109,23 +177,25 @@ class WindowStore:
         """Apply events ``(conversation key, event id, encoded event)`` in order, one
         pipeline for the lot. A failing event yields its exception in its place, so one
         poison record never costs the others."""
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[_Call] = []
         for key, _, encoded in events:
             k = keys.ConversationKeys.of(key)
-            await self._apply(
-                keys=[
-                    k.state, k.seen, k.messages,
-                    keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
-                ],
-                args=[
-                    encoded, now, CSW_SECONDS, self._config.offsets_arg,
-                    self._config.state_grace_s, self._config.dedupe_ttl_s,
-                    self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
-                    key,
-                ],
-                client=pipe,
+            calls.append(
+                (
+                    "apply",
+                    [
+                        k.state, k.seen, k.messages,
+                        keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
+                    ],
+                    [
+                        encoded, now, CSW_SECONDS, self._config.offsets_arg,
+                        self._config.state_grace_s, self._config.dedupe_ttl_s,
+                        self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
+                        key,
+                    ],
+                )
             )  # fmt: skip
-        results = await pipe.execute(raise_on_error=False)
+        results = await self._scripts(calls, [key for key, _, _ in events])
         out: list[Applied | Exception] = []
         for (key, event_id, _), result in zip(events, results, strict=True):
             if isinstance(result, Exception):
@@ -187,9 +257,10 @@ class WindowStore:
         pipe.hgetall(src.messages)
         state, seen, ledger = await pipe.execute()
         if state or seen or ledger:
-            await self._link(
-                keys=[dst.state, dst.seen, dst.messages, keys.deadlines(dst.shard)],
-                args=[
+            call: _Call = (
+                "link",
+                [dst.state, dst.seen, dst.messages, keys.deadlines(dst.shard)],
+                [
                     orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
                     orjson.dumps(sorted(_str(m) for m in seen)),
                     orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
@@ -197,6 +268,9 @@ class WindowStore:
                     now, self._config.state_grace_s,
                 ],
             )  # fmt: skip
+            [result] = await self._scripts([call], [target])
+            if isinstance(result, Exception):
+                raise result
         retention = self._config.counters_retention_days * DAY
         await self._redis.set(keys.alias(source), target, ex=retention)
         pipe = self._redis.pipeline(transaction=False)
@@ -216,21 +290,26 @@ class WindowStore:
 
     async def close(self, conversation_keys: Sequence[str], now: int) -> list[Applied]:
         """Warn or close each conversation whose time has come; safe to race with others."""
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[_Call] = []
         for key in conversation_keys:
             k = keys.ConversationKeys.of(key)
-            await self._close(
-                keys=[
-                    k.state,
-                    keys.deadlines(k.shard),
-                    keys.outbox(k.shard),
-                    keys.outbox_queue(k.shard),
-                ],
-                args=[key, now, self._config.offsets_arg],
-                client=pipe,
+            calls.append(
+                (
+                    "close",
+                    [
+                        k.state,
+                        keys.deadlines(k.shard),
+                        keys.outbox(k.shard),
+                        keys.outbox_queue(k.shard),
+                    ],
+                    [key, now, self._config.offsets_arg],
+                )
             )
+        results = await self._scripts(calls, list(conversation_keys))
         out = []
-        for key, result in zip(conversation_keys, await pipe.execute(), strict=True):
+        for key, result in zip(conversation_keys, results, strict=True):
+            if isinstance(result, Exception):
+                raise result
             transitions = _transitions(result)
             where = (
                 (keys.shard_of(key), f"{key}|close:{transitions[-1].id}") if transitions else None
@@ -299,7 +378,7 @@ class CounterRow:
         return self.day * DAY + self.quarter * 900
 
 
-async def read_counters(redis: Redis, first_day: int, last_day: int) -> list[CounterRow]:
+async def read_counters(redis: AnyRedis, first_day: int, last_day: int) -> list[CounterRow]:
     """Every counter of the UTC days ``first_day`` to ``last_day`` (inclusive), all shards."""
     pipe = redis.pipeline(transaction=False)
     days = range(first_day, last_day + 1)
