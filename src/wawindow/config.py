@@ -81,6 +81,7 @@ class Settings:
     worker_batch_size: int = 500
     # closing_soon warnings this many seconds before a service window closes
     closing_soon_offsets: tuple[int, ...] = (3600,)
+    free_entry_point_hours: int = 72
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -111,6 +112,9 @@ class Settings:
             worker_group=reader.text("WORKER_GROUP", "wawindow-worker") or "wawindow-worker",
             worker_batch_size=reader.integer("WORKER_BATCH_SIZE", 500, low=1, high=10_000),
             closing_soon_offsets=reader.seconds_list("CLOSING_SOON_OFFSETS", (3600,)),
+            free_entry_point_hours=reader.integer(
+                "FREE_ENTRY_POINT_HOURS", 72, low=1, high=24 * 30
+            ),
         )
 
     def require(self, *names: str) -> None:

@@ -78,6 +78,7 @@ async def run_roles(
                     redis,
                     EngineConfig(
                         closing_soon_offsets_s=settings.closing_soon_offsets,
+                        entry_point_window_s=settings.free_entry_point_hours * 3600,
                         counters_retention_days=settings.counts_retention_days,
                     ),
                 )

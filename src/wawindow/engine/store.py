@@ -19,8 +19,9 @@ from redis.exceptions import NoScriptError, RedisError
 from wawindow import keys
 
 _LUA = importlib.resources.files(__package__) / "lua"
-APPLY = (_LUA / "apply.lua").read_text()
-CLOSE = (_LUA / "close.lua").read_text()
+_COMMON = (_LUA / "common.lua").read_text()
+APPLY = _COMMON + (_LUA / "apply.lua").read_text()
+CLOSE = _COMMON + (_LUA / "close.lua").read_text()
 LINK = (_LUA / "link.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
@@ -55,6 +56,8 @@ class EngineConfig:
     """The window rules' tunables."""
 
     closing_soon_offsets_s: tuple[int, ...] = (3600,)
+    # Meta says 72 hours; one 2026 source says up to 7 days, so it is a setting.
+    entry_point_window_s: int = 72 * 3600
     # Meta retries for up to 7 days: ids and ledgers are kept a day longer.
     dedupe_ttl_s: int = 8 * DAY
     # Window state outlives its window by this much, for late webhooks and the API.
@@ -191,7 +194,7 @@ class WindowStore:
                         encoded, now, CSW_SECONDS, self._config.offsets_arg,
                         self._config.state_grace_s, self._config.dedupe_ttl_s,
                         self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
-                        key,
+                        key, self._config.entry_point_window_s,
                     ],
                 )
             )  # fmt: skip

@@ -1,5 +1,6 @@
 --[[
-Applies one normalized webhook event to its conversation, atomically.
+Applies one normalized webhook event to its conversation, atomically. (common.lua is
+prepended to this file when it is loaded.)
 
 KEYS[1]  conversation state (HASH)          KEYS[2]  applied event ids (SET)
 KEYS[3]  outbound message ledger (HASH)     KEYS[4]  shard deadline index (ZSET)
@@ -15,6 +16,7 @@ ARGV[6]  how long applied event ids and the ledger are kept, seconds
 ARGV[7]  how long counters are kept, seconds
 ARGV[8]  counter key prefix of the shard (same hash tag); "<prefix><epoch day>" is a day's HASH
 ARGV[9]  the conversation key (the event's own, or the key its user's state was linked to)
+ARGV[10] free entry point window length, seconds
 
 Returns the JSON array of window transitions the event caused, "[]" for none. A repeat of an
 applied event changes nothing; it returns the transitions of its first application while they
@@ -26,12 +28,12 @@ local state, seen, ledger, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local ev = cjson.decode(ARGV[1])
 local now = tonumber(ARGV[2])
 local csw_len = tonumber(ARGV[3])
+local offsets = parse_offsets(ARGV[4])
 local grace, dedupe_ttl, counter_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local counter_prefix = ARGV[8]
 local ckey = ARGV[9]
-
-local offsets = {}
-for off in string.gmatch(ARGV[4], "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
+local fep_len = tonumber(ARGV[10])
+local DAY = 86400
 
 -- 0. validate before any write: Redis does not roll back a script that fails half-way
 if type(ev.event_id) ~= "string" or type(ev.data) ~= "table" then
@@ -48,42 +50,41 @@ if redis.call("SADD", seen, string.sub(redis.sha1hex(ev.event_id), 1, 16)) == 0 
 end
 redis.call("EXPIRE", seen, dedupe_ttl)
 
-local s = {}
-do
-  local flat = redis.call("HGETALL", state)
-  for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
-end
-local changed = {}
+local s = load_state(state)
+local dirty = {} -- field -> new value, or false to delete; written once at the end
 local function set(field, value)
   s[field] = tostring(value)
-  changed[#changed + 1] = field
-  changed[#changed + 1] = tostring(value)
+  dirty[field] = tostring(value)
+end
+local function unset(field)
+  s[field] = nil
+  dirty[field] = false
 end
 
+local function present(v) return v ~= nil and v ~= cjson.null end
 local user = ev.user
-if user ~= cjson.null and user ~= nil then
-  if user.user_id ~= cjson.null and user.user_id ~= nil and s.user_id ~= user.user_id then set("user_id", user.user_id) end
-  if user.wa_id ~= cjson.null and user.wa_id ~= nil and s.wa_id ~= user.wa_id then set("wa_id", user.wa_id) end
+if present(user) then
+  if present(user.user_id) and s.user_id ~= user.user_id then set("user_id", user.user_id) end
+  if present(user.wa_id) and s.wa_id ~= user.wa_id then set("wa_id", user.wa_id) end
 end
 if s.waba ~= ev.waba_id then set("waba", ev.waba_id) end
-if ev.phone_number_id ~= cjson.null and s.pn ~= ev.phone_number_id then set("pn", ev.phone_number_id) end
+if present(ev.phone_number_id) and s.pn ~= ev.phone_number_id then set("pn", ev.phone_number_id) end
 
-local transitions = {}
-local function emit(kind, id_parts, time, data)
-  transitions[#transitions + 1] = {
-    type = kind, id = redis.sha1hex(ckey .. "|" .. kind .. "|" .. table.concat(id_parts, "|")),
-    time = time, data = data, key = ckey,
-    waba = s.waba, pn = s.pn, user_id = s.user_id, wa_id = s.wa_id,
-  }
-end
+local transitions, emit = new_emitter(ckey, s)
 
 local function count(ts, metric, dims)
-  local day = math.floor(ts / 86400)
-  local field = math.floor((ts % 86400) / 900) .. "|" .. (s.waba or "") .. "|" .. (s.pn or "") .. "|" .. metric .. "|" .. (dims or "")
+  local day = math.floor(ts / DAY)
+  local field = math.floor((ts % DAY) / 900) .. "|" .. (s.waba or "") .. "|" .. (s.pn or "") .. "|" .. metric .. "|" .. (dims or "")
   local key = counter_prefix .. day
   redis.call("HINCRBY", key, field, 1)
-  redis.call("EXPIREAT", key, (day + 1) * 86400 + counter_ttl)
+  redis.call("EXPIREAT", key, (day + 1) * DAY + counter_ttl)
   return day, field
+end
+
+local function move_count(day, field, new_field)
+  local key = counter_prefix .. day
+  redis.call("HINCRBY", key, field, -1)
+  redis.call("HINCRBY", key, new_field, 1)
 end
 
 -- the customer service window ------------------------------------------------------------
@@ -93,7 +94,12 @@ local function csw_close(closed_at, reason)
   set("csw_closed", 1)
 end
 
-local function inbound(ts)
+local function csw_open_at(ts)
+  local o, e = tonumber(s.csw_opened), tonumber(s.csw_expires)
+  return o ~= nil and e ~= nil and o <= ts and ts < e
+end
+
+local function inbound(ts, d)
   local expires = tonumber(s.csw_expires)
   local new_expires = ts + csw_len
   if expires == nil or ts >= expires then
@@ -109,25 +115,133 @@ local function inbound(ts)
          {opened_at = tonumber(s.csw_opened), expires_at = new_expires})
   end
   -- else: a late, older message; it never shortens the window
+  if present(d.referral) and ts > tonumber(s.ref_at or "0") then set("ref_at", ts) end
 end
 
 -- opt-out ------------------------------------------------------------------------------------
 local function opt_out(ts, field, value, reason)
-  local current = s[field] == "1"
-  if current == value then return end
-  local last = tonumber(s[field .. "_at"] or "0")
-  if ts < last then return end -- an older preference never overrides a newer one
+  if (s[field] == "1") == value then return end
+  if ts < tonumber(s[field .. "_at"] or "0") then return end -- an older decision never wins
   set(field, value and 1 or 0); set(field .. "_at", ts)
   emit("opt_out.changed", {field, tostring(value), ts}, ts, {
     marketing_opt_out = s.marketing_opt_out == "1", opted_out = s.opted_out == "1", reason = reason,
   })
 end
 
+-- conversations and the free entry point window ------------------------------------------------
+local TEMPLATE = {marketing = true, marketing_lite = true, utility = true, authentication = true,
+                  ["authentication-international"] = true, authentication_international = true}
+local HISTORIC = {user_initiated = "user", business_initiated = "business"}
+
+local function close_conversation(category, c, at)
+  emit("conversation.closed", {category, c.o, c.e}, at,
+       {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
+        opened_at = c.o, expires_at = c.e, closed_at = at})
+  unset("cv:" .. category)
+end
+
+local function open_conversation(category, ts, expires, initiator, ctype, source, meta_id)
+  local c = {o = ts, e = expires, i = initiator, t = ctype, src = source, id = meta_id}
+  c.day, c.f = count(ts, "conversations_opened", category .. "|" .. initiator .. "|" .. ctype .. "|" .. source)
+  set("cv:" .. category, cjson.encode(c))
+  emit("conversation.opened", {category, ts}, ts, conversation_data(c, category))
+  return c
+end
+
+local function fep_open_at(ts)
+  local o, e = tonumber(s.fep_opened), tonumber(s.fep_expires)
+  return o ~= nil and e ~= nil and s.fep_closed ~= "1" and o <= ts and ts < e
+end
+
+-- A reply within 24 h of a message from an ad opens the free entry point window at the reply;
+-- Meta's own word (pricing type free_entry_point, origin referral_conversion) opens it too,
+-- and Meta's expiration_timestamp is its authoritative end.
+local function entry_point(ts, d, rec)
+  local conv = d.conversation or {}
+  local meta = (d.pricing ~= nil and d.pricing.type == "free_entry_point") or conv.origin_type == "referral_conversion"
+  local meta_end = conv.expiration_timestamp
+  if fep_open_at(ts) then
+    if meta and meta_end ~= nil and s.fep_src ~= "meta" then
+      set("fep_expires", meta_end); set("fep_src", "meta")
+      local c = conversations(s).referral_conversion
+      if c ~= nil then c.e, c.src, c.id = meta_end, "meta", conv.id; set("cv:referral_conversion", cjson.encode(c)) end
+    end
+    return
+  end
+  local ref = tonumber(s.ref_at)
+  local replied = ref ~= nil and ts >= ref and ts <= ref + DAY
+  if not replied and not meta then return end
+  local expires = meta_end or ts + fep_len
+  local source = meta_end ~= nil and "meta" or "derived"
+  set("fep_opened", ts); set("fep_expires", expires); set("fep_closed", 0); set("fep_src", source)
+  unset("ref_at")
+  emit("entry_point_window.opened", {ts}, ts, {opened_at = ts, expires_at = expires, source = source})
+  count(ts, "entry_point_windows_opened")
+  -- a free entry point conversation closes the others
+  for category, c in pairs(conversations(s)) do close_conversation(category, c, ts) end
+  open_conversation("referral_conversion", ts, expires, "user", "free_entry_point", source, conv.id)
+  rec.cv = "referral_conversion"
+end
+
+-- Meta's CBP rule, kept as finance's unit: a delivered business message opens a 24 h
+-- conversation unless one that absorbs it is open (same category for a template, any
+-- category for a non-template message).
+local function on_delivery(ts, d, rec)
+  if fep_open_at(ts) then rec.cv = "referral_conversion"; return end
+  local category, initiator = nil, nil
+  if rec.cat ~= "" and rec.cat ~= "unknown" then category = rec.cat end
+  if category == nil and rec.origin ~= nil then category = rec.origin end
+  if category ~= nil and HISTORIC[category] then initiator, category = HISTORIC[category], nil end
+  local in_csw = csw_open_at(ts)
+  if category == nil then category = in_csw and "service" or "unknown" end
+  if category == "referral_conversion" then return end
+  initiator = initiator or (in_csw and "user" or "business")
+
+  local open = conversations(s)
+  for cat, c in pairs(open) do
+    if c.e <= ts then close_conversation(cat, c, c.e); open[cat] = nil end
+  end
+  -- Meta's conversation id wins in the CBP era (after it, ids are per message)
+  local meta_id = rec.cbp and rec.mid or nil
+  local absorber = nil
+  if TEMPLATE[category] then absorber = open[category]
+  else for cat, c in pairs(open) do absorber = absorber or c end end
+  if meta_id ~= nil then
+    local by_meta = nil
+    for _, c in pairs(open) do if c.id == meta_id then by_meta = c end end
+    if (absorber ~= nil) ~= (by_meta ~= nil) then count(ts, "conversation_disagreements") end
+    if by_meta ~= nil then rec.cv = "meta"; return end
+  elseif absorber ~= nil then
+    rec.cv = "absorbed"
+    return
+  end
+  if open[category] ~= nil then close_conversation(category, open[category], ts) end
+  local expires = ts + DAY
+  local source = "derived"
+  if meta_id ~= nil then source = "meta"; expires = rec.mexp or expires end
+  open_conversation(category, ts, expires, initiator, "regular", source, meta_id)
+  rec.cv = category
+end
+
+-- a conversation opened before its message's category was known takes the category later;
+-- its count moves, so totals stay exact
+local function learn_category(rec)
+  if rec.cv ~= "unknown" or rec.cat == "" or rec.cat == "unknown" or rec.cat == "referral_conversion" then return end
+  local open = conversations(s)
+  local c = open.unknown
+  if c == nil or open[rec.cat] ~= nil then return end
+  local new_field = string.gsub(c.f, "|conversations_opened|unknown|", "|conversations_opened|" .. rec.cat .. "|")
+  move_count(c.day, c.f, new_field)
+  c.f = new_field
+  unset("cv:unknown")
+  set("cv:" .. rec.cat, cjson.encode(c))
+  rec.cv = rec.cat
+end
+
 -- outbound statuses: order and the pricing ledger ----------------------------------------------
 local RANK = {sent = 1, delivered = 2, read = 3, played = 4, failed = 9}
 
 local function billable(ptype)
-  if ptype == "unknown" then return "unknown" end
   if ptype == "regular" then return "true" end
   if string.sub(ptype, 1, 5) == "free_" then return "false" end
   return "unknown"
@@ -138,28 +252,35 @@ local function status(ts, d)
   local rec = {rank = 0, counted = 0, cat = "", typ = "", day = "", field = ""}
   local raw = redis.call("HGET", ledger, wamid)
   if raw then rec = cjson.decode(raw) end
-  local rank = RANK[d.status] or 0
   local learned = false
   if d.pricing ~= nil and rec.cat == "" then
     rec.cat = d.pricing.category or "unknown"
     rec.typ = d.pricing.type or "unknown"
     learned = true
   end
+  if d.pricing ~= nil and d.pricing.pricing_model == "CBP" then rec.cbp = true end
+  if d.conversation ~= nil then
+    rec.origin = rec.origin or d.conversation.origin_type
+    rec.mid = rec.mid or d.conversation.id
+    rec.mexp = rec.mexp or d.conversation.expiration_timestamp
+  end
+  local rank = RANK[d.status] or 0
   if rank > rec.rank and rec.rank ~= 9 then rec.rank = rank end -- forward only; failed is terminal
 
+  if d.status ~= "failed" then entry_point(ts, d, rec) end
   local delivered = d.status == "delivered" or d.status == "read" or d.status == "played"
   if delivered and rec.counted == 0 then
     local cat, typ = rec.cat ~= "" and rec.cat or "unknown", rec.typ ~= "" and rec.typ or "unknown"
     local day, field = count(ts, "messages_delivered", cat .. "|" .. typ .. "|" .. billable(typ))
     rec.counted, rec.day, rec.field = 1, day, field
+    if rec.cv == nil then on_delivery(ts, d, rec) end
   elseif learned and rec.counted == 1 and string.find(rec.field, "|unknown|unknown|unknown$") then
     -- counted at delivery before its pricing was known: move it, so totals stay exact
-    local key = counter_prefix .. rec.day
-    redis.call("HINCRBY", key, rec.field, -1)
     local moved = string.gsub(rec.field, "unknown|unknown|unknown$", rec.cat .. "|" .. rec.typ .. "|" .. billable(rec.typ))
-    redis.call("HINCRBY", key, moved, 1)
+    move_count(rec.day, rec.field, moved)
     rec.field = moved
   end
+  if learned then learn_category(rec) end
   redis.call("HSET", ledger, wamid, cjson.encode(rec))
   redis.call("EXPIRE", ledger, dedupe_ttl)
 
@@ -184,7 +305,7 @@ end
 local d, ts = ev.data, ev.timestamp
 if ev.kind == "message" then
   if d.type ~= "system" then
-    inbound(ts)
+    inbound(ts, d)
     count(ts, "inbound_messages")
     if d.opt_out_keyword ~= nil then opt_out(ts, "opted_out", true, "keyword") end
   end
@@ -197,27 +318,21 @@ elseif ev.kind == "user_preference" then
 end
 
 -- store, schedule the next deadline, keep memory bounded -------------------------------------
-if #changed > 0 then redis.call("HSET", state, unpack(changed)) end
-
-local expires = tonumber(s.csw_expires)
-if expires ~= nil and s.csw_closed ~= "1" then
-  local next_due = expires
-  local warned = tonumber(s.csw_warned or "0")
-  for i = warned + 1, #offsets do
-    if expires - offsets[i] < next_due then next_due = expires - offsets[i]; break end
-  end
-  redis.call("ZADD", due, next_due, ckey)
-else
-  redis.call("ZREM", due, ckey)
+local writes, deletes = {}, {}
+for field, value in pairs(dirty) do
+  if value then writes[#writes + 1] = field; writes[#writes + 1] = value else deletes[#deletes + 1] = field end
 end
+if #writes > 0 then redis.call("HSET", state, unpack(writes)) end
+if #deletes > 0 then redis.call("HDEL", state, unpack(deletes)) end
+schedule(due, ckey, s, offsets)
 
+-- state lives a grace period past the latest end it knows (longer while the user opted out)
 local keep_until = now + grace
-if expires ~= nil and expires + grace > keep_until then keep_until = expires + grace end
+local function keep(t) if t ~= nil and t + grace > keep_until then keep_until = t + grace end end
+keep(tonumber(s.csw_expires))
+keep(tonumber(s.fep_expires))
+for _, c in pairs(conversations(s)) do keep(c.e) end
 if s.marketing_opt_out == "1" or s.opted_out == "1" then keep_until = now + counter_ttl end
 redis.call("EXPIREAT", state, keep_until)
 
-if #transitions == 0 then return "[]" end
-local encoded = cjson.encode(transitions)
-redis.call("HSET", outbox, outbox_field, encoded)
-redis.call("ZADD", outq, now, outbox_field)
-return encoded
+return save_outbox(outbox, outq, outbox_field, transitions, now)

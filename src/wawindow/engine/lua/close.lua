@@ -1,7 +1,8 @@
 --[[
-Sends a conversation's due warnings and closes its window once it has expired, atomically.
-Any number of workers may call this for the same conversation at once: the state decides,
-so each warning and each close happens exactly once.
+Publishes a conversation's due warnings and closes what has ended on the wall clock: the
+customer service window, the free entry point window, and derived conversations, each at its
+true end. Any number of workers may call this for the same conversation at once: the state
+decides, so each warning and each close happens exactly once. (common.lua is prepended.)
 
 KEYS[1]  conversation state (HASH)     KEYS[2]  shard deadline index (ZSET)
 KEYS[3]  shard outbox (HASH)           KEYS[4]  shard outbox queue (ZSET)
@@ -16,54 +17,42 @@ in the meantime, or not due yet).
 
 local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, now = ARGV[1], tonumber(ARGV[2])
-local offsets = {}
-for off in string.gmatch(ARGV[3], "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
+local offsets = parse_offsets(ARGV[3])
 
-local vals = redis.call("HMGET", state, "csw_opened", "csw_expires", "csw_closed", "csw_warned",
-                       "waba", "pn", "user_id", "wa_id")
-local opened, expires, closed, warned = tonumber(vals[1]), tonumber(vals[2]), vals[3], tonumber(vals[4] or "0")
-local who = {waba = vals[5], pn = vals[6], user_id = vals[7], wa_id = vals[8]}
-if expires == nil or closed == "1" then
+local s = load_state(state)
+if next(s) == nil then
   redis.call("ZREM", due, ckey)
   return "[]"
 end
+local transitions, emit = new_emitter(ckey, s)
+local deletes = {}
+close_expired(s, now, emit, function(field) deletes[#deletes + 1] = field end)
 
-local transitions = {}
-local function emit(kind, id_parts, time, data)
-  transitions[#transitions + 1] = {
-    type = kind, id = redis.sha1hex(ckey .. "|" .. kind .. "|" .. table.concat(id_parts, "|")),
-    time = time, data = data, key = ckey,
-    waba = who.waba or nil, pn = who.pn or nil,
-    user_id = who.user_id or nil, wa_id = who.wa_id or nil,
-  }
-end
-
-if now >= expires then
-  -- closed_at is the true end, not the moment this noticed it
-  emit("service_window.closed", {opened, expires, expires}, expires,
-       {opened_at = opened, expires_at = expires, closed_at = expires, reason = "expired"})
-  redis.call("HSET", state, "csw_closed", 1)
-  redis.call("ZREM", due, ckey)
-else
-  local next_due = expires
-  for i = warned + 1, #offsets do
-    local at = expires - offsets[i]
-    if now >= at then
+local opened, expires = tonumber(s.csw_opened), tonumber(s.csw_expires)
+local warned = tonumber(s.csw_warned or "0")
+if expires ~= nil and s.csw_closed ~= "1" then
+  if now >= expires then
+    -- closed_at is the true end, not the moment this noticed it
+    emit("service_window.closed", {opened, expires, expires}, expires,
+         {opened_at = opened, expires_at = expires, closed_at = expires, reason = "expired"})
+    s.csw_closed = "1"
+  else
+    for i = warned + 1, #offsets do
+      local at = expires - offsets[i]
+      if now < at then break end
       emit("service_window.closing_soon", {opened, expires, offsets[i]}, at,
            {opened_at = opened, expires_at = expires, seconds_left = expires - now, offset = offsets[i]})
       warned = i
-    else
-      next_due = at
-      break
     end
+    s.csw_warned = tostring(warned)
   end
-  redis.call("HSET", state, "csw_warned", warned)
-  redis.call("ZADD", due, next_due, ckey)
 end
 
-if #transitions == 0 then return "[]" end
-local encoded = cjson.encode(transitions)
-local field = ckey .. "|close:" .. transitions[#transitions].id
-redis.call("HSET", outbox, field, encoded)
-redis.call("ZADD", outq, now, field)
-return encoded
+if #transitions > 0 then
+  redis.call("HSET", state, "csw_closed", s.csw_closed or "0", "csw_warned", s.csw_warned or "0",
+             "fep_closed", s.fep_closed or "0")
+  if #deletes > 0 then redis.call("HDEL", state, unpack(deletes)) end
+end
+schedule(due, ckey, s, offsets)
+local field = ckey .. "|close:" .. (transitions[#transitions] or {id = ""}).id
+return save_outbox(outbox, outq, field, transitions, now)

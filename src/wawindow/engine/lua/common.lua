@@ -1,0 +1,100 @@
+--[[
+Helpers shared by the engine's scripts; the store prepends this file to apply.lua and
+close.lua when it loads them. Everything here is local to the script it joins.
+
+Conversation state (one HASH) holds:
+  waba, pn, user_id, wa_id          who the conversation is
+  csw_opened, csw_expires           the customer service window, Meta's Unix seconds
+  csw_closed, csw_warned            1 once its close was published; closing_soon offsets sent
+  ref_at                            the last inbound message that came from an ad (referral)
+  fep_opened, fep_expires, fep_closed, fep_src   the free entry point window
+  cv:<category>                     an open conversation, JSON {o, e, i, t, src, id, day, f}
+  marketing_opt_out(_at), opted_out(_at)
+]]
+
+local function load_state(key)
+  local s = {}
+  local flat = redis.call("HGETALL", key)
+  for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+  return s
+end
+
+local function parse_offsets(csv)
+  local offsets = {}
+  for off in string.gmatch(csv, "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
+  return offsets
+end
+
+-- a transition: `id` is a hash of the conversation, the type and the window's times, so the
+-- same transition always gets the same id
+local function new_emitter(ckey, s)
+  local transitions = {}
+  local function emit(kind, id_parts, time, data)
+    transitions[#transitions + 1] = {
+      type = kind, id = redis.sha1hex(ckey .. "|" .. kind .. "|" .. table.concat(id_parts, "|")),
+      time = time, data = data, key = ckey,
+      waba = s.waba, pn = s.pn, user_id = s.user_id, wa_id = s.wa_id,
+    }
+  end
+  return transitions, emit
+end
+
+-- open conversations, by category
+local function conversations(s)
+  local out = {}
+  for field, raw in pairs(s) do
+    if string.sub(field, 1, 3) == "cv:" then out[string.sub(field, 4)] = cjson.decode(raw) end
+  end
+  return out
+end
+
+local function conversation_data(c, category)
+  return {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
+          opened_at = c.o, expires_at = c.e}
+end
+
+-- the next moment something is due: a closing_soon warning, a window's or a conversation's end
+local function next_due(s, offsets)
+  local due = nil
+  local function consider(t) if t ~= nil and (due == nil or t < due) then due = t end end
+  local expires = tonumber(s.csw_expires)
+  if expires ~= nil and s.csw_closed ~= "1" then
+    local warned = tonumber(s.csw_warned or "0")
+    if warned < #offsets then consider(expires - offsets[warned + 1]) else consider(expires) end
+  end
+  if s.fep_expires ~= nil and s.fep_closed ~= "1" then consider(tonumber(s.fep_expires)) end
+  for _, c in pairs(conversations(s)) do consider(c.e) end
+  return due
+end
+
+local function schedule(due_key, ckey, s, offsets)
+  local due = next_due(s, offsets)
+  if due == nil then redis.call("ZREM", due_key, ckey) else redis.call("ZADD", due_key, due, ckey) end
+end
+
+-- close every conversation and the free entry point window whose end is at or before `now`
+local function close_expired(s, now, emit, hdel)
+  for category, c in pairs(conversations(s)) do
+    if c.e <= now then
+      emit("conversation.closed", {category, c.o, c.e}, c.e,
+           {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
+            opened_at = c.o, expires_at = c.e, closed_at = c.e})
+      s["cv:" .. category] = nil
+      hdel("cv:" .. category)
+    end
+  end
+  local fep_expires = tonumber(s.fep_expires)
+  if fep_expires ~= nil and s.fep_closed ~= "1" and fep_expires <= now then
+    emit("entry_point_window.closed", {s.fep_opened, fep_expires}, fep_expires,
+         {opened_at = tonumber(s.fep_opened), expires_at = fep_expires, closed_at = fep_expires, source = s.fep_src})
+    s.fep_closed = "1"
+  end
+end
+
+local function save_outbox(outbox, outq, field, transitions, now)
+  if #transitions == 0 then return "[]" end
+  local encoded = cjson.encode(transitions)
+  redis.call("HSET", outbox, field, encoded)
+  redis.call("ZADD", outq, now, field)
+  return encoded
+end
