@@ -70,13 +70,9 @@ class ConversationKeys:
 
     @property
     def state(self) -> str:
-        """HASH: the conversation's windows, ids and opt-out state."""
+        """HASH: the conversation's windows, conversations, ids, opt-out state, and the
+        digests of the events already applied (dedupe of Meta's re-sends and of replays)."""
         return f"{_tag(self.shard)}:c:{self.key}"
-
-    @property
-    def seen(self) -> str:
-        """SET: event ids already applied (dedupe of Meta's re-sends and of replays)."""
-        return f"{_tag(self.shard)}:seen:{self.key}"
 
     @property
     def messages(self) -> str:

@@ -187,7 +187,7 @@ class WindowStore:
                 (
                     "apply",
                     [
-                        k.state, k.seen, k.messages,
+                        k.state, k.messages,
                         keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
                     ],
                     [
@@ -256,16 +256,15 @@ class WindowStore:
         src, dst = keys.ConversationKeys.of(source), keys.ConversationKeys.of(target)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(src.state)
-        pipe.smembers(src.seen)
         pipe.hgetall(src.messages)
-        state, seen, ledger = await pipe.execute()
-        if state or seen or ledger:
+        state, ledger = await pipe.execute()
+        if state or ledger:
             call: _Call = (
                 "link",
-                [dst.state, dst.seen, dst.messages, keys.deadlines(dst.shard)],
+                [dst.state, dst.messages, keys.deadlines(dst.shard)],
                 [
                     orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
-                    orjson.dumps(sorted(_str(m) for m in seen)),
+                    "",
                     orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
                     target, self._config.offsets_arg, self._config.dedupe_ttl_s,
                     now, self._config.state_grace_s,
@@ -277,7 +276,7 @@ class WindowStore:
         retention = self._config.counters_retention_days * DAY
         await self._redis.set(keys.alias(source), target, ex=retention)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(src.state, src.seen, src.messages)
+        pipe.delete(src.state, src.messages)
         pipe.zrem(keys.deadlines(src.shard), source)
         await pipe.execute()
 

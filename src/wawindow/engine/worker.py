@@ -87,7 +87,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and sweep until ``stop`` is set; the batch in hand is finished first."""
-        sweeper = asyncio.create_task(self._sweep_forever(stop), name="wawindow-sweeper")
+        sweeper = asyncio.create_task(self.sweep_forever(stop), name="wawindow-sweeper")
         try:
             while not stop.is_set():
                 await self.run_once()
@@ -217,7 +217,8 @@ class Worker:
         await self._store.acknowledge([a.outbox for a in applied if a.outbox])
         return len(records)
 
-    async def _sweep_forever(self, stop: asyncio.Event) -> None:
+    async def sweep_forever(self, stop: asyncio.Event) -> None:
+        """Sweep every quarter second (stale outbox every five) until ``stop`` is set."""
         ticks = 0
         while not stop.is_set():
             try:

@@ -2,9 +2,9 @@
 Applies one normalized webhook event to its conversation, atomically. (common.lua is
 prepended to this file when it is loaded.)
 
-KEYS[1]  conversation state (HASH)          KEYS[2]  applied event ids (SET)
-KEYS[3]  outbound message ledger (HASH)     KEYS[4]  shard deadline index (ZSET)
-KEYS[5]  shard outbox (HASH)                KEYS[6]  shard outbox queue (ZSET)
+KEYS[1]  conversation state (HASH; also holds the applied event ids, as "s:<digest>" fields)
+KEYS[2]  outbound message ledger (HASH)     KEYS[3]  shard deadline index (ZSET)
+KEYS[4]  shard outbox (HASH)                KEYS[5]  shard outbox queue (ZSET)
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the event, JSON as on webhook-events
@@ -24,7 +24,7 @@ are still in the outbox (not yet acknowledged by Kafka), so a crash between this
 publish never loses a transition, and the repeat carries the same ids.
 ]]
 
-local state, seen, ledger, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local state, ledger, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ev = cjson.decode(ARGV[1])
 local now = tonumber(ARGV[2])
 local csw_len = tonumber(ARGV[3])
@@ -43,22 +43,39 @@ if (ev.kind == "message" or ev.kind == "status" or ev.kind == "user_preference")
   return redis.error_reply("event " .. ev.event_id .. " has no numeric timestamp")
 end
 
--- 1. dedupe: a 64-bit digest of the event id, kept as long as Meta may re-send
+-- 1. dedupe: a 48-bit digest of the event id, a small field of the state hash (no key of its
+--    own), stamped with the wall clock and kept as long as Meta may re-send
 local outbox_field = ckey .. "|" .. ev.event_id
-if redis.call("SADD", seen, string.sub(redis.sha1hex(ev.event_id), 1, 16)) == 0 then
+local s = load_state(state, ckey)
+local digest = "s:" .. string.sub(redis.sha1hex(ev.event_id), 1, 12)
+if s[digest] ~= nil then
   return redis.call("HGET", outbox, outbox_field) or "[]"
 end
-redis.call("EXPIRE", seen, dedupe_ttl)
 
-local s = load_state(state)
 local dirty = {} -- field -> new value, or false to delete; written once at the end
-local function set(field, value)
-  s[field] = tostring(value)
-  dirty[field] = tostring(value)
-end
 local function unset(field)
   s[field] = nil
   dirty[field] = false
+end
+local function set(field, value)
+  -- flags and counts at 0 are not stored: absent means 0
+  if value == 0 and (field == "csw_closed" or field == "csw_warned" or field == "fep_closed") then
+    unset(field)
+    return
+  end
+  s[field] = tostring(value)
+  dirty[field] = tostring(value)
+end
+set(digest, now)
+do -- forget ids older than Meta's retries once a chatty conversation has gathered many
+  local ids, old = 0, {}
+  for field, at in pairs(s) do
+    if string.sub(field, 1, 2) == "s:" then
+      ids = ids + 1
+      if tonumber(at) < now - dedupe_ttl then old[#old + 1] = field end
+    end
+  end
+  if ids > 32 then for _, field in ipairs(old) do unset(field) end end
 end
 
 local function present(v) return v ~= nil and v ~= cjson.null end
@@ -68,7 +85,7 @@ if present(user) then
   if present(user.wa_id) and s.wa_id ~= user.wa_id then set("wa_id", user.wa_id) end
 end
 if s.waba ~= ev.waba_id then set("waba", ev.waba_id) end
-if present(ev.phone_number_id) and s.pn ~= ev.phone_number_id then set("pn", ev.phone_number_id) end
+s.pn = string.match(ckey, "^([^:]+):")
 
 local transitions, emit = new_emitter(ckey, s)
 

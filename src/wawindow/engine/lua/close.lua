@@ -19,7 +19,7 @@ local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, now = ARGV[1], tonumber(ARGV[2])
 local offsets = parse_offsets(ARGV[3])
 
-local s = load_state(state)
+local s = load_state(state, ckey)
 if next(s) == nil then
   redis.call("ZREM", due, ckey)
   return "[]"
@@ -49,8 +49,9 @@ if expires ~= nil and s.csw_closed ~= "1" then
 end
 
 if #transitions > 0 then
-  redis.call("HSET", state, "csw_closed", s.csw_closed or "0", "csw_warned", s.csw_warned or "0",
-             "fep_closed", s.fep_closed or "0")
+  for _, f in ipairs({"csw_closed", "csw_warned", "fep_closed"}) do
+    if s[f] ~= nil and s[f] ~= "0" then redis.call("HSET", state, f, s[f]) else deletes[#deletes + 1] = f end
+  end
   if #deletes > 0 then redis.call("HDEL", state, unpack(deletes)) end
 end
 schedule(due, ckey, s, offsets)

@@ -3,19 +3,22 @@ Helpers shared by the engine's scripts; the store prepends this file to apply.lu
 close.lua when it loads them. Everything here is local to the script it joins.
 
 Conversation state (one HASH) holds:
-  waba, pn, user_id, wa_id          who the conversation is
+  waba, user_id, wa_id              who the conversation is (the number is in the key)
   csw_opened, csw_expires           the customer service window, Meta's Unix seconds
   csw_closed, csw_warned            1 once its close was published; closing_soon offsets sent
+                                    (absent means 0: every byte counts per conversation)
   ref_at                            the last inbound message that came from an ad (referral)
   fep_opened, fep_expires, fep_closed, fep_src   the free entry point window
   cv:<category>                     an open conversation, JSON {o, e, i, t, src, id, day, f}
   marketing_opt_out(_at), opted_out(_at)
 ]]
 
-local function load_state(key)
+-- the state of conversation `ckey`; its number is part of the key, not stored
+local function load_state(key, ckey)
   local s = {}
   local flat = redis.call("HGETALL", key)
   for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+  if #flat > 0 then s.pn = string.match(ckey, "^([^:]+):") end
   return s
 end
 

@@ -3,11 +3,11 @@ Merges the state a user had under one conversation key into another key of the s
 (their wa_id key into their BSUID key, or an old number's key into the new number's), so one
 user's state never splits in two. Merging twice gives the same result.
 
-KEYS[1]  target state (HASH)      KEYS[2]  target applied event ids (SET)
-KEYS[3]  target ledger (HASH)     KEYS[4]  target shard deadline index (ZSET)
+KEYS[1]  target state (HASH)      KEYS[2]  target ledger (HASH)
+KEYS[3]  target shard deadline index (ZSET)
 
-ARGV[1]  source state, JSON object (HGETALL of the old key)
-ARGV[2]  source applied event ids, JSON array
+ARGV[1]  source state, JSON object (HGETALL of the old key, applied event ids included)
+ARGV[2]  (unused)
 ARGV[3]  source ledger, JSON object (wamid -> record)
 ARGV[4]  the target conversation key
 ARGV[5]  closing_soon offsets, seconds, comma-separated, largest first
@@ -17,7 +17,7 @@ ARGV[7]  now, Unix seconds      ARGV[8]  how long state outlives its window, sec
 Returns 1.
 ]]
 
-local state, seen, ledger, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state, ledger, due = KEYS[1], KEYS[2], KEYS[3]
 local src = cjson.decode(ARGV[1])
 local ckey, dedupe_ttl, now, grace = ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local offsets = {}
@@ -35,8 +35,12 @@ local function set(field, value)
   changed[#changed + 1] = value
 end
 
-for _, f in ipairs({"waba", "pn", "user_id", "wa_id"}) do
+for _, f in ipairs({"waba", "user_id", "wa_id"}) do
   if t[f] == nil and src[f] ~= nil then set(f, src[f]) end
+end
+-- the events applied under the old key stay applied
+for f, v in pairs(src) do
+  if string.sub(f, 1, 2) == "s:" and t[f] == nil then set(f, v) end
 end
 -- the window that ends later wins, with its warnings and close state
 local se, te = tonumber(src.csw_expires), tonumber(t.csw_expires)
@@ -52,11 +56,6 @@ for _, f in ipairs({"marketing_opt_out", "opted_out"}) do
 end
 if #changed > 0 then redis.call("HSET", state, unpack(changed)) end
 
-local ids = cjson.decode(ARGV[2])
-if #ids > 0 then
-  redis.call("SADD", seen, unpack(ids))
-  redis.call("EXPIRE", seen, dedupe_ttl)
-end
 for wamid, rec in pairs(cjson.decode(ARGV[3])) do redis.call("HSETNX", ledger, wamid, rec) end
 if redis.call("EXISTS", ledger) == 1 then redis.call("EXPIRE", ledger, dedupe_ttl) end
 

@@ -1,0 +1,299 @@
+"""Benchmark: the window engine (one worker process) against real Kafka and Redis.
+
+1. **Throughput, end to end**: consume -> Redis state -> publish transitions -> commit, over a
+   realistic mix of normalized events already on ``webhook-events`` (per user: one inbound
+   message, one outbound message with sent/delivered/read statuses and pricing, one in ten
+   delivered twice as Meta's retries are). Beside it, in the same run on the same broker, the
+   ceiling: a bare aiokafka consumer that produces one record per record it reads and commits
+   per batch.
+2. **Memory**: Redis bytes per tracked user with an open service window (state, applied event
+   ids, deadline entry and counters, measured with INFO memory over many users).
+3. **Close lateness**: 1,000,000 windows in the deadline index, spread over the next day,
+   plus a sample of windows that end during the run; lateness = when the `closed` event was
+   produced (its Kafka timestamp) minus the window's true end.
+
+Usage: python bench/worker_throughput.py [--users 40000] [--scheduled 1000000]
+Writes bench/results/worker_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from wawindow import keys, samples
+from wawindow.config import cache_dir
+from wawindow.devservices.stack import LocalServices
+from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore, connect
+from wawindow.engine.worker import Worker
+from wawindow.keys import Topics
+from wawindow.publisher import Publisher, Record
+from wawindow.split import split_body
+from wawindow.topics import create_topics
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "worker_throughput.json"
+
+
+def realistic_events(users: int, now: int) -> list[tuple[bytes, bytes]]:
+    """(key, encoded event) in arrival order: per user an inbound message, then a reply with
+    sent, delivered and read statuses; every tenth user's statuses arrive twice."""
+    out: list[tuple[bytes, bytes]] = []
+    for u in range(users):
+        wa = f"1{u:010d}"
+        t = now - 3600 + (u % 1800)
+        pricing = samples.pmp_pricing("service", "free_customer_service")
+        changes = [
+            samples.messages_change(
+                contacts=[samples.contact(wa)],
+                messages=[samples.text_message(f"wamid.in{u}", t, wa_id=wa)],
+            ),
+            samples.messages_change(
+                statuses=[
+                    samples.status(f"wamid.out{u}", "sent", t + 30, wa_id=wa, pricing=pricing),
+                    samples.status(f"wamid.out{u}", "delivered", t + 31, wa_id=wa, pricing=pricing),
+                    samples.status(f"wamid.out{u}", "read", t + 40, wa_id=wa),
+                ]
+            ),
+        ]
+        if u % 10 == 0:
+            changes.append(changes[1])
+        for change in changes:
+            for event in split_body(samples.encode(samples.body(change)), now * 1000).events:
+                out.append((event.key.encode(), event.encode()))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
+    publisher = Publisher(bootstrap, ack_timeout_ms=60_000)
+    await publisher.start()
+    try:
+        for i in range(0, len(events), 5000):
+            await publisher.publish(
+                [Record(topic, value, key) for key, value in events[i : i + 5000]]
+            )
+    finally:
+        await publisher.stop()
+
+
+async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
+    """Events/s of a bare consume-and-produce loop: one record out per record in."""
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+    )
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    try:
+        started = None
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            records = [r for rs in batch.values() for r in rs]
+            if not records:
+                continue
+            started = started or time.perf_counter()
+            futures = [await producer.send(sink, r.value, key=r.key) for r in records]
+            await asyncio.gather(*futures)
+            await consumer.commit()
+            seen += len(records)
+        assert started is not None
+        return seen / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int) -> dict[str, Any]:
+    redis = await connect(redis_url)
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
+    await publisher.start()
+    worker = Worker(
+        bootstrap=bootstrap, topics=topics, group_id="bench", store=store, publisher=publisher
+    )
+    await worker.start()
+    try:
+        started = time.perf_counter()
+        cpu = time.process_time()
+        while worker.processed < count:
+            await worker.run_once(1000)
+        elapsed = time.perf_counter() - started
+        return {
+            "events": worker.processed,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(worker.processed / elapsed),
+            "worker_cpu_us_per_event": round(
+                (time.process_time() - cpu) / worker.processed * 1e6, 1
+            ),
+        }
+    finally:
+        await worker.stop()
+        await publisher.stop()
+        await redis.aclose()
+
+
+async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, Any]:
+    """Open a window for ``users`` users through the real script; measure Redis's growth."""
+    redis = await connect(redis_url)
+    await redis.flushdb()
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    before = (await redis.info("memory"))["used_memory"]
+    now = int(time.time())
+    for first in range(0, users, 1000):
+        batch = []
+        for u in range(first, min(first + 1000, users)):
+            wa = f"2{u:010d}"
+            raw = samples.encode(
+                samples.body(
+                    samples.messages_change(
+                        messages=[samples.text_message(f"w{u}", now - 60, wa_id=wa)]
+                    )
+                )
+            )
+            [event] = split_body(raw, now * 1000).events
+            batch.append((event.key, event.event_id, event.encode()))
+        applied = await store.apply(batch, now)
+        # as the worker does once Kafka has the transitions
+        await store.acknowledge(
+            [a.outbox for a in applied if not isinstance(a, Exception) and a.outbox]
+        )
+    after = (await redis.info("memory"))["used_memory"]
+    await redis.aclose()
+    return {
+        "users": users,
+        "bytes_total": after - before,
+        "bytes_per_open_conversation": round((after - before) / users),
+    }
+
+
+async def close_lateness(
+    bootstrap: str, topics: Topics, redis_url: str, scheduled: int, sample: int
+) -> dict[str, Any]:
+    await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+    redis = await connect(redis_url)
+    await redis.flushdb()
+    now = int(time.time())
+    # the background: windows ending over the next day, written as apply.lua lays them out
+    pipe = redis.pipeline(transaction=False)
+    for i in range(scheduled + sample):
+        key = f"{samples.PHONE_NUMBER_ID}:3{i:010d}"
+        k = keys.ConversationKeys.of(key)
+        ends = now + 40 + (i % 40) if i < sample else now + 600 + (i * 86_000 // scheduled)
+        pipe.hset(k.state, mapping={
+            "waba": samples.WABA_ID, "pn": samples.PHONE_NUMBER_ID, "wa_id": f"3{i:010d}",
+            "csw_opened": ends - CSW_SECONDS, "csw_expires": ends, "csw_closed": 0, "csw_warned": 1,
+        })  # fmt: skip
+        pipe.zadd(keys.deadlines(k.shard), {key: ends})
+        if len(pipe) >= 20_000:
+            await pipe.execute()
+            pipe = redis.pipeline(transaction=False)
+    await pipe.execute()
+    index_size = sum([await redis.zcard(keys.deadlines(s)) for s in range(keys.SHARDS)])
+
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
+    await publisher.start()
+    worker = Worker(
+        bootstrap=bootstrap, topics=topics, group_id="bench-close", store=store, publisher=publisher
+    )
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(worker.sweep_forever(stop))
+    consumer = AIOKafkaConsumer(
+        topics.window_events, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    lateness: list[float] = []
+    try:
+        async with asyncio.timeout(180):
+            while len(lateness) < sample:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for r in records:
+                        event = orjson.loads(r.value)
+                        if event["type"] == "wawindow.service_window.closed":
+                            true_end = datetime.fromisoformat(
+                                event["data"]["closed_at"]
+                            ).timestamp()
+                            lateness.append(r.timestamp / 1000 - true_end)
+    finally:
+        stop.set()
+        await sweeping
+        await consumer.stop()
+        await publisher.stop()
+        await redis.aclose()
+    lateness.sort()
+    return {
+        "windows_in_index": index_size,
+        "closed_measured": len(lateness),
+        "p50_s": round(statistics.median(lateness), 3),
+        "p99_s": round(lateness[int(len(lateness) * 0.99) - 1], 3),
+        "max_s": round(lateness[-1], 3),
+    }
+
+
+async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, Any]:
+    bootstrap = services.kafka_bootstrap
+    prefix = f"bench.{uuid.uuid4().hex[:8]}."
+    topics = Topics(prefix)
+    await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+    now = int(time.time())
+    events = realistic_events(args.users, now)
+    await produce(bootstrap, topics.webhook_events, events)
+    results: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "events_on_topic": len(events),
+        "users": args.users,
+    }
+    sink = Topics(f"{prefix}ceiling.")
+    await create_topics(bootstrap, sink, partitions=6, replication_factor=1)
+    rate = await ceiling(bootstrap, topics.webhook_events, sink.webhook_events, len(events))
+    results["ceiling_events_per_s"] = round(rate)
+    redis_url = services.redis_url
+    client = await connect(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
+    results["worker"]["share_of_ceiling"] = round(
+        results["worker"]["events_per_s"] / results["ceiling_events_per_s"], 3
+    )
+    results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
+    results["close_lateness"] = await close_lateness(
+        bootstrap, Topics(f"{prefix}close."), redis_url, args.scheduled, args.sample
+    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=40_000)
+    parser.add_argument("--memory-users", type=int, default=100_000)
+    parser.add_argument("--scheduled", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=5_000)
+    args = parser.parse_args()
+    with LocalServices.create(cache_dir(), kafka_heap_mb=1024) as services:
+        results = asyncio.run(run(args, services))
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
