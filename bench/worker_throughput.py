@@ -190,22 +190,30 @@ async def close_lateness(
     await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
     redis = await connect(redis_url)
     await redis.flushdb()
+
+    async def write(first: int, count: int, ends_at: Any) -> None:
+        """Windows laid out as apply.lua leaves them."""
+        pipe = redis.pipeline(transaction=False)
+        for i in range(first, first + count):
+            key = f"{samples.PHONE_NUMBER_ID}:3{i:010d}"
+            k = keys.ConversationKeys.of(key)
+            ends = ends_at(i)
+            pipe.hset(k.state, mapping={
+                "waba": samples.WABA_ID, "wa_id": f"3{i:010d}",
+                "csw_opened": ends - CSW_SECONDS, "csw_expires": ends, "csw_warned": 1,
+            })  # fmt: skip
+            pipe.zadd(keys.deadlines(k.shard), {key: ends})
+            if len(pipe) >= 20_000:
+                await pipe.execute()
+                pipe = redis.pipeline(transaction=False)
+        await pipe.execute()
+
+    # the background: windows that end over the next day
+    loaded = int(time.time())
+    await write(0, scheduled, lambda i: loaded + 3600 + (i * 82_000 // scheduled))
+    # the sample, scheduled only now: windows that end 20 to 60 s from now
     now = int(time.time())
-    # the background: windows ending over the next day, written as apply.lua lays them out
-    pipe = redis.pipeline(transaction=False)
-    for i in range(scheduled + sample):
-        key = f"{samples.PHONE_NUMBER_ID}:3{i:010d}"
-        k = keys.ConversationKeys.of(key)
-        ends = now + 40 + (i % 40) if i < sample else now + 600 + (i * 86_000 // scheduled)
-        pipe.hset(k.state, mapping={
-            "waba": samples.WABA_ID, "pn": samples.PHONE_NUMBER_ID, "wa_id": f"3{i:010d}",
-            "csw_opened": ends - CSW_SECONDS, "csw_expires": ends, "csw_closed": 0, "csw_warned": 1,
-        })  # fmt: skip
-        pipe.zadd(keys.deadlines(k.shard), {key: ends})
-        if len(pipe) >= 20_000:
-            await pipe.execute()
-            pipe = redis.pipeline(transaction=False)
-    await pipe.execute()
+    await write(scheduled, sample, lambda i: now + 20 + (i % 40))
     index_size = sum([await redis.zcard(keys.deadlines(s)) for s in range(keys.SHARDS)])
 
     store = WindowStore(redis, EngineConfig())
@@ -255,30 +263,33 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     topics = Topics(prefix)
     await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
-    now = int(time.time())
-    events = realistic_events(args.users, now)
-    await produce(bootstrap, topics.webhook_events, events)
     results: dict[str, Any] = {
-        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-        "events_on_topic": len(events),
-        "users": args.users,
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     }
-    sink = Topics(f"{prefix}ceiling.")
-    await create_topics(bootstrap, sink, partitions=6, replication_factor=1)
-    rate = await ceiling(bootstrap, topics.webhook_events, sink.webhook_events, len(events))
-    results["ceiling_events_per_s"] = round(rate)
+    parts = set(args.parts.split(","))
     redis_url = services.redis_url
-    client = await connect(redis_url)
-    await client.flushdb()
-    await client.aclose()
-    results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
-    results["worker"]["share_of_ceiling"] = round(
-        results["worker"]["events_per_s"] / results["ceiling_events_per_s"], 3
-    )
-    results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
-    results["close_lateness"] = await close_lateness(
-        bootstrap, Topics(f"{prefix}close."), redis_url, args.scheduled, args.sample
-    )
+    if "throughput" in parts:
+        now = int(time.time())
+        events = realistic_events(args.users, now)
+        await produce(bootstrap, topics.webhook_events, events)
+        results["events_on_topic"] = len(events)
+        results["users"] = args.users
+        sink = Topics(f"{prefix}ceiling.")
+        await create_topics(bootstrap, sink, partitions=6, replication_factor=1)
+        rate = await ceiling(bootstrap, topics.webhook_events, sink.webhook_events, len(events))
+        results["ceiling_events_per_s"] = round(rate)
+        client = await connect(redis_url)
+        await client.flushdb()
+        await client.aclose()
+        results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
+        results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
+    if "memory" in parts:
+        results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
+    if "lateness" in parts:
+        closing = Topics(f"{prefix}close.")
+        results["close_lateness"] = await close_lateness(
+            bootstrap, closing, redis_url, args.scheduled, args.sample
+        )
     return results
 
 
@@ -288,6 +299,7 @@ def main() -> None:
     parser.add_argument("--memory-users", type=int, default=100_000)
     parser.add_argument("--scheduled", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
+    parser.add_argument("--parts", default="throughput,memory,lateness", help="which parts to run")
     args = parser.parse_args()
     with LocalServices.create(cache_dir(), kafka_heap_mb=1024) as services:
         results = asyncio.run(run(args, services))

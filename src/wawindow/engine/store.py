@@ -126,10 +126,23 @@ class WindowStore:
         self._config = config
         self._cluster = isinstance(redis, RedisCluster)
         self._sha: dict[str, str] = {}
+        self._offsets = config.offsets_arg
 
     async def load(self) -> None:
-        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT."""
-        for name, source in (("apply", APPLY), ("close", CLOSE), ("link", LINK)):
+        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
+        The settings are written into apply.lua as constants, so calls stay small."""
+        constants = {
+            "@CSW_SECONDS@": CSW_SECONDS,
+            "@FEP_SECONDS@": self._config.entry_point_window_s,
+            "@OFFSETS@": self._offsets,
+            "@GRACE_SECONDS@": self._config.state_grace_s,
+            "@DEDUPE_SECONDS@": self._config.dedupe_ttl_s,
+            "@COUNTER_SECONDS@": self._config.counters_retention_days * DAY,
+        }
+        apply = APPLY
+        for placeholder, value in constants.items():
+            apply = apply.replace(placeholder, str(value))
+        for name, source in (("apply", apply), ("close", CLOSE), ("link", LINK)):
             self._sha[name] = str(await self._redis.script_load(source))
 
     async def _scripts(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
@@ -190,12 +203,7 @@ class WindowStore:
                         k.state, k.messages,
                         keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
                     ],
-                    [
-                        encoded, now, CSW_SECONDS, self._config.offsets_arg,
-                        self._config.state_grace_s, self._config.dedupe_ttl_s,
-                        self._config.counters_retention_days * DAY, keys.counters(k.shard, ""),
-                        key, self._config.entry_point_window_s,
-                    ],
+                    [encoded, now, keys.counters(k.shard, ""), key],
                 )
             )  # fmt: skip
         results = await self._scripts(calls, [key for key, _, _ in events])
@@ -266,7 +274,7 @@ class WindowStore:
                     orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
                     "",
                     orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
-                    target, self._config.offsets_arg, self._config.dedupe_ttl_s,
+                    target, self._offsets, self._config.dedupe_ttl_s,
                     now, self._config.state_grace_s,
                 ],
             )  # fmt: skip
@@ -304,7 +312,7 @@ class WindowStore:
                         keys.outbox(k.shard),
                         keys.outbox_queue(k.shard),
                     ],
-                    [key, now, self._config.offsets_arg],
+                    [key, now, self._offsets],
                 )
             )
         results = await self._scripts(calls, list(conversation_keys))
@@ -323,10 +331,13 @@ class WindowStore:
         """Drop outbox entries whose transitions Kafka has acknowledged."""
         if not entries:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        by_shard: dict[int, list[str]] = {}
         for shard, field in entries:
-            pipe.hdel(keys.outbox(shard), field)
-            pipe.zrem(keys.outbox_queue(shard), field)
+            by_shard.setdefault(shard, []).append(field)
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, fields in by_shard.items():
+            pipe.hdel(keys.outbox(shard), *fields)
+            pipe.zrem(keys.outbox_queue(shard), *fields)
         await pipe.execute()
 
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:

@@ -9,14 +9,11 @@ All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the event, JSON as on webhook-events
 ARGV[2]  now: wall-clock Unix seconds (outbox queue and TTLs only; rules use Meta's time)
-ARGV[3]  customer service window length, seconds
-ARGV[4]  closing_soon offsets, seconds, comma-separated, largest first
-ARGV[5]  how long state outlives its last window, seconds
-ARGV[6]  how long applied event ids and the ledger are kept, seconds
-ARGV[7]  how long counters are kept, seconds
-ARGV[8]  counter key prefix of the shard (same hash tag); "<prefix><epoch day>" is a day's HASH
-ARGV[9]  the conversation key (the event's own, or the key its user's state was linked to)
-ARGV[10] free entry point window length, seconds
+ARGV[3]  counter key prefix of the shard (same hash tag); "<prefix><epoch day>" is a day's HASH
+ARGV[4]  the conversation key (the event's own, or the key its user's state was linked to)
+
+The settings (window lengths, closing_soon offsets, TTLs) are constants the store writes
+into the script when it loads it (see CONFIG below), so each call carries only the above.
 
 Returns the JSON array of window transitions the event caused, "[]" for none. A repeat of an
 applied event changes nothing; it returns the transitions of its first application while they
@@ -27,12 +24,12 @@ publish never loses a transition, and the repeat carries the same ids.
 local state, ledger, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ev = cjson.decode(ARGV[1])
 local now = tonumber(ARGV[2])
-local csw_len = tonumber(ARGV[3])
-local offsets = parse_offsets(ARGV[4])
-local grace, dedupe_ttl, counter_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local counter_prefix = ARGV[8]
-local ckey = ARGV[9]
-local fep_len = tonumber(ARGV[10])
+local counter_prefix = ARGV[3]
+local ckey = ARGV[4]
+-- CONFIG, written in at load time
+local csw_len, fep_len = @CSW_SECONDS@, @FEP_SECONDS@
+local offsets = parse_offsets("@OFFSETS@")
+local grace, dedupe_ttl, counter_ttl = @GRACE_SECONDS@, @DEDUPE_SECONDS@, @COUNTER_SECONDS@
 local DAY = 86400
 
 -- 0. validate before any write: Redis does not roll back a script that fails half-way
