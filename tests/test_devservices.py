@@ -33,8 +33,10 @@ def test_start_and_stop_leave_no_process_and_no_data(tmp_path: Path) -> None:
 
     services.stop()
 
-    assert not any(_running(pid) for pid in pids)
-    assert not run_dir.exists()
+    states = {pid: _state(pid) for pid in pids if pid is not None}
+    assert not any(_running(pid) for pid in pids), f"still running after stop: {states}"
+    left = sorted(str(p) for p in run_dir.rglob("*")) if run_dir.exists() else []
+    assert not run_dir.exists(), f"left behind: {left[:20]}"
 
 
 async def test_redis_answers_a_real_round_trip(services: Services) -> None:
