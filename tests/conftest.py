@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
@@ -22,6 +23,9 @@ from wawindow.devservices.stack import LocalServices
 from wawindow.keys import Topics
 from wawindow.topics import create_topics
 from wawindow.webhook.app import create_app
+
+if TYPE_CHECKING:
+    from tests.engine_harness import Scenario
 
 # Meta's published sample bodies, kept beside the project (not copied into it).
 PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "payloads"
@@ -102,3 +106,19 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+def redis_db1(services: Services) -> str:
+    """The session's redis-server, database 1: the engine tests' own, flushed per test."""
+    return services.redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture
+async def s(
+    receiver: Client, settings: Settings, topics: Topics, services: Services
+) -> AsyncIterator[Scenario]:
+    """A scenario on the session's Kafka and Redis: the receiver, a worker, and the state."""
+    from tests.engine_harness import scenario
+
+    async with scenario(receiver, settings, topics, redis_db1(services)) as sc:
+        yield sc

@@ -3,16 +3,12 @@ window, rule by rule, against real Kafka and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import Client, Services
-from tests.engine_harness import HOUR, Scenario, scenario
+from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
-from wawindow.config import Settings
-from wawindow.keys import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -20,15 +16,6 @@ MARKETING = samples.pmp_pricing("marketing", "regular")
 UTILITY = samples.pmp_pricing("utility", "regular")
 SERVICE = samples.pmp_pricing("service", "free_customer_service")
 FEP = samples.pmp_pricing("referral_conversion", "free_entry_point")
-
-
-@pytest.fixture
-async def s(
-    receiver: Client, settings: Settings, topics: Topics, services: Services
-) -> AsyncIterator[Scenario]:
-    url = services.redis_url.rsplit("/", 1)[0] + "/1"
-    async with scenario(receiver, settings, topics, url) as sc:
-        yield sc
 
 
 async def of_type(s: Scenario, kind: str) -> list[dict[str, Any]]:

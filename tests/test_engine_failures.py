@@ -9,36 +9,21 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import Client, Services
-from tests.engine_harness import Scenario, scenario
+from tests.conftest import Services, redis_db1
+from tests.engine_harness import Scenario
 from tests.kafkautil import partitions_of, read_all
 from wawindow import samples
-from wawindow.config import Settings
-from wawindow.keys import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 USERS = 120
 MESSAGES_PER_USER = 3
-
-
-@pytest.fixture
-async def s(
-    receiver: Client, settings: Settings, topics: Topics, services: Services
-) -> AsyncIterator[Scenario]:
-    async with scenario(receiver, settings, topics, _db1(services)) as sc:
-        yield sc
-
-
-def _db1(services: Services) -> str:
-    return services.redis_url.rsplit("/", 1)[0] + "/1"
 
 
 async def post_traffic(s: Scenario) -> None:
@@ -100,7 +85,7 @@ def start_worker(s: Scenario, services: Services, group: str) -> subprocess.Pope
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")},
         "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "WAWINDOW_REDIS_URL": _db1(services),
+        "WAWINDOW_REDIS_URL": redis_db1(services),
         "WAWINDOW_TOPIC_PREFIX": s.topics.prefix,
         "WAWINDOW_WORKER_GROUP": group,
         "WAWINDOW_WORKER_BATCH_SIZE": "10",

@@ -3,30 +3,16 @@ against real Kafka and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.conftest import Client, Services
-from tests.engine_harness import HOUR, Scenario, scenario
+from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
-from wawindow.config import Settings
-from wawindow.keys import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 MARKETING = samples.pmp_pricing("marketing", "regular")
 SERVICE_FREE = samples.pmp_pricing("service", "free_customer_service")
 DELIVERED_MARKETING = "messages_delivered|marketing|regular|true"
-
-
-@pytest.fixture
-async def s(
-    receiver: Client, settings: Settings, topics: Topics, services: Services
-) -> AsyncIterator[Scenario]:
-    url = services.redis_url.rsplit("/", 1)[0] + "/1"
-    async with scenario(receiver, settings, topics, url) as sc:
-        yield sc
 
 
 def delivered(counts: dict[str, int]) -> dict[str, int]:

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.conftest import Client, Services
-from tests.engine_harness import Scenario, scenario
+from tests.engine_harness import Scenario
 from wawindow import samples
-from wawindow.config import Settings
-from wawindow.keys import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 PN = samples.PHONE_NUMBER_ID
 WA = "16505551234"
 BSUID = "US.13491208655302741918"
-
-
-@pytest.fixture
-async def s(
-    receiver: Client, settings: Settings, topics: Topics, services: Services
-) -> AsyncIterator[Scenario]:
-    url = services.redis_url.rsplit("/", 1)[0] + "/1"
-    async with scenario(receiver, settings, topics, url) as sc:
-        yield sc
 
 
 async def message(

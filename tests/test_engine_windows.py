@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.conftest import Client, Services
-from tests.engine_harness import HOUR, KEY, Scenario, scenario
+from tests.engine_harness import HOUR, KEY, Scenario
 from wawindow import samples
-from wawindow.config import Settings
-from wawindow.keys import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
-
-
-@pytest.fixture
-async def s(
-    receiver: Client, settings: Settings, topics: Topics, services: Services
-) -> AsyncIterator[Scenario]:
-    url = services.redis_url.rsplit("/", 1)[0] + "/1"
-    async with scenario(receiver, settings, topics, url) as sc:
-        yield sc
 
 
 async def test_an_inbound_message_opens_the_window_for_24_hours(s: Scenario) -> None:
