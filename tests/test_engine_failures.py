@@ -189,3 +189,49 @@ async def test_poison_records_go_to_dead_letter_and_the_rest_goes_on(s: Scenario
     assert reasons[0].startswith("unreadable event")
     assert "could not apply x" in reasons[1]
     assert all(dict(r.headers)["source"] == b"worker" for r in dead)
+
+
+async def test_a_worker_joining_mid_stream_rebalances_without_loss_or_double_counts(
+    s: Scenario,
+) -> None:
+    """A second worker joins while the first is busy: partitions move between them mid-run."""
+    await post_traffic(s)
+    assert s.settings.kafka_bootstrap
+    first = await s.worker("join")
+    stop = asyncio.Event()
+    running = [asyncio.create_task(first.run(stop))]
+    try:
+        for _ in range(600):
+            if first.processed > 0:
+                break
+            await asyncio.sleep(0.05)
+        second = await s.worker("join")
+        running.append(asyncio.create_task(second.run(stop)))
+        for _ in range(600):
+            if await group_lag(s.settings.kafka_bootstrap, "join", s.topics.webhook_events) == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the workers never caught up")
+    finally:
+        stop.set()
+        await asyncio.gather(*running)
+
+    assert_exact(await s.counts(), await s.events())
+
+
+async def test_every_key_the_engine_writes_has_a_ttl(s: Scenario) -> None:
+    await s.inbound("wamid.1", s.now - 600)
+    await s.status(
+        "wamid.o1",
+        "delivered",
+        s.now - 500,
+        pricing=samples.pmp_pricing("service", "free_customer_service"),
+    )
+    await s.post(samples.preference("16505551234", "stop", s.now - 400))
+    await s.process()
+
+    keys = [k async for k in s.redis.scan_iter(count=1000)]
+    assert keys
+    ttls = {k: await s.redis.ttl(k) for k in keys}
+    assert [k for k, ttl in ttls.items() if ttl < 0] == []

@@ -109,8 +109,12 @@ class Worker:
             transitions, dead = await self._handle(records)
             await consumer.commit()
         except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
+            # rewind what is still ours; a partition a rebalance took away is redone by its
+            # new owner from the last commit, which changes nothing twice
+            assigned = consumer.assignment()
             for tp, rs in batch.items():
-                consumer.seek(tp, rs[0].offset)
+                if tp in assigned:
+                    consumer.seek(tp, rs[0].offset)
             log.warning("worker.batch_retry", records=len(records), error=str(exc))
             await asyncio.sleep(0.5)
             return 0

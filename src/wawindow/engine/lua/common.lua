@@ -14,6 +14,11 @@ Conversation state (one HASH) holds:
 ]]
 
 -- the state of conversation `ckey`; its number is part of the key, not stored
+-- A shard's deadline index and outbox hold only entries due or acknowledged within days of
+-- their last write (windows last at most a few days), so a TTL well past that, refreshed on
+-- every write, never drops a live entry and lets an idle shard's keys go.
+local SHARD_KEY_TTL = 9 * 86400
+
 local function load_state(key, ckey)
   local s = {}
   local flat = redis.call("HGETALL", key)
@@ -72,7 +77,12 @@ end
 
 local function schedule(due_key, ckey, s, offsets)
   local due = next_due(s, offsets)
-  if due == nil then redis.call("ZREM", due_key, ckey) else redis.call("ZADD", due_key, due, ckey) end
+  if due == nil then
+    redis.call("ZREM", due_key, ckey)
+  else
+    redis.call("ZADD", due_key, due, ckey)
+    redis.call("EXPIRE", due_key, SHARD_KEY_TTL)
+  end
 end
 
 -- close every conversation and the free entry point window whose end is at or before `now`
@@ -99,5 +109,7 @@ local function save_outbox(outbox, outq, field, transitions, now)
   local encoded = cjson.encode(transitions)
   redis.call("HSET", outbox, field, encoded)
   redis.call("ZADD", outq, now, field)
+  redis.call("EXPIRE", outbox, SHARD_KEY_TTL)
+  redis.call("EXPIRE", outq, SHARD_KEY_TTL)
   return encoded
 end

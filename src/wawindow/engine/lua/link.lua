@@ -65,6 +65,7 @@ if expires ~= nil and t.csw_closed ~= "1" then
   local warned = tonumber(t.csw_warned or "0")
   if warned < #offsets then next_due = expires - offsets[warned + 1] end
   redis.call("ZADD", due, next_due, ckey)
+  redis.call("EXPIRE", due, 9 * 86400) -- as common.lua's SHARD_KEY_TTL
 end
 local keep_until = now + grace
 if expires ~= nil and expires + grace > keep_until then keep_until = expires + grace end
