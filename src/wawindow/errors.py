@@ -5,6 +5,7 @@ Our exception hierarchy::
     WawindowError
     ├── ConfigError          a setting is missing or malformed; start-up stops
     ├── KafkaUnavailable     Kafka did not acknowledge in time; the webhook answers 503
+    ├── EventRejected        the engine cannot apply an event; it goes to dead-letter
     └── ServiceStartError    a local Kafka or redis-server could not be started
 
 Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
@@ -24,6 +25,10 @@ class ConfigError(WawindowError):
 
 class KafkaUnavailable(WawindowError):
     """Kafka could not take the events within the configured bound."""
+
+
+class EventRejected(WawindowError):
+    """An event the window engine cannot apply (malformed); the worker dead-letters it."""
 
 
 class ServiceStartError(WawindowError):

@@ -17,6 +17,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from wawindow import keys
+from wawindow.errors import EventRejected
 
 _LUA = importlib.resources.files(__package__) / "lua"
 _COMMON = (_LUA / "common.lua").read_text()
@@ -190,12 +191,16 @@ class WindowStore:
     async def apply(
         self, events: Sequence[tuple[str, str, bytes]], now: int
     ) -> list[Applied | Exception]:
-        """Apply events ``(conversation key, event id, encoded event)`` in order, one
-        pipeline for the lot. A failing event yields its exception in its place, so one
-        poison record never costs the others."""
+        """Apply events ``(conversation key, event id, encoded event)``: one script call per
+        conversation with its events in order, one pipeline for the lot. A failing event
+        yields its exception in its place, so one poison record never costs the others."""
+        groups: dict[str, list[int]] = {}
+        for i, (key, _, _) in enumerate(events):
+            groups.setdefault(key, []).append(i)
         calls: list[_Call] = []
-        for key, _, encoded in events:
+        for key, indexes in groups.items():
             k = keys.ConversationKeys.of(key)
+            payload = b"[" + b",".join(events[i][2] for i in indexes) + b"]"
             calls.append(
                 (
                     "apply",
@@ -203,18 +208,26 @@ class WindowStore:
                         k.state, k.messages,
                         keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
                     ],
-                    [encoded, now, keys.counters(k.shard, ""), key],
+                    [payload, now, keys.counters(k.shard, ""), key],
                 )
             )  # fmt: skip
-        results = await self._scripts(calls, [key for key, _, _ in events])
-        out: list[Applied | Exception] = []
-        for (key, event_id, _), result in zip(events, results, strict=True):
+        results = await self._scripts(calls, list(groups))
+        out: list[Applied | Exception] = [EventRejected("not applied")] * len(events)
+        for (key, indexes), result in zip(groups.items(), results, strict=True):
             if isinstance(result, Exception):
-                out.append(result)
+                for i in indexes:
+                    out[i] = result
                 continue
-            transitions = _transitions(result)
-            where = (keys.shard_of(key), f"{key}|{event_id}") if transitions else None
-            out.append(Applied(transitions, where))
+            shard = keys.shard_of(key)
+            for i, item in zip(indexes, orjson.loads(result), strict=True):
+                if isinstance(item, dict) and "error" in item:
+                    out[i] = EventRejected(str(item["error"]))
+                    continue
+                transitions = (
+                    [Transition.from_script(t) for t in item] if isinstance(item, list) else []
+                )
+                where = (shard, f"{key}|{events[i][1]}") if transitions else None
+                out[i] = Applied(transitions, where)
         return out
 
     async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:

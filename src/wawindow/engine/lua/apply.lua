@@ -1,28 +1,30 @@
 --[[
-Applies one normalized webhook event to its conversation, atomically. (common.lua is
-prepended to this file when it is loaded.)
+Applies a conversation's events, in order, atomically. (common.lua is prepended to this file
+when it is loaded.)
 
 KEYS[1]  conversation state (HASH; also holds the applied event ids, as "s:<digest>" fields)
 KEYS[2]  outbound message ledger (HASH)     KEYS[3]  shard deadline index (ZSET)
 KEYS[4]  shard outbox (HASH)                KEYS[5]  shard outbox queue (ZSET)
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
-ARGV[1]  the event, JSON as on webhook-events
+ARGV[1]  the events, a JSON array of events as on webhook-events, all of this conversation
 ARGV[2]  now: wall-clock Unix seconds (outbox queue and TTLs only; rules use Meta's time)
 ARGV[3]  counter key prefix of the shard (same hash tag); "<prefix><epoch day>" is a day's HASH
-ARGV[4]  the conversation key (the event's own, or the key its user's state was linked to)
+ARGV[4]  the conversation key (the events' own, or the key their user's state was linked to)
 
 The settings (window lengths, closing_soon offsets, TTLs) are constants the store writes
 into the script when it loads it (see CONFIG below), so each call carries only the above.
 
-Returns the JSON array of window transitions the event caused, "[]" for none. A repeat of an
-applied event changes nothing; it returns the transitions of its first application while they
-are still in the outbox (not yet acknowledged by Kafka), so a crash between this script and the
-publish never loses a transition, and the repeat carries the same ids.
+Returns a JSON array with one element per event: the array of window transitions it caused
+("[]" for none), or {"error": reason} for an event that cannot be applied (the others are).
+A repeat of an applied event changes nothing; its element is the transitions of its first
+application while they are still in the outbox (not yet acknowledged by Kafka), so a crash
+between this script and the publish never loses a transition, and the repeat carries the
+same ids.
 ]]
 
 local state, ledger, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local ev = cjson.decode(ARGV[1])
+local events = cjson.decode(ARGV[1])
 local now = tonumber(ARGV[2])
 local counter_prefix = ARGV[3]
 local ckey = ARGV[4]
@@ -32,23 +34,7 @@ local offsets = parse_offsets("@OFFSETS@")
 local grace, dedupe_ttl, counter_ttl = @GRACE_SECONDS@, @DEDUPE_SECONDS@, @COUNTER_SECONDS@
 local DAY = 86400
 
--- 0. validate before any write: Redis does not roll back a script that fails half-way
-if type(ev.event_id) ~= "string" or type(ev.data) ~= "table" then
-  return redis.error_reply("event without event_id or data")
-end
-if (ev.kind == "message" or ev.kind == "status" or ev.kind == "user_preference") and type(ev.timestamp) ~= "number" then
-  return redis.error_reply("event " .. ev.event_id .. " has no numeric timestamp")
-end
-
--- 1. dedupe: a 48-bit digest of the event id, a small field of the state hash (no key of its
---    own), stamped with the wall clock and kept as long as Meta may re-send
-local outbox_field = ckey .. "|" .. ev.event_id
 local s = load_state(state, ckey)
-local digest = "s:" .. string.sub(redis.sha1hex(ev.event_id), 1, 12)
-if s[digest] ~= nil then
-  return redis.call("HGET", outbox, outbox_field) or "[]"
-end
-
 local dirty = {} -- field -> new value, or false to delete; written once at the end
 local function unset(field)
   s[field] = nil
@@ -63,28 +49,14 @@ local function set(field, value)
   s[field] = tostring(value)
   dirty[field] = tostring(value)
 end
-set(digest, now)
-do -- forget ids older than Meta's retries once a chatty conversation has gathered many
-  local ids, old = 0, {}
-  for field, at in pairs(s) do
-    if string.sub(field, 1, 2) == "s:" then
-      ids = ids + 1
-      if tonumber(at) < now - dedupe_ttl then old[#old + 1] = field end
-    end
-  end
-  if ids > 32 then for _, field in ipairs(old) do unset(field) end end
-end
-
 local function present(v) return v ~= nil and v ~= cjson.null end
-local user = ev.user
-if present(user) then
-  if present(user.user_id) and s.user_id ~= user.user_id then set("user_id", user.user_id) end
-  if present(user.wa_id) and s.wa_id ~= user.wa_id then set("wa_id", user.wa_id) end
-end
-if s.waba ~= ev.waba_id then set("waba", ev.waba_id) end
 s.pn = string.match(ckey, "^([^:]+):")
 
-local transitions, emit = new_emitter(ckey, s)
+-- the transitions of the event being applied
+local current = {}
+local function emit(kind, id_parts, time, data)
+  current[#current + 1] = transition(ckey, s, kind, id_parts, time, data)
+end
 
 local function count(ts, metric, dims)
   local day = math.floor(ts / DAY)
@@ -315,20 +287,63 @@ local function status(ts, d)
   end
 end
 
--- dispatch -------------------------------------------------------------------------------------
-local d, ts = ev.data, ev.timestamp
-if ev.kind == "message" then
-  if d.type ~= "system" then
-    inbound(ts, d)
-    count(ts, "inbound_messages")
-    if d.opt_out_keyword ~= nil then opt_out(ts, "opted_out", true, "keyword") end
+-- each event in turn ---------------------------------------------------------------------------
+local function apply_one(ev)
+  -- validate before any write: Redis does not roll back a script that fails half-way
+  if type(ev) ~= "table" or type(ev.event_id) ~= "string" or type(ev.data) ~= "table" then
+    return {error = "event without event_id or data"}
   end
-elseif ev.kind == "status" then
-  status(ts, d)
-elseif ev.kind == "user_preference" then
-  if d.category == "marketing_messages" and (d.value == "stop" or d.value == "resume") then
-    opt_out(ts, "marketing_opt_out", d.value == "stop", "user_preferences")
+  if (ev.kind == "message" or ev.kind == "status" or ev.kind == "user_preference") and type(ev.timestamp) ~= "number" then
+    return {error = "event " .. ev.event_id .. " has no numeric timestamp"}
   end
+  -- dedupe: a 48-bit digest of the event id, a small field of the state hash (no key of its
+  -- own), stamped with the wall clock and kept as long as Meta may re-send
+  local outbox_field = ckey .. "|" .. ev.event_id
+  local digest = "s:" .. string.sub(redis.sha1hex(ev.event_id), 1, 12)
+  if s[digest] ~= nil then
+    local pending = redis.call("HGET", outbox, outbox_field)
+    return pending and cjson.decode(pending) or {}
+  end
+  set(digest, now)
+
+  local user = ev.user
+  if present(user) then
+    if present(user.user_id) and s.user_id ~= user.user_id then set("user_id", user.user_id) end
+    if present(user.wa_id) and s.wa_id ~= user.wa_id then set("wa_id", user.wa_id) end
+  end
+  if s.waba ~= ev.waba_id then set("waba", ev.waba_id) end
+
+  current = {}
+  local d, ts = ev.data, ev.timestamp
+  if ev.kind == "message" then
+    if d.type ~= "system" then
+      inbound(ts, d)
+      count(ts, "inbound_messages")
+      if d.opt_out_keyword ~= nil then opt_out(ts, "opted_out", true, "keyword") end
+    end
+  elseif ev.kind == "status" then
+    status(ts, d)
+  elseif ev.kind == "user_preference" then
+    if d.category == "marketing_messages" and (d.value == "stop" or d.value == "resume") then
+      opt_out(ts, "marketing_opt_out", d.value == "stop", "user_preferences")
+    end
+  end
+  save_outbox(outbox, outq, outbox_field, current, now)
+  return current
+end
+
+local results = {}
+for i, ev in ipairs(events) do results[i] = apply_one(ev) end
+
+do -- forget ids older than Meta's retries once a chatty conversation has gathered many
+  local ids, old = 0, {}
+  for field, at in pairs(s) do
+    if string.sub(field, 1, 2) == "s:" then
+      ids = ids + 1
+      if tonumber(at) < now - dedupe_ttl then old[#old + 1] = field end
+    end
+  end
+  if ids > 32 then for _, field in ipairs(old) do unset(field) end end
 end
 
 -- store, schedule the next deadline, keep memory bounded -------------------------------------
@@ -349,4 +364,4 @@ for _, c in pairs(conversations(s)) do keep(c.e) end
 if s.marketing_opt_out == "1" or s.opted_out == "1" then keep_until = now + counter_ttl end
 redis.call("EXPIREAT", state, keep_until)
 
-return save_outbox(outbox, outq, outbox_field, transitions, now)
+return cjson.encode(results)

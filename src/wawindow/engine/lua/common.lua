@@ -35,14 +35,18 @@ end
 
 -- a transition: `id` is a hash of the conversation, the type and the window's times, so the
 -- same transition always gets the same id
+local function transition(ckey, s, kind, id_parts, time, data)
+  return {
+    type = kind, id = redis.sha1hex(ckey .. "|" .. kind .. "|" .. table.concat(id_parts, "|")),
+    time = time, data = data, key = ckey,
+    waba = s.waba, pn = s.pn, user_id = s.user_id, wa_id = s.wa_id,
+  }
+end
+
 local function new_emitter(ckey, s)
   local transitions = {}
   local function emit(kind, id_parts, time, data)
-    transitions[#transitions + 1] = {
-      type = kind, id = redis.sha1hex(ckey .. "|" .. kind .. "|" .. table.concat(id_parts, "|")),
-      time = time, data = data, key = ckey,
-      waba = s.waba, pn = s.pn, user_id = s.user_id, wa_id = s.wa_id,
-    }
+    transitions[#transitions + 1] = transition(ckey, s, kind, id_parts, time, data)
   end
   return transitions, emit
 end
