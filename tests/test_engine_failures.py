@@ -60,10 +60,11 @@ async def group_lag(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def wait_for_lag_zero(
-    bootstrap: str, group: str, topic: str, proc: subprocess.Popen[bytes]
+    bootstrap: str, group: str, topic: str, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
+    """Wait, a bounded number of times, until ``group`` has committed all of ``topic``."""
     for _ in range(600):
-        assert proc.poll() is None, "the worker died"
+        assert proc is None or proc.poll() is None, "the worker died"
         if await group_lag(bootstrap, group, topic) == 0:
             return
         await asyncio.sleep(0.1)
@@ -142,12 +143,7 @@ async def test_two_workers_in_one_group_count_exactly(s: Scenario) -> None:
     tasks = [asyncio.create_task(w.run(stop)) for w in (one, two)]
     try:
         assert s.settings.kafka_bootstrap
-        for _ in range(600):
-            if await group_lag(s.settings.kafka_bootstrap, "pair", s.topics.webhook_events) == 0:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the workers never caught up")
+        await wait_for_lag_zero(s.settings.kafka_bootstrap, "pair", s.topics.webhook_events)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -207,12 +203,7 @@ async def test_a_worker_joining_mid_stream_rebalances_without_loss_or_double_cou
             await asyncio.sleep(0.05)
         second = await s.worker("join")
         running.append(asyncio.create_task(second.run(stop)))
-        for _ in range(600):
-            if await group_lag(s.settings.kafka_bootstrap, "join", s.topics.webhook_events) == 0:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the workers never caught up")
+        await wait_for_lag_zero(s.settings.kafka_bootstrap, "join", s.topics.webhook_events)
     finally:
         stop.set()
         await asyncio.gather(*running)
