@@ -8,16 +8,20 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer
 
 from wawindow import logs
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices import stack
 from wawindow.devservices.broker import fetch_jars
 from wawindow.devservices.redis_server import redis_server_binary
+from wawindow.engine.store import EngineConfig, WindowStore, connect
+from wawindow.engine.views import window_view
 from wawindow.errors import ConfigError, WawindowError
 from wawindow.keys import Topics
 from wawindow.roles import ROLES, required_settings, run_roles
@@ -72,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--replication-factor", type=int, help="default: min(3, brokers)")
     create.set_defaults(handler=_cmd_topics_create)
 
+    window = sub.add_parser("window", help="a user's windows, conversations and opt-out state")
+    window.add_argument("phone_number_id")
+    window.add_argument("user", help="the user's BSUID or wa_id")
+    window.set_defaults(handler=_cmd_window)
+
+    events = sub.add_parser("events", help="print window events as they are published")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    events.add_argument("--from-beginning", action="store_true", help="start at the oldest kept")
+    events.set_defaults(handler=_cmd_events)
+
     services = sub.add_parser("services", help="local Kafka and redis-server for development")
     services.add_argument("action", choices=["fetch", "up", "status", "down"])
     services.set_defaults(handler=_cmd_services)
@@ -120,6 +134,72 @@ def _cmd_topics_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f" replication factor {r.replication_factor}"
         )
     return 0
+
+
+# -- window and events ----------------------------------------------------------------------
+
+
+def _cmd_window(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    settings.require("redis_url")
+    assert settings.redis_url is not None
+    redis_url = settings.redis_url.value
+
+    async def look() -> dict[str, Any] | None:
+        redis = await connect(redis_url)
+        try:
+            return await window_view(
+                WindowStore(redis, EngineConfig()),
+                args.phone_number_id,
+                args.user,
+                int(time.time()),
+            )
+        finally:
+            await redis.aclose()
+
+    view = asyncio.run(look())
+    if view is None:
+        print(f"wawindow: no state for {args.user} on {args.phone_number_id}", file=sys.stderr)  # noqa: T201
+        return 1
+    _out(json.dumps(view, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    settings.require("kafka_bootstrap")
+    assert settings.kafka_bootstrap is not None
+    topic = Topics(settings.topic_prefix).window_events
+    # Ctrl-C ends --follow; main() turns it into exit status 130
+    asyncio.run(_print_events(settings.kafka_bootstrap, topic, args.follow, args.from_beginning))
+    return 0
+
+
+async def _print_events(bootstrap: str, topic: str, follow: bool, from_beginning: bool) -> None:
+    """Print each event as one JSON line; without --follow, stop at the end of the topic."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning or not follow else "latest",
+    )
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        end = await consumer.end_offsets(list(consumer.assignment()))
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    _out(record.value.decode())
+            if not follow:
+                positions = {tp: await consumer.position(tp) for tp in end}
+                if all(positions[tp] >= offset for tp, offset in end.items()):
+                    return
+    finally:
+        await consumer.stop()
 
 
 # -- services -----------------------------------------------------------------------------
