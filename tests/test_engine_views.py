@@ -38,6 +38,7 @@ async def test_the_view_shows_windows_conversations_and_opt_outs(s: Scenario) ->
     view = await window_view(s.store, PN, WA, s.now)
 
     assert view == {
+        "waba_id": samples.WABA_ID,
         "phone_number_id": PN,
         "user": {"user_id": None, "wa_id": WA},
         "service_window": {"open": True, "opened_at": iso(t), "expires_at": iso(t + 24 * HOUR)},

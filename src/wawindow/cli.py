@@ -32,6 +32,7 @@ log = structlog.get_logger("wawindow")
 # Fixed, public values for `wawindow dev` only; never used when the settings name their own.
 DEV_APP_SECRET = "wawindow-dev-app-secret"  # noqa: S105
 DEV_VERIFY_TOKEN = "wawindow-dev-verify-token"  # noqa: S105
+DEV_API_TOKEN = "wawindow-dev-api-token"  # noqa: S105
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,8 +104,6 @@ def _settings(env: Mapping[str, str]) -> Settings:
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(env)
-    if args.role == "api":
-        raise ConfigError("the 'api' role is not built yet; 'webhook', 'worker' and 'all' run")
     roles = ROLES if args.role == "all" else (args.role,)
     settings.require(*required_settings(roles))
     log.info("wawindow.start", roles=list(roles), settings=settings.public())
@@ -239,6 +238,7 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     dev_env = {
         "WAWINDOW_APP_SECRETS": DEV_APP_SECRET,
         "WAWINDOW_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
+        "WAWINDOW_API_TOKENS": DEV_API_TOKEN,
         "WAWINDOW_TOPIC_PARTITIONS": "3",
         **env,
     }
@@ -269,6 +269,8 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             )
             _out(f"topics    {', '.join(topics.all())}")
             _out(f"worker    group {settings.worker_group!r} -> {topics.window_events}")
+            _out(f"api       {base}/v1/windows/{{phone_number_id}}/{{user}}, {base}/v1/send-check")
+            _out(f"          Authorization: Bearer {DEV_API_TOKEN}")
             _out("Ctrl-C stops everything.")
 
         asyncio.run(run_roles(settings, ROLES, ready))

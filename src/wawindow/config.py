@@ -82,6 +82,7 @@ class Settings:
     # closing_soon warnings this many seconds before a service window closes
     closing_soon_offsets: tuple[int, ...] = (3600,)
     free_entry_point_hours: int = 72
+    pricing_rules_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:

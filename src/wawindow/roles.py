@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 import structlog
 from aiohttp import web
 
+from wawindow.api.app import API, ApiConfig, add_api_routes
 from wawindow.config import Settings
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
@@ -29,15 +30,17 @@ from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
 
 log = structlog.get_logger("wawindow")
 
-ROLES = ("webhook", "worker")
+ROLES = ("webhook", "worker", "api")
 
 
 def required_settings(roles: Collection[str]) -> tuple[str, ...]:
     names = ["kafka_bootstrap"]
     if "webhook" in roles:
         names += ["app_secrets", "verify_token"]
-    if "worker" in roles:
+    if "worker" in roles or "api" in roles:
         names += ["redis_url"]
+    if "api" in roles:
+        names += ["api_tokens"]
     return tuple(names)
 
 
@@ -70,7 +73,7 @@ async def run_roles(
                 add_routes(app)
 
             worker: Worker | None = None
-            if "worker" in roles:
+            if "worker" in roles or "api" in roles:
                 assert settings.redis_url is not None
                 redis = await connect(settings.redis_url.value)
                 stack.push_async_callback(redis.aclose)
@@ -84,6 +87,10 @@ async def run_roles(
                 )
                 await store.load()
                 app[STORE] = store
+            if "api" in roles:
+                app[API] = ApiConfig.from_settings(settings)
+                add_api_routes(app)
+            if "worker" in roles:
                 worker = Worker(
                     bootstrap=settings.kafka_bootstrap,
                     topics=Topics(settings.topic_prefix),

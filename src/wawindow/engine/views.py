@@ -57,6 +57,7 @@ async def window_view(
     if entry_point is not None:
         entry_point["source"] = state.get("fep_src")
     return {
+        "waba_id": state.get("waba"),
         "phone_number_id": phone_number_id,
         "user": {"user_id": state.get("user_id"), "wa_id": state.get("wa_id")},
         "service_window": _window(

@@ -1,0 +1,1 @@
+"""The HTTP API for senders (and, to come, finance)."""

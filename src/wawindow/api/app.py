@@ -1,0 +1,136 @@
+"""The senders' HTTP API: ``GET /v1/windows/{phone_number_id}/{user}`` and
+``GET /v1/send-check``, behind bearer tokens (each optionally limited to some WABAs)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from wawindow.config import ApiToken, Settings
+from wawindow.engine.store import WindowStore
+from wawindow.engine.views import window_view
+from wawindow.health import STORE
+from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    tokens: tuple[ApiToken, ...]
+    rules: tuple[PricingRule, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiConfig:
+        settings.require("api_tokens")
+        return cls(settings.api_tokens, load_rules(settings.pricing_rules_file))
+
+
+API = web.AppKey("api", ApiConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the WABAs their token may see (None: every WABA)."""
+
+    wabas: frozenset[str] | None
+
+
+CALLER = web.RequestKey("caller", Caller)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_api_routes(app: web.Application) -> None:
+    """Mount ``/v1`` on ``app`` (which must hold API and STORE)."""
+    app.middlewares.append(_auth)
+    app.router.add_get("/v1/windows/{phone_number_id}/{user}", windows)
+    app.router.add_get("/v1/send-check", send_check)
+
+
+def create_api_app(settings: Settings, store: WindowStore) -> web.Application:
+    app = web.Application()
+    app[API] = ApiConfig.from_settings(settings)
+    app[STORE] = store
+    add_api_routes(app)
+    return app
+
+
+def error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").strip().encode() if header.startswith("Bearer ") else b""
+    match = None
+    for token in request.app[API].tokens:
+        if hmac.compare_digest(given, token.token.value.encode()) and given:
+            match = token
+    if match is None:
+        return error(401, "unauthorized", "send Authorization: Bearer <token>")
+    request[CALLER] = Caller(match.waba_ids)
+    return await handler(request)
+
+
+async def _view(request: web.Request, phone_number_id: str, user: str) -> dict[str, Any] | None:
+    """The user's view, or None when unknown or not this token's to see (both answer 404)."""
+    view = await window_view(request.app[STORE], phone_number_id, user, int(time.time()))
+    allowed = request[CALLER].wabas
+    if view is None or (allowed is not None and view["waba_id"] not in allowed):
+        return None
+    return view
+
+
+async def windows(request: web.Request) -> web.Response:
+    """A user's service window, free entry point window, open conversations and opt-outs."""
+    number, user = request.match_info["phone_number_id"], request.match_info["user"]
+    view = await _view(request, number, user)
+    if view is None:
+        return error(404, "not_found", f"no user {user} on number {number}")
+    return web.json_response(view)
+
+
+async def send_check(request: web.Request) -> web.Response:
+    """May I send this user a message of this kind now, and what will it cost?"""
+    q = request.query
+    for name in ("phone_number_id", "user", "kind"):
+        if not q.get(name):
+            return error(400, "missing_parameter", f"{name} is required")
+    kind = q["kind"]
+    if kind not in KINDS:
+        return error(400, "bad_parameter", f"kind must be one of {', '.join(KINDS)}")
+    view = await _view(request, q["phone_number_id"], q["user"])
+    if view is None and request[CALLER].wabas is not None:
+        return error(404, "not_found", f"no user {q['user']} on number {q['phone_number_id']}")
+    csw = (view or {}).get("service_window") or {}
+    fep = (view or {}).get("entry_point_window") or {}
+    csw_open, fep_open = bool(csw.get("open")), bool(fep.get("open"))
+    reason = None
+    if kind == "free_form" and not csw_open:
+        reason = "window_closed_template_required"
+    elif kind != "free_form" and view is not None and view["opted_out"]:
+        reason = "opted_out"
+    elif kind == "template:marketing" and view is not None and view["marketing_opt_out"]:
+        reason = "marketing_opted_out"
+    return web.json_response(
+        {
+            "allowed": reason is None,
+            "reason": reason,
+            "requires_template": not csw_open,
+            "service_window_expires_at": csw.get("expires_at") if csw_open else None,
+            "entry_point_window_expires_at": fep.get("expires_at") if fep_open else None,
+            "expected_charge": expected_charge(
+                request.app[API].rules,
+                kind,
+                int(time.time()),
+                service_window_open=csw_open,
+                entry_point_open=fep_open,
+            ),
+        }
+    )
