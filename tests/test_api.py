@@ -143,3 +143,153 @@ async def test_bad_parameters_get_400_naming_the_parameter(
 
     assert status == 400
     assert named in body["detail"]
+
+
+# -- finance: /v1/counts ------------------------------------------------------------------
+
+
+def utc(moment: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp())
+
+
+async def inbound_at(s: Scenario, *moments: str) -> None:
+    for i, moment in enumerate(moments):
+        await s.inbound(f"wamid.c{i}", utc(moment), user=f"1650000{i:04d}")
+    await s.process()
+
+
+def inbound_rows(body: dict[str, Any]) -> dict[str, int]:
+    return {
+        r["period_start"]: r["count"] for r in body["rows"] if r["metric"] == "inbound_messages"
+    }
+
+
+async def test_counts_follow_a_23_hour_dst_day(s: Scenario, api: ApiClient) -> None:
+    """New York springs forward on 8 Mar 2026: that local day has 23 hours."""
+    await inbound_at(s, "2026-03-08T04:30Z", "2026-03-08T05:30Z", "2026-03-09T03:30Z")
+
+    status, body = await get(
+        api, "/v1/counts", **{"from": "2026-03-07", "to": "2026-03-10", "tz": "America/New_York"}
+    )
+
+    assert status == 200
+    assert inbound_rows(body) == {"2026-03-07T00:00:00-05:00": 1, "2026-03-08T00:00:00-05:00": 2}
+
+
+async def test_counts_keep_the_repeated_hour_of_a_25_hour_day_apart(
+    s: Scenario, api: ApiClient
+) -> None:
+    """New York falls back on 1 Nov 2026: 01:00-02:00 happens twice."""
+    await inbound_at(s, "2026-11-01T05:30Z", "2026-11-01T06:30Z")
+
+    _, hours = await get(
+        api,
+        "/v1/counts",
+        **{
+            "from": "2026-11-01",
+            "to": "2026-11-02",
+            "tz": "America/New_York",
+            "granularity": "hour",
+        },
+    )
+    _, days = await get(
+        api, "/v1/counts", **{"from": "2026-11-01", "to": "2026-11-02", "tz": "America/New_York"}
+    )
+
+    assert inbound_rows(hours) == {"2026-11-01T01:00:00-04:00": 1, "2026-11-01T01:00:00-05:00": 1}
+    assert inbound_rows(days) == {"2026-11-01T00:00:00-04:00": 2}
+
+
+async def test_counts_in_half_hour_offsets(s: Scenario, api: ApiClient) -> None:
+    """Kolkata is +5:30 and Kathmandu +5:45: periods still start on their local boundaries."""
+    await inbound_at(s, "2026-11-27T18:35Z", "2026-11-28T10:10Z", "2026-11-28T10:20Z")
+
+    _, kolkata = await get(
+        api, "/v1/counts", **{"from": "2026-11-28", "to": "2026-11-29", "tz": "Asia/Kolkata"}
+    )
+    _, kathmandu = await get(
+        api,
+        "/v1/counts",
+        **{
+            "from": "2026-11-28T15:00",
+            "to": "2026-11-28T17:00",
+            "tz": "Asia/Kathmandu",
+            "granularity": "half_hour",
+        },
+    )
+
+    assert inbound_rows(kolkata) == {"2026-11-28T00:00:00+05:30": 3}
+    assert inbound_rows(kathmandu) == {
+        "2026-11-28T15:30:00+05:45": 1,
+        "2026-11-28T16:00:00+05:45": 1,
+    }
+
+
+async def test_counts_as_csv_and_in_metas_shape(s: Scenario, api: ApiClient) -> None:
+    t = utc("2026-11-28T12:00Z")
+    await s.status("wamid.o1", "delivered", t, pricing=samples.pmp_pricing("marketing", "regular"))
+    await s.status(
+        "wamid.o2", "delivered", t + 60, pricing=samples.pmp_pricing("marketing", "regular")
+    )
+    await s.process()
+    params = {"from": "2026-11-28", "to": "2026-11-29"}
+
+    response = await api.get(
+        "/v1/counts", params={**params, "format": "csv"}, headers={"Authorization": f"Bearer {ALL}"}
+    )
+    text = await response.text()
+    _, meta = await get(api, "/v1/counts", **params, format="meta")
+
+    assert response.headers["Content-Type"].startswith("text/csv")
+    header, *lines = text.strip().splitlines()
+    assert header.split(",")[:4] == ["period_start", "waba_id", "phone_number_id", "metric"]
+    assert any(
+        line.startswith("2026-11-28T00:00:00+00:00")
+        and "messages_delivered" in line
+        and line.endswith(",2")
+        for line in lines
+    )
+    [point] = meta["pricing_analytics"]["data"][0]["data_points"]
+    assert point == {
+        "start": utc("2026-11-28T00:00Z"),
+        "end": utc("2026-11-29T00:00Z"),
+        "phone_number": PN,
+        "pricing_category": "MARKETING",
+        "pricing_type": "REGULAR",
+        "volume": 2,
+    }
+
+
+async def test_a_limited_token_counts_only_its_wabas(s: Scenario, api: ApiClient) -> None:
+    await inbound_at(s, "2026-11-28T10:00Z")
+    params = {"from": "2026-11-28", "to": "2026-11-29"}
+
+    _, mine = await get(api, "/v1/counts", MINE, **params)
+    _, theirs = await get(api, "/v1/counts", OTHERS, **params)
+    status, _ = await get(api, "/v1/counts", OTHERS, **params, waba_id=samples.WABA_ID)
+
+    assert inbound_rows(mine) == {"2026-11-28T00:00:00+00:00": 1}
+    assert theirs["rows"] == []
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"to": "2026-11-29"}, "from"),
+        ({"from": "yesterday", "to": "2026-11-29"}, "from"),
+        ({"from": "2026-11-28", "to": "2026-11-29", "tz": "Mars/Olympus"}, "tz"),
+        ({"from": "2026-11-28", "to": "2026-11-29", "granularity": "week"}, "granularity"),
+        ({"from": "2026-11-29", "to": "2026-11-28"}, "to"),
+        ({"from": "2026-11-28", "to": "2026-11-29", "format": "xml"}, "format"),
+    ],
+)
+async def test_bad_counts_parameters_get_400_naming_the_parameter(
+    api: ApiClient, params: dict[str, str], named: str
+) -> None:
+    status, body = await get(api, "/v1/counts", **params)
+
+    assert status == 400
+    assert body["detail"].startswith(named)

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
 from wawindow.config import ApiToken, Settings
+from wawindow.engine.counts import DIMENSIONS, GRANULARITIES, CountsQuery, counts, meta_data_points
 from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
 from wawindow.health import STORE
@@ -48,6 +53,7 @@ def add_api_routes(app: web.Application) -> None:
     app.middlewares.append(_auth)
     app.router.add_get("/v1/windows/{phone_number_id}/{user}", windows)
     app.router.add_get("/v1/send-check", send_check)
+    app.router.add_get("/v1/counts", counts_handler)
 
 
 def create_api_app(settings: Settings, store: WindowStore) -> web.Application:
@@ -132,5 +138,103 @@ async def send_check(request: web.Request) -> web.Response:
                 service_window_open=csw_open,
                 entry_point_open=fep_open,
             ),
+        }
+    )
+
+
+# -- finance ----------------------------------------------------------------------------------
+
+MAX_RANGE_DAYS = 400
+CSV_COLUMNS = (
+    "period_start", "waba_id", "phone_number_id", "metric",
+    *DIMENSIONS["conversations_opened"], *DIMENSIONS["messages_delivered"], "count",
+)  # fmt: skip
+
+
+class BadParameter(Exception):
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.name = name
+        self.detail = detail
+
+
+def _instant(name: str, raw: str | None, tz: ZoneInfo) -> int:
+    """A date (midnight in ``tz``) or an ISO 8601 instant (a time without offset is in ``tz``)."""
+    if not raw:
+        raise BadParameter(name, "is required (a date like 2026-11-01 or an ISO 8601 instant)")
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, f"{raw!r} is neither a date nor an ISO 8601 instant") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp())
+
+
+def _counts_query(request: web.Request) -> tuple[CountsQuery, str]:
+    q = request.query
+    try:
+        tz = ZoneInfo(q.get("tz", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadParameter("tz", f"{q.get('tz')!r} is not an IANA time zone name") from None
+    start, end = _instant("from", q.get("from"), tz), _instant("to", q.get("to"), tz)
+    if end <= start:
+        raise BadParameter("to", "must be after from")
+    if end - start > MAX_RANGE_DAYS * 86400:
+        raise BadParameter("to", f"the range may span at most {MAX_RANGE_DAYS} days")
+    granularity = q.get("granularity", "day")
+    if granularity not in GRANULARITIES:
+        raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
+    fmt = q.get("format", "json")
+    if fmt not in ("json", "csv", "meta"):
+        raise BadParameter("format", "must be json, csv or meta")
+    allowed = request[CALLER].wabas
+    waba = q.get("waba_id")
+    wabas: frozenset[str] | None = allowed
+    if waba:
+        wabas = frozenset({waba}) if allowed is None or waba in allowed else frozenset()
+    query = CountsQuery(start, end, tz, granularity, wabas, q.get("phone_number_id") or None)
+    return query, fmt
+
+
+async def counts_handler(request: web.Request) -> web.StreamResponse:
+    """Finance's counts by period of any time zone: JSON, CSV (streamed), or Meta's shape."""
+    try:
+        query, fmt = _counts_query(request)
+    except BadParameter as exc:
+        return error(400, "bad_parameter", str(exc))
+    if query.waba_ids is not None and not query.waba_ids:
+        return error(404, "not_found", f"no WABA {request.query.get('waba_id')}")
+    rows = await counts(request.app[STORE].redis, query)
+    if fmt == "meta":
+        points = meta_data_points(rows, query.tz, query.granularity)
+        return web.json_response({"pricing_analytics": {"data": [{"data_points": points}]}})
+    if fmt == "csv":
+        response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8"})
+        await response.prepare(request)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        for i, row in enumerate(rows, start=1):
+            writer.writerow(row)
+            if i % 500 == 0:
+                await response.write(buffer.getvalue().encode())
+                buffer.seek(0)
+                buffer.truncate()
+        await response.write(buffer.getvalue().encode())
+        await response.write_eof()
+        return response
+    return web.json_response(
+        {
+            "from": datetime.fromtimestamp(query.start, query.tz).isoformat(),
+            "to": datetime.fromtimestamp(query.end, query.tz).isoformat(),
+            "tz": request.query.get("tz", "UTC"),
+            "granularity": query.granularity,
+            "rows": rows,
         }
     )

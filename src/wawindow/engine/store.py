@@ -374,6 +374,11 @@ class WindowStore:
             out.append(Applied(_transitions(raw), where))
         return out
 
+    @property
+    def redis(self) -> AnyRedis:
+        """The client, for read-only views (finance's counts)."""
+        return self._redis
+
     async def conversation(self, key: str) -> dict[str, str]:
         """The stored state of one conversation (empty when never seen)."""
         raw = await self._redis.hgetall(keys.ConversationKeys.of(key).state)

@@ -1,0 +1,116 @@
+"""Finance's counts: the 15-minute UTC counters regrouped into periods of any time zone.
+
+Fifteen minutes divides every real UTC offset (+5:30, +5:45, -9:30 …), so a half hour, hour,
+day or month of local time is always a whole number of stored quarter hours, across DST
+changes too (a 23- or a 25-hour day is 92 or 100 quarters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from wawindow.engine.store import DAY, AnyRedis, read_counters
+
+GRANULARITIES = ("half_hour", "hour", "day", "month")
+DIMENSIONS = {
+    "conversations_opened": ("category", "initiator", "type", "source"),
+    "messages_delivered": ("pricing_category", "pricing_type", "billable"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CountsQuery:
+    start: int  # Unix seconds, inclusive
+    end: int  # Unix seconds, exclusive
+    tz: ZoneInfo
+    granularity: str
+    waba_ids: Collection[str] | None = None  # None: every WABA
+    phone_number_id: str | None = None
+
+
+def period_start(ts: int, tz: ZoneInfo, granularity: str) -> datetime:
+    """The start, in ``tz``, of the period holding the instant ``ts``."""
+    local = datetime.fromtimestamp(ts, tz)
+    if granularity == "half_hour":
+        return local.replace(minute=local.minute // 30 * 30, second=0, microsecond=0)
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    return datetime(local.year, local.month, 1 if granularity == "month" else local.day, tzinfo=tz)
+
+
+async def counts(redis: AnyRedis, query: CountsQuery) -> list[dict[str, Any]]:
+    """Rows ``{period_start, waba_id, phone_number_id, metric, <dimensions>, count}``, sorted."""
+    totals: dict[tuple[Any, ...], int] = {}
+    starts: dict[tuple[Any, ...], datetime] = {}
+    for stored in await read_counters(redis, query.start // DAY, (query.end - 1) // DAY):
+        if not query.start <= stored.start < query.end:
+            continue
+        if query.waba_ids is not None and stored.waba_id not in query.waba_ids:
+            continue
+        if query.phone_number_id and stored.phone_number_id != query.phone_number_id:
+            continue
+        period = period_start(stored.start, query.tz, query.granularity)
+        key = (
+            period.isoformat(),
+            stored.waba_id,
+            stored.phone_number_id,
+            stored.metric,
+            stored.dimensions,
+        )
+        totals[key] = totals.get(key, 0) + stored.count
+        starts[key] = period
+    rows = []
+    for key in sorted(totals, key=lambda k: (starts[k], *k[1:4], k[4])):
+        label, waba, number, metric, dims = key
+        if totals[key] == 0:
+            continue
+        row: dict[str, Any] = {
+            "period_start": label,
+            "waba_id": waba,
+            "phone_number_id": number,
+            "metric": metric,
+        }
+        for name, value in zip(DIMENSIONS.get(metric, ()), dims, strict=False):
+            row[name] = (
+                {"true": True, "false": False}.get(value, value) if name == "billable" else value
+            )
+        row["count"] = totals[key]
+        rows.append(row)
+    return rows
+
+
+def meta_data_points(
+    rows: list[dict[str, Any]], tz: ZoneInfo, granularity: str
+) -> list[dict[str, Any]]:
+    """``messages_delivered`` rows in the shape of Meta's ``pricing_analytics`` data points."""
+    points = []
+    for row in rows:
+        if row["metric"] != "messages_delivered":
+            continue
+        start = datetime.fromisoformat(row["period_start"])
+        points.append(
+            {
+                "start": int(start.timestamp()),
+                "end": int(_next_period(start, tz, granularity).timestamp()),
+                "phone_number": row["phone_number_id"],
+                "pricing_category": str(row["pricing_category"]).upper().replace("-", "_"),
+                "pricing_type": str(row["pricing_type"]).upper(),
+                "volume": row["count"],
+            }
+        )
+    return points
+
+
+def _next_period(start: datetime, tz: ZoneInfo, granularity: str) -> datetime:
+    if granularity in ("half_hour", "hour"):
+        step = 1800 if granularity == "half_hour" else 3600
+        return datetime.fromtimestamp(start.timestamp() + step, tz)
+    if granularity == "day":
+        probe = datetime.fromtimestamp(start.timestamp() + 26 * 3600, tz)
+        return datetime(probe.year, probe.month, probe.day, tzinfo=tz)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return datetime(year, month, 1, tzinfo=tz)
