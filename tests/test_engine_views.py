@@ -124,3 +124,27 @@ async def test_the_window_and_events_commands(s: Scenario, services: Services) -
     assert json.loads(line)["type"] == "wawindow.service_window.opened"
     assert unknown[0] == 1
     assert "no state" in unknown[2]
+
+
+async def test_the_counts_command(s: Scenario, services: Services) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await s.inbound("wamid.in", s.now - 60)
+    await s.process()
+    env = _env(s, services)
+    today = datetime.fromtimestamp(s.now - 60, UTC).date()
+    span = ("--from", today.isoformat(), "--to", (today + timedelta(days=1)).isoformat())
+
+    table = await run_cli("counts", *span, env=env)
+    as_csv = await run_cli("counts", *span, "--format", "csv", env=env)
+    bad = await run_cli("counts", *span, "--tz", "Mars/Olympus", env=env)
+
+    assert table[0] == 0, table[2]
+    [row] = [line for line in table[1].splitlines() if "inbound_messages" in line]
+    assert row.split()[-1] == "1"
+    assert (
+        f"{today.isoformat()}T00:00:00+00:00,{samples.WABA_ID},{PN},inbound_messages" in as_csv[1]
+    )
+    assert bad[0] == 2
+    assert "--tz" in bad[2]
+    assert len(bad[2].strip().splitlines()) == 1

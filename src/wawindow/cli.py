@@ -5,21 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from aiokafka import AIOKafkaConsumer
 
 from wawindow import logs
+from wawindow.api.app import CSV_COLUMNS, BadParameter, parse_instant
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices import stack
 from wawindow.devservices.broker import fetch_jars
 from wawindow.devservices.redis_server import redis_server_binary
+from wawindow.engine.counts import DIMENSIONS, GRANULARITIES, CountsQuery, counts
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.views import window_view
 from wawindow.errors import ConfigError, WawindowError
@@ -81,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     window.add_argument("phone_number_id")
     window.add_argument("user", help="the user's BSUID or wa_id")
     window.set_defaults(handler=_cmd_window)
+
+    counts = sub.add_parser("counts", help="finance's counts by period of a time zone")
+    counts.add_argument("--from", dest="start", required=True, help="a date or an ISO 8601 instant")
+    counts.add_argument("--to", dest="end", required=True, help="exclusive; a date or an instant")
+    counts.add_argument("--tz", default="UTC", help="an IANA time zone (default UTC)")
+    counts.add_argument("--granularity", default="day", choices=GRANULARITIES)
+    counts.add_argument("--waba-id")
+    counts.add_argument("--phone-number-id")
+    counts.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    counts.set_defaults(handler=_cmd_counts)
 
     events = sub.add_parser("events", help="print window events as they are published")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
@@ -162,6 +177,66 @@ def _cmd_window(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 1
     _out(json.dumps(view, indent=2, ensure_ascii=False))
     return 0
+
+
+def _cmd_counts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    settings.require("redis_url")
+    assert settings.redis_url is not None
+    try:
+        tz = ZoneInfo(args.tz)
+        start, end = parse_instant("from", args.start, tz), parse_instant("to", args.end, tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: {args.tz!r} is not an IANA time zone name") from None
+    except BadParameter as exc:
+        raise ConfigError(f"--{exc}") from None
+    if end <= start:
+        raise ConfigError("--to must be after --from")
+    waba = frozenset({args.waba_id}) if args.waba_id else None
+    query = CountsQuery(start, end, tz, args.granularity, waba, args.phone_number_id)
+    redis_url = settings.redis_url.value
+
+    async def read() -> list[dict[str, Any]]:
+        redis = await connect(redis_url)
+        try:
+            return await counts(redis, query)
+        finally:
+            await redis.aclose()
+
+    rows = asyncio.run(read())
+    if args.format == "json":
+        _out(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        _out(_table(rows))
+    return 0
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned columns: period, number, metric, the metric's dimensions, count."""
+    lines = [("period", "number", "metric", "dimensions", "count")]
+    for row in rows:
+        dims = " ".join(str(row[d]) for d in DIMENSIONS.get(row["metric"], ()) if d in row)
+        lines.append(
+            (row["period_start"], row["phone_number_id"], row["metric"], dims, str(row["count"]))
+        )
+    if len(lines) == 1:
+        return "no counts in that range"
+    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(w) if i == 4 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )
 
 
 def _cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:

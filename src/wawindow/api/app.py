@@ -158,7 +158,7 @@ class BadParameter(Exception):
         self.detail = detail
 
 
-def _instant(name: str, raw: str | None, tz: ZoneInfo) -> int:
+def parse_instant(name: str, raw: str | None, tz: ZoneInfo) -> int:
     """A date (midnight in ``tz``) or an ISO 8601 instant (a time without offset is in ``tz``)."""
     if not raw:
         raise BadParameter(name, "is required (a date like 2026-11-01 or an ISO 8601 instant)")
@@ -180,7 +180,7 @@ def _counts_query(request: web.Request) -> tuple[CountsQuery, str]:
         tz = ZoneInfo(q.get("tz", "UTC"))
     except (ZoneInfoNotFoundError, ValueError):
         raise BadParameter("tz", f"{q.get('tz')!r} is not an IANA time zone name") from None
-    start, end = _instant("from", q.get("from"), tz), _instant("to", q.get("to"), tz)
+    start, end = parse_instant("from", q.get("from"), tz), parse_instant("to", q.get("to"), tz)
     if end <= start:
         raise BadParameter("to", "must be after from")
     if end - start > MAX_RANGE_DAYS * 86400:
