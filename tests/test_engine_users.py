@@ -62,13 +62,7 @@ async def test_a_resend_of_an_event_applied_before_the_link_is_still_a_repeat(s:
 
 async def test_a_number_change_moves_the_window_to_the_new_number(s: Scenario) -> None:
     await message(s, "wamid.1", s.now - 600)
-    system = {
-        "from": WA,
-        "id": "wamid.sys",
-        "timestamp": str(s.now - 300),
-        "type": "system",
-        "system": {"body": "changed", "wa_id": "12195555358", "type": "user_changed_number"},
-    }
+    system = samples.number_change("wamid.sys", s.now - 300, WA, "12195555358")
     await s.post(samples.messages_change(messages=[system]))
     await s.process()
     await message(s, "wamid.2", s.now - 60, wa="12195555358")
@@ -77,3 +71,19 @@ async def test_a_number_change_moves_the_window_to_the_new_number(s: Scenario) -
     assert await s.event_types() == ["service_window.opened", "service_window.extended"]
     assert (await s.state(f"{PN}:12195555358"))["csw_opened"] == str(s.now - 600)
     assert await s.state(f"{PN}:{WA}") == {}
+
+
+async def test_a_link_carries_open_conversations_and_their_deadlines(s: Scenario) -> None:
+    """A conversation opened under the wa_id key still closes on time after the user's ids
+    are linked (the merged state is scheduled as a whole)."""
+    t = s.now - 23 * 3600
+    await s.status("wamid.o1", "delivered", t, pricing=samples.pmp_pricing("marketing", "regular"))
+    await s.process()
+    await message(s, "wamid.in", s.now - 60, bsuid=BSUID)
+    await s.process()
+
+    await s.sweep(t + 24 * 3600 + 1)
+
+    closed = [e for e in await s.events() if e["type"] == "wawindow.conversation.closed"]
+    assert [e["data"]["category"] for e in closed] == ["marketing"]
+    assert all(not f.startswith("cv:") for f in await s.state(f"{PN}:{BSUID}"))

@@ -127,13 +127,7 @@ async def test_a_message_after_expiry_closes_the_old_window_and_opens_a_new_one(
 
 
 async def test_system_messages_do_not_open_a_window(s: Scenario) -> None:
-    message = {
-        "from": "16505551234",
-        "id": "wamid.sys",
-        "timestamp": str(s.now - 60),
-        "type": "system",
-        "system": {"body": "changed", "wa_id": "12195555358", "type": "user_changed_number"},
-    }
+    message = samples.number_change("wamid.sys", s.now - 60, "16505551234", "12195555358")
     await s.post(samples.messages_change(messages=[message]))
     await s.process()
 

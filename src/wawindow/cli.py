@@ -19,12 +19,19 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from wawindow import logs
-from wawindow.api.app import CSV_COLUMNS, BadParameter, parse_instant
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices import stack
 from wawindow.devservices.broker import fetch_jars
 from wawindow.devservices.redis_server import redis_server_binary
-from wawindow.engine.counts import DIMENSIONS, GRANULARITIES, CountsQuery, counts
+from wawindow.engine.counts import (
+    CSV_COLUMNS,
+    DIMENSIONS,
+    GRANULARITIES,
+    BadParameter,
+    CountsQuery,
+    counts,
+    parse_instant,
+)
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.views import window_view
 from wawindow.errors import ConfigError, WawindowError

@@ -124,6 +124,17 @@ def status(
     return out
 
 
+def number_change(wamid: str, timestamp: int, old_wa_id: str, new_wa_id: str) -> dict[str, Any]:
+    """The system message Meta sends when a user changes their number."""
+    return {
+        "from": old_wa_id,
+        "id": wamid,
+        "timestamp": str(timestamp),
+        "type": "system",
+        "system": {"body": "changed", "wa_id": new_wa_id, "type": "user_changed_number"},
+    }
+
+
 def pmp_pricing(category: str = "marketing", kind: str = "regular") -> dict[str, Any]:
     return {
         "billable": kind == "regular",

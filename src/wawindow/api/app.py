@@ -9,14 +9,23 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
 from wawindow.config import ApiToken, Settings
-from wawindow.engine.counts import DIMENSIONS, GRANULARITIES, CountsQuery, counts, meta_data_points
+from wawindow.engine.counts import (
+    CSV_COLUMNS,
+    GRANULARITIES,
+    MAX_RANGE_DAYS,
+    BadParameter,
+    CountsQuery,
+    counts,
+    meta_data_points,
+    parse_instant,
+)
 from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
 from wawindow.health import STORE
@@ -143,35 +152,6 @@ async def send_check(request: web.Request) -> web.Response:
 
 
 # -- finance ----------------------------------------------------------------------------------
-
-MAX_RANGE_DAYS = 400
-CSV_COLUMNS = (
-    "period_start", "waba_id", "phone_number_id", "metric",
-    *DIMENSIONS["conversations_opened"], *DIMENSIONS["messages_delivered"], "count",
-)  # fmt: skip
-
-
-class BadParameter(Exception):
-    def __init__(self, name: str, detail: str) -> None:
-        super().__init__(f"{name}: {detail}")
-        self.name = name
-        self.detail = detail
-
-
-def parse_instant(name: str, raw: str | None, tz: ZoneInfo) -> int:
-    """A date (midnight in ``tz``) or an ISO 8601 instant (a time without offset is in ``tz``)."""
-    if not raw:
-        raise BadParameter(name, "is required (a date like 2026-11-01 or an ISO 8601 instant)")
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(name, f"{raw!r} is neither a date nor an ISO 8601 instant") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return int(moment.timestamp())
 
 
 def _counts_query(request: web.Request) -> tuple[CountsQuery, str]:

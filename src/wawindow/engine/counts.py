@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -114,3 +114,35 @@ def _next_period(start: datetime, tz: ZoneInfo, granularity: str) -> datetime:
         return datetime(probe.year, probe.month, probe.day, tzinfo=tz)
     year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return datetime(year, month, 1, tzinfo=tz)
+
+
+# -- parameters, shared by the API and the CLI ------------------------------------------------
+
+MAX_RANGE_DAYS = 400
+CSV_COLUMNS = (
+    "period_start", "waba_id", "phone_number_id", "metric",
+    *DIMENSIONS["conversations_opened"], *DIMENSIONS["messages_delivered"], "count",
+)  # fmt: skip
+
+
+class BadParameter(Exception):
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.name = name
+        self.detail = detail
+
+
+def parse_instant(name: str, raw: str | None, tz: ZoneInfo) -> int:
+    """A date (midnight in ``tz``) or an ISO 8601 instant (a time without offset is in ``tz``)."""
+    if not raw:
+        raise BadParameter(name, "is required (a date like 2026-11-01 or an ISO 8601 instant)")
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, f"{raw!r} is neither a date nor an ISO 8601 instant") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp())

@@ -23,7 +23,7 @@ _LUA = importlib.resources.files(__package__) / "lua"
 _COMMON = (_LUA / "common.lua").read_text()
 APPLY = _COMMON + (_LUA / "apply.lua").read_text()
 CLOSE = _COMMON + (_LUA / "close.lua").read_text()
-LINK = (_LUA / "link.lua").read_text()
+LINK = _COMMON + (_LUA / "link.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
 # Redis Cluster does not pipeline scripts: conversations are then updated concurrently, each

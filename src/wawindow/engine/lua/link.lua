@@ -14,20 +14,15 @@ ARGV[5]  closing_soon offsets, seconds, comma-separated, largest first
 ARGV[6]  how long applied event ids and the ledger are kept, seconds
 ARGV[7]  now, Unix seconds      ARGV[8]  how long state outlives its window, seconds
 
-Returns 1.
+Returns 1. (common.lua is prepended when it is loaded.)
 ]]
 
 local state, ledger, due = KEYS[1], KEYS[2], KEYS[3]
 local src = cjson.decode(ARGV[1])
 local ckey, dedupe_ttl, now, grace = ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local offsets = {}
-for off in string.gmatch(ARGV[5], "[^,]+") do offsets[#offsets + 1] = tonumber(off) end
+local offsets = parse_offsets(ARGV[5])
 
-local t = {}
-do
-  local flat = redis.call("HGETALL", state)
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-end
+local t = load_state(state, ckey)
 local changed = {}
 local function set(field, value)
   t[field] = value
@@ -49,6 +44,17 @@ if se ~= nil and (te == nil or se > te) then
     if src[f] ~= nil then set(f, src[f]) end
   end
 end
+-- the free entry point window that ends later wins too
+local sf, tf = tonumber(src.fep_expires), tonumber(t.fep_expires)
+if sf ~= nil and (tf == nil or sf > tf) then
+  for _, f in ipairs({"fep_opened", "fep_expires", "fep_closed", "fep_src"}) do
+    if src[f] ~= nil then set(f, src[f]) end
+  end
+end
+-- open conversations: per category, the one that ends later
+for f, v in pairs(src) do
+  if string.sub(f, 1, 3) == "cv:" and (t[f] == nil or cjson.decode(v).e > cjson.decode(t[f]).e) then set(f, v) end
+end
 -- each opt-out flag: the most recent decision wins
 for _, f in ipairs({"marketing_opt_out", "opted_out"}) do
   local sa, ta = tonumber(src[f .. "_at"] or "-1"), tonumber(t[f .. "_at"] or "-1")
@@ -59,16 +65,13 @@ if #changed > 0 then redis.call("HSET", state, unpack(changed)) end
 for wamid, rec in pairs(cjson.decode(ARGV[3])) do redis.call("HSETNX", ledger, wamid, rec) end
 if redis.call("EXISTS", ledger) == 1 then redis.call("EXPIRE", ledger, dedupe_ttl) end
 
-local expires = tonumber(t.csw_expires)
-if expires ~= nil and t.csw_closed ~= "1" then
-  local next_due = expires
-  local warned = tonumber(t.csw_warned or "0")
-  if warned < #offsets then next_due = expires - offsets[warned + 1] end
-  redis.call("ZADD", due, next_due, ckey)
-  redis.call("EXPIRE", due, 9 * 86400) -- as common.lua's SHARD_KEY_TTL
-end
+-- the next warning or close, across the window, the entry point and conversations
+schedule(due, ckey, t, offsets)
 local keep_until = now + grace
-if expires ~= nil and expires + grace > keep_until then keep_until = expires + grace end
+local function keep(at) if at ~= nil and at + grace > keep_until then keep_until = at + grace end end
+keep(tonumber(t.csw_expires))
+keep(tonumber(t.fep_expires))
+for _, c in pairs(conversations(t)) do keep(c.e) end
 if t.marketing_opt_out == "1" or t.opted_out == "1" then
   local ttl = redis.call("TTL", state)
   if ttl > 0 and now + ttl > keep_until then keep_until = now + ttl end
