@@ -11,10 +11,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
 
@@ -32,7 +33,8 @@ from wawindow.engine.counts import (
     counts,
     parse_instant,
 )
-from wawindow.engine.store import EngineConfig, WindowStore, connect
+from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
+from wawindow.engine.store import CounterRow, EngineConfig, WindowStore, connect, read_counters
 from wawindow.engine.views import window_view
 from wawindow.errors import ConfigError, WawindowError
 from wawindow.keys import Topics
@@ -103,6 +105,33 @@ def _parser() -> argparse.ArgumentParser:
     counts.add_argument("--phone-number-id")
     counts.add_argument("--format", default="table", choices=["table", "csv", "json"])
     counts.set_defaults(handler=_cmd_counts)
+
+    rec = sub.add_parser(
+        "reconcile", help="compare the tracker's counts with a saved Meta analytics response"
+    )
+    rec.add_argument(
+        "--analytics",
+        required=True,
+        metavar="FILE",
+        help="a saved pricing_analytics or conversation_analytics response (JSON)",
+    )
+    rec.add_argument("--tz", default="UTC", help="the time zone whose days group the drift")
+    rec.add_argument(
+        "--number",
+        action="append",
+        default=[],
+        metavar="DISPLAY=PHONE_NUMBER_ID",
+        help="map Meta's phone_number to the tracker's phone_number_id (repeatable)",
+    )
+    rec.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="exit 3 when any row drifts by more than this share of Meta's figure (default 0)",
+    )
+    rec.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    rec.set_defaults(handler=_cmd_reconcile)
 
     events = sub.add_parser("events", help="print window events as they are published")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
@@ -236,14 +265,96 @@ def _table(rows: list[dict[str, Any]]) -> str:
         )
     if len(lines) == 1:
         return "no counts in that range"
-    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    return _columns(lines, numeric=range(4, 5))
+
+
+def _columns(lines: Sequence[Sequence[str]], numeric: Collection[int]) -> str:
+    """Aligned columns; numeric ones to the right."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join(
         "  ".join(
-            cell.rjust(w) if i == 4 else cell.ljust(w)
+            cell.rjust(w) if i in numeric else cell.ljust(w)
             for i, (cell, w) in enumerate(zip(line, widths, strict=True))
         ).rstrip()
         for line in lines
     )
+
+
+def _cmd_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    settings.require("redis_url")
+    assert settings.redis_url is not None
+    try:
+        tz = ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: {args.tz!r} is not an IANA time zone name") from None
+    numbers = {}
+    for pair in args.number:
+        display, sep, number_id = pair.partition("=")
+        if not sep or not display or not number_id:
+            raise ConfigError(f"--number: {pair!r} is not DISPLAY=PHONE_NUMBER_ID")
+        numbers[display.lstrip("+")] = number_id
+        numbers[display] = number_id
+    try:
+        with open(args.analytics, "rb") as f:
+            analytics = parse_analytics(orjson.loads(f.read()))
+    except OSError as exc:
+        raise ConfigError(f"--analytics: cannot read {args.analytics}: {exc.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise ConfigError(f"--analytics: {args.analytics} is not JSON") from None
+    except AnalyticsError as exc:
+        raise ConfigError(f"--analytics: {exc}") from None
+    first, last = day_span(analytics)
+    redis_url = settings.redis_url.value
+
+    async def read() -> list[CounterRow]:
+        redis = await connect(redis_url)
+        try:
+            return await read_counters(redis, first, last)
+        finally:
+            await redis.aclose()
+
+    rows = reconcile(analytics, asyncio.run(read()), tz, numbers)
+    beyond = [r for r in rows if r.beyond(args.threshold)]
+    dicts = [r.as_dict() | {"beyond_threshold": r.beyond(args.threshold)} for r in rows]
+    if args.format == "json":
+        _out(json.dumps({"kind": analytics.kind, "threshold_percent": args.threshold,
+                         "rows": dicts}, indent=2))  # fmt: skip
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(dicts[0]) if dicts else ["day"],
+                                lineterminator="\n")  # fmt: skip
+        writer.writeheader()
+        writer.writerows(dicts)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        _out(_drift_table(dicts))
+        _out(
+            f"{len(rows)} rows from {analytics.kind}; {len(beyond)} drift beyond"
+            f" {args.threshold:g}% of Meta's figure"
+        )
+    return 3 if beyond else 0
+
+
+def _drift_table(rows: list[dict[str, Any]]) -> str:
+    header = ("day", "number", "category", "type", "meta", "tracker", "drift", "drift %", "")
+    lines = [header]
+    for r in rows:
+        share = "-" if r["drift_percent"] is None else f"{r['drift_percent']:+.2f}"
+        lines.append(
+            (
+                r["day"],
+                r["phone_number_id"],
+                r["category"],
+                r["type"],
+                str(r["meta"]),
+                str(r["tracker"]),
+                f"{r['drift']:+d}",
+                share,
+                "<- beyond" if r["beyond_threshold"] else "",
+            )
+        )
+    return _columns(lines, numeric=range(4, 8))
 
 
 def _cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
