@@ -8,6 +8,7 @@ Set WAWINDOW_TEST_KAFKA_BOOTSTRAP and WAWINDOW_TEST_REDIS_URL (for example from
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from wawindow.config import Settings, cache_dir
+from wawindow.devservices.process import free_port
 from wawindow.devservices.stack import LocalServices
 from wawindow.keys import Topics
 from wawindow.topics import create_topics
@@ -122,3 +124,25 @@ async def s(
 
     async with scenario(receiver, settings, topics, redis_db1(services)) as sc:
         yield sc
+
+
+@pytest.fixture
+def webhook_process(
+    services: Services, topic_prefix: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``wawindow run webhook`` as a real process on a free port; killed if still running."""
+    from tests.cliutil import WAWINDOW, base_env, run
+
+    env = base_env(services, topic_prefix)
+    assert run(["topics", "create", "--partitions", "3"], env).returncode == 0
+    port = free_port()
+    env["WAWINDOW_HTTP_PORT"] = str(port)
+    proc = subprocess.Popen([*WAWINDOW, "run", "webhook"], env=env, stderr=subprocess.PIPE)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()

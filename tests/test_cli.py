@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import APP_SECRET, PAYLOADS, VERIFY_TOKEN, Services
+from tests.cliutil import base_env, run, wait_healthy
+from tests.conftest import APP_SECRET, PAYLOADS, Services
 from tests.kafkautil import read_all
-from wawindow.devservices.process import free_port
 from wawindow.keys import Topics
 from wawindow.webhook.signature import HEADER, sign
-
-WAWINDOW = [sys.executable, "-m", "wawindow"]
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WAWINDOW, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def base_env(services: Services, prefix: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")}
-    return {
-        **keep,
-        "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-        "WAWINDOW_APP_SECRETS": APP_SECRET,
-        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
-        "WAWINDOW_TOPIC_PREFIX": prefix,
-        "WAWINDOW_HTTP_HOST": "127.0.0.1",
-        "WAWINDOW_LOG_FORMAT": "json",
-    }
 
 
 @pytest.mark.parametrize(
@@ -76,39 +52,6 @@ def test_topics_create_from_the_command_line(services: Services, topic_prefix: s
     assert again.stdout.count("exists") == 3
 
 
-@pytest.fixture
-def webhook_process(
-    services: Services, topic_prefix: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    env = base_env(services, topic_prefix)
-    assert run(["topics", "create", "--partitions", "3"], env).returncode == 0
-    port = free_port()
-    env["WAWINDOW_HTTP_PORT"] = str(port)
-    proc = subprocess.Popen([*WAWINDOW, "run", "webhook"], env=env, stderr=subprocess.PIPE)
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        assert proc.stderr is not None
-        proc.stderr.close()
-
-
-async def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            assert proc.poll() is None, "wawindow run webhook exited during start-up"
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    pytest.fail("wawindow run webhook never became ready")
-
-
 @pytest.mark.kafka
 @pytest.mark.skipif(not PAYLOADS.is_dir(), reason=f"Meta's sample bodies not at {PAYLOADS}")
 async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
@@ -116,7 +59,7 @@ async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
 ) -> None:
     """The acceptance path: the real command, Meta's sample bodies, the real topic."""
     base, proc = webhook_process
-    await _wait_healthy(base, proc)
+    await wait_healthy(base, proc)
     files = sorted(PAYLOADS.glob("*.json"))
 
     async with aiohttp.ClientSession() as session:

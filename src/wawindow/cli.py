@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
+from redis.exceptions import RedisError
 
-from wawindow import logs
+from wawindow import demo, logs
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices import stack
 from wawindow.devservices.broker import fetch_jars
@@ -34,11 +35,19 @@ from wawindow.engine.counts import (
     parse_instant,
 )
 from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
-from wawindow.engine.store import CounterRow, EngineConfig, WindowStore, connect, read_counters
+from wawindow.engine.store import (
+    DAY,
+    CounterRow,
+    EngineConfig,
+    WindowStore,
+    connect,
+    read_counters,
+)
 from wawindow.engine.views import window_view
 from wawindow.errors import ConfigError, WawindowError
 from wawindow.keys import Topics
-from wawindow.roles import ROLES, required_settings, run_roles
+from wawindow.replay import ProgressBar, load_bodies, replay
+from wawindow.roles import ROLES, Running, required_settings, run_roles
 from wawindow.topics import create_topics
 
 log = structlog.get_logger("wawindow")
@@ -76,7 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="run the whole tracker on this machine, with its own Kafka and Redis"
     )
+    dev.add_argument(
+        "--no-demo", dest="demo", action="store_false", help="do not replay the demo set"
+    )
     dev.set_defaults(handler=_cmd_dev)
+
+    rep = sub.add_parser("replay", help="sign webhook bodies and POST them to a receiver")
+    rep.add_argument("files", nargs="+", metavar="FILE", help="JSON (one body or a list) or JSONL")
+    rep.add_argument("--url", help="the receiver (default http://127.0.0.1:PORT/webhook)")
+    rep.add_argument("--rate", type=float, help="bodies per second (default: as fast as answered)")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.set_defaults(handler=_cmd_replay)
 
     run = sub.add_parser("run", help="run one role against the configured Kafka and Redis")
     run.add_argument("role", choices=["webhook", "worker", "api", "all"])
@@ -433,6 +452,7 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "WAWINDOW_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
         "WAWINDOW_API_TOKENS": DEV_API_TOKEN,
         "WAWINDOW_TOPIC_PARTITIONS": "3",
+        "WAWINDOW_LOG_LEVEL": "warning",
         **env,
     }
     settings = _settings(dev_env)
@@ -444,31 +464,111 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             _out(f"  Kafka  {services.kafka_bootstrap}   log: {services.kafka.server_log}")
             _out(f"  Redis  {services.redis_url}   log: {services.redis.log_path}")
         assert settings.kafka_bootstrap is not None
-        topics = Topics(settings.topic_prefix)
         asyncio.run(
             create_topics(
                 settings.kafka_bootstrap,
-                topics,
+                Topics(settings.topic_prefix),
                 partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
             )
         )
-        base = f"http://127.0.0.1:{settings.http_port}"
-
-        def ready() -> None:
-            _out(
-                f"receiver  {base}/webhook   (app secret {DEV_APP_SECRET!r},"
-                f" verify token {DEV_VERIFY_TOKEN!r})"
-            )
-            _out(f"topics    {', '.join(topics.all())}")
-            _out(f"worker    group {settings.worker_group!r} -> {topics.window_events}")
-            _out(f"api       {base}/v1/windows/{{phone_number_id}}/{{user}}, {base}/v1/send-check")
-            _out(f"          Authorization: Bearer {DEV_API_TOKEN}")
-            _out("Ctrl-C stops everything.")
-
-        asyncio.run(run_roles(settings, ROLES, ready))
+        asyncio.run(run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo)))
     _out("stopped; nothing left running.")
     return 0
+
+
+async def _dev_ready(running: Running, demo_set: bool) -> None:
+    """Say where everything is; replay the demo set and summarise what the tracker made of it."""
+    settings = running.settings
+    topics = Topics(settings.topic_prefix)
+    base = f"http://127.0.0.1:{settings.http_port}"
+    token = settings.api_tokens[0].token.value if settings.api_tokens else DEV_API_TOKEN
+    _out(f"receiver  {base}/webhook")
+    if settings.app_secrets and settings.app_secrets[0].value == DEV_APP_SECRET:
+        _out(f"          app secret {DEV_APP_SECRET!r}, verify token {DEV_VERIFY_TOKEN!r}")
+    _out(f"topics    {', '.join(topics.all())}")
+    _out(f"api       {base}/v1/windows/{{phone_number_id}}/{{user}}, /v1/send-check, /v1/counts")
+    _out(f"openapi   {base}/openapi.json")
+    if demo_set:
+        try:
+            await _replay_demo(running, f"{base}/webhook")
+        except (WawindowError, TimeoutError, OSError, RedisError) as exc:
+            _out(f"demo set: not replayed ({exc}); the tracker runs on")
+    first = demo.USERS[0]
+    _out("")
+    _out("try:")
+    _out(f"  curl -H 'Authorization: Bearer {token}' \\")
+    _out(f"    '{base}/v1/send-check?phone_number_id={first.phone_number_id}"
+         f"&user={first.wa_id}&kind=free_form'")  # fmt: skip
+    _out("  wawindow events --follow      (in another shell, after the exports below)")
+    _out(f"  export WAWINDOW_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
+    if settings.redis_url is not None:
+        _out(f"  export WAWINDOW_REDIS_URL={settings.redis_url.value}")
+    if settings.topic_prefix != Topics().prefix:
+        _out(f"  export WAWINDOW_TOPIC_PREFIX={settings.topic_prefix}")
+    _out("Ctrl-C stops everything.")
+
+
+async def _replay_demo(running: Running, url: str) -> None:
+    assert running.store is not None
+    assert running.worker is not None
+    secret = running.settings.app_secrets[0].value
+    bodies = demo.encoded(int(time.time()))
+    _out(f"\nreplaying the demo set: {len(bodies)} signed webhooks to {url}")
+    result = await replay(bodies, url, secret, progress=ProgressBar(sys.stdout))
+    if not result.ok:
+        raise WawindowError(f"the receiver answered {dict(result.statuses)}")
+    async with asyncio.timeout(60):
+        # the lag lives in Kafka, so there is nothing to wait on but a poll
+        while await running.worker.lag() != 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    now = int(time.time())
+    today = now // DAY * DAY
+    query = CountsQuery(today - DAY, today + DAY, ZoneInfo("UTC"), "day")
+    _out("\ncounts, by UTC day (wawindow counts):")
+    _out(_table(await counts(running.store.redis, query)))
+    _out("\nthe demo's users (wawindow window PHONE_NUMBER_ID USER):")
+    for user in demo.USERS:
+        view = await window_view(running.store, user.phone_number_id, user.wa_id, now)
+        _out(f"  {user.phone_number_id} {user.wa_id}  {_window_line(view)}")
+        _out(f"      {user.story}")
+
+
+def _window_line(view: dict[str, Any] | None) -> str:
+    if view is None:
+        return "not seen"
+    parts = []
+    for name, label in (("service_window", "service window"), ("entry_point_window", "FEP")):
+        window = view[name]
+        if window is not None:
+            state = "open until" if window["open"] else "closed at"
+            parts.append(f"{label} {state} {window['expires_at']}")
+    parts += [f"{c['category']} conversation ({c['initiator']})" for c in view["conversations"]]
+    if view["opted_out"]:
+        parts.append("opted out")
+    if view["marketing_opt_out"]:
+        parts.append("no marketing")
+    return "; ".join(parts) or "no window"
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def _cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    if args.rate is not None and args.rate <= 0:
+        raise ConfigError("--rate must be a positive number of bodies per second")
+    secret = settings.app_secrets[0].value if settings.app_secrets else None
+    if secret is None:
+        raise ConfigError("WAWINDOW_APP_SECRETS is required to sign the bodies")
+    url = args.url or f"http://127.0.0.1:{settings.http_port}/webhook"
+    bodies = load_bodies(args.files)
+    progress = None if args.quiet else ProgressBar()
+    result = asyncio.run(replay(bodies, url, secret, rate=args.rate, progress=progress))
+    answers = ", ".join(f"{n} x {status}" for status, n in sorted(result.statuses.items()))
+    unanswered = f", {result.failed} unanswered" if result.failed else ""
+    _out(f"{result.sent} bodies to {url}: {answers or 'none'}{unanswered}")
+    return 0 if result.ok else 1
 
 
 def _out(line: str) -> None:

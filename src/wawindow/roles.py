@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -33,6 +35,15 @@ log = structlog.get_logger("wawindow")
 ROLES = ("webhook", "worker", "api")
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What a ``ready`` callback may use once every role is up."""
+
+    settings: Settings
+    store: WindowStore | None
+    worker: Worker | None
+
+
 def required_settings(roles: Collection[str]) -> tuple[str, ...]:
     names = ["kafka_bootstrap"]
     if "webhook" in roles:
@@ -47,10 +58,11 @@ def required_settings(roles: Collection[str]) -> tuple[str, ...]:
 async def run_roles(
     settings: Settings,
     roles: Collection[str],
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[Running], Coroutine[Any, Any, None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run ``roles`` until SIGINT/SIGTERM (or ``stop`` is set)."""
+    """Run ``roles`` until SIGINT/SIGTERM (or ``stop`` is set). ``ready`` runs beside them once
+    they are up, and is cancelled at shutdown if it has not finished."""
     settings.require(*required_settings(roles))
     assert settings.kafka_bootstrap is not None
     stop = stop or asyncio.Event()
@@ -73,6 +85,7 @@ async def run_roles(
                 add_routes(app)
 
             worker: Worker | None = None
+            store: WindowStore | None = None
             if "worker" in roles or "api" in roles:
                 assert settings.redis_url is not None
                 redis = await connect(settings.redis_url.value)
@@ -91,6 +104,7 @@ async def run_roles(
                 app[API] = ApiConfig.from_settings(settings)
                 add_api_routes(app)
             if "worker" in roles:
+                assert store is not None
                 worker = Worker(
                     bootstrap=settings.kafka_bootstrap,
                     topics=Topics(settings.topic_prefix),
@@ -108,7 +122,8 @@ async def run_roles(
             await web.TCPSite(runner, settings.http_host, settings.http_port).start()
             log.info("wawindow.started", roles=sorted(roles), port=settings.http_port)
             if ready is not None:
-                ready()
+                task = asyncio.create_task(ready(Running(settings, store, worker)))
+                stack.push_async_callback(_cancel, task)
 
             if worker is not None:
                 consuming = asyncio.create_task(worker.run(stop), name="wawindow-worker")
@@ -123,3 +138,9 @@ async def run_roles(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -142,6 +142,18 @@ class Worker:
                 handled += await self.run_once(100)
         return handled
 
+    async def lag(self) -> int | None:
+        """Records on this worker's partitions not yet committed; ``None`` before it has any."""
+        consumer = self._running()
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return None
+        end = await consumer.end_offsets(assigned)
+        behind = 0
+        for tp in assigned:
+            behind += end[tp] - (await consumer.committed(tp) or 0)
+        return behind
+
     async def _handle(self, records: Sequence[Any]) -> tuple[int, int]:
         dead: list[Record] = []
         events: list[tuple[str, str, bytes]] = []

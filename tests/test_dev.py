@@ -1,0 +1,82 @@
+"""``wawindow dev`` end to end, as a newcomer runs it: nothing configured, its own Kafka and
+Redis, the demo set replayed, the API answering, and Ctrl-C leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import aiohttp
+import pytest
+
+from wawindow import demo
+from wawindow.cli import DEV_API_TOKEN
+from wawindow.devservices.process import free_port, port_open
+
+READY = "Ctrl-C stops everything."
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+async def test_dev_runs_the_demo_answers_the_api_and_stops_cleanly_on_sigint() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")}
+    env["WAWINDOW_HTTP_PORT"] = str(port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wawindow", "dev",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(180):
+            while not lines or lines[-1] != READY:
+                raw = await proc.stdout.readline()
+                assert raw, "wawindow dev exited before it was ready:\n" + "\n".join(lines)
+                lines.append(raw.decode().rstrip())
+        output = "\n".join(lines)
+        kafka_port = int(re.search(r"Kafka\s+127\.0\.0\.1:(\d+)", output)[1])  # type: ignore[index]
+        redis_port = int(re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)", output)[1])  # type: ignore[index]
+
+        user = demo.USERS[1]  # wrote 30 h ago: the window closed before the demo began
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(f"{base}/v1/windows/{user.phone_number_id}/{user.wa_id}") as r:
+                assert r.status == 200
+                window = await r.json()
+            async with session.get(
+                f"{base}/v1/send-check",
+                params={"phone_number_id": user.phone_number_id, "user": user.wa_id,
+                        "kind": "free_form"},
+            ) as r:  # fmt: skip
+                check = await r.json()
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(60):
+        rest, errors = await proc.communicate()
+
+    assert f"replaying the demo set: {len(demo.encoded(0))} signed webhooks" in output
+    inbound = [line for line in lines if " inbound_messages " in line]
+    assert sum(int(line.split()[-1]) for line in inbound) == demo.EXPECTED["inbound_messages"]
+    delivered = [line for line in lines if " messages_delivered " in line]
+    assert sum(int(line.split()[-1]) for line in delivered) == demo.EXPECTED["messages_delivered"]
+    assert "FEP open until" in output
+    assert "opted out" in output
+    assert window["service_window"]["open"] is False
+    assert [c["category"] for c in window["conversations"]] == ["marketing"]
+    assert check["allowed"] is False
+    assert check["reason"] == "window_closed_template_required"
+    assert proc.returncode == 0, errors.decode()[-2000:]
+    assert "stopped; nothing left running." in rest.decode()
+    assert not port_open(port)
+    assert not port_open(kafka_port)
+    assert not port_open(redis_port)
