@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from wawindow.api.app import API, ApiConfig, add_api_routes
+from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
@@ -80,6 +81,7 @@ async def run_roles(
             app = web.Application(client_max_size=settings.max_body_bytes)
             app[PUBLISHER] = publisher
             add_health_routes(app)
+            add_openapi_route(app)
             if "webhook" in roles:
                 app[CONFIG] = ReceiverConfig.from_settings(settings)
                 add_routes(app)
