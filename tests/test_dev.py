@@ -4,10 +4,14 @@ Redis, the demo set replayed, the API answering, and Ctrl-C leaving nothing behi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shlex
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -55,6 +59,16 @@ async def test_dev_runs_the_demo_answers_the_api_and_stops_cleanly_on_sigint() -
                         "kind": "free_form"},
             ) as r:  # fmt: skip
                 check = await r.json()
+        env_file = Path(re.search(r"^  \. (\S+dev\.env)$", output, re.M)[1])  # type: ignore[index]
+        text = await asyncio.to_thread(env_file.read_text)
+        exports = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in text.splitlines()
+        )
+        events = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "wawindow", "events", "--from-beginning"],
+            env={**env, **exports}, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
     except BaseException:
         proc.kill()
         await proc.wait()
@@ -77,6 +91,10 @@ async def test_dev_runs_the_demo_answers_the_api_and_stops_cleanly_on_sigint() -
     assert check["reason"] == "window_closed_template_required"
     assert proc.returncode == 0, errors.decode()[-2000:]
     assert "stopped; nothing left running." in rest.decode()
+    types = [json.loads(line)["type"] for line in events.stdout.splitlines()]
+    assert "wawindow.service_window.closed" in types  # the demo's long-expired window
+    assert "wawindow.entry_point_window.opened" in types
+    assert not await asyncio.to_thread(env_file.exists)
     assert not port_open(port)
     assert not port_open(kafka_port)
     assert not port_open(redis_port)

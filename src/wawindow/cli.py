@@ -9,9 +9,11 @@ import csv
 import io
 import json
 import os
+import shlex
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -472,12 +474,38 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 replication_factor=settings.topic_replication_factor,
             )
         )
-        asyncio.run(run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo)))
+        env_file = exits.enter_context(_dev_env_file(cache_dir(env), settings))
+        asyncio.run(
+            run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo, env_file))
+        )
     _out("stopped; nothing left running.")
     return 0
 
 
-async def _dev_ready(running: Running, demo_set: bool) -> None:
+@contextlib.contextmanager
+def _dev_env_file(cache: Path, settings: Settings) -> Iterator[Path]:
+    """``dev.env`` in the cache: the settings another shell needs to reach this ``dev``."""
+    assert settings.kafka_bootstrap is not None
+    assert settings.redis_url is not None
+    values = {
+        "WAWINDOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "WAWINDOW_REDIS_URL": settings.redis_url.value,
+        "WAWINDOW_TOPIC_PREFIX": settings.topic_prefix,
+        "WAWINDOW_HTTP_PORT": str(settings.http_port),
+        "WAWINDOW_APP_SECRETS": ",".join(s.value for s in settings.app_secrets),
+    }
+    path = cache / "dev.env"
+    cache.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _dev_ready(running: Running, demo_set: bool, env_file: Path) -> None:
     """Say where everything is; replay the demo set and summarise what the tracker made of it."""
     settings = running.settings
     topics = Topics(settings.topic_prefix)
@@ -500,12 +528,9 @@ async def _dev_ready(running: Running, demo_set: bool) -> None:
     _out(f"  curl -H 'Authorization: Bearer {token}' \\")
     _out(f"    '{base}/v1/send-check?phone_number_id={first.phone_number_id}"
          f"&user={first.wa_id}&kind=free_form'")  # fmt: skip
-    _out("  wawindow events --follow      (in another shell, after the exports below)")
-    _out(f"  export WAWINDOW_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}")
-    if settings.redis_url is not None:
-        _out(f"  export WAWINDOW_REDIS_URL={settings.redis_url.value}")
-    if settings.topic_prefix != Topics().prefix:
-        _out(f"  export WAWINDOW_TOPIC_PREFIX={settings.topic_prefix}")
+    _out("and in another shell, with this dev's settings:")
+    _out(f"  . {env_file}")
+    _out("  .venv/bin/wawindow events --from-beginning --follow")
     _out("Ctrl-C stops everything.")
 
 
