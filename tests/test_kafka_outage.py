@@ -20,6 +20,7 @@ from wawindow import samples
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices.broker import KafkaBroker, fetch_jars
 from wawindow.keys import Topics
+from wawindow.metrics import METRICS
 from wawindow.topics import create_topics
 from wawindow.webhook.app import create_app
 from wawindow.webhook.signature import HEADER, sign
@@ -74,6 +75,10 @@ async def test_kafka_down_gives_503_then_the_receiver_recovers(own_broker: Kafka
         ready = await client.get("/readyz")
 
         assert status == 503
+        unavailable = client.app[METRICS].registry.get_sample_value(
+            "wawindow_webhook_requests_total", {"outcome": "kafka_unavailable", "status": "503"}
+        )
+        assert unavailable == 1
         assert waited < 10, "the 503 must come within the configured bound, not hang"
         assert ready.status == 503
 

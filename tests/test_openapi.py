@@ -26,6 +26,7 @@ from wawindow.api.app import add_api_routes
 from wawindow.api.openapi import DOCUMENT, add_openapi_route
 from wawindow.devservices.process import free_port
 from wawindow.health import add_health_routes
+from wawindow.metrics import add_metrics_route
 from wawindow.webhook.app import add_routes
 from wawindow.webhook.signature import HEADER, sign
 
@@ -43,7 +44,13 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_the_document_lists_exactly_the_routes_the_service_has() -> None:
     app = web.Application()
-    for add in (add_health_routes, add_openapi_route, add_routes, add_api_routes):
+    for add in (
+        add_health_routes,
+        add_openapi_route,
+        add_metrics_route,
+        add_routes,
+        add_api_routes,
+    ):
         add(app)
     routes = {
         (r.method.lower(), r.resource.canonical)
@@ -161,9 +168,11 @@ async def test_every_answer_of_the_running_server_matches_the_document(
                    params={**span, "tz": "Mars/Olympus"})  # fmt: skip
         await call("get", "/healthz", "/healthz", expect=200)
         await call("get", "/readyz", "/readyz", expect=200)
+        exposition = await call("get", "/metrics", "/metrics", expect=200)
         served = await call("get", "/openapi.json", "/openapi.json", expect=200)
 
     assert served == DOC
+    assert 'wawindow_webhook_requests_total{outcome="accepted",status="200"}' in exposition
     assert view["entry_point_window"]["open"] is True
     assert "kind" in bad["detail"]
     assert counted["rows"]

@@ -28,6 +28,7 @@ from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
 from wawindow.health import PUBLISHER, STORE, add_health_routes
 from wawindow.keys import Topics
+from wawindow.metrics import METRICS, Metrics, add_metrics_route
 from wawindow.publisher import Publisher
 from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
 
@@ -80,8 +81,10 @@ async def run_roles(
 
             app = web.Application(client_max_size=settings.max_body_bytes)
             app[PUBLISHER] = publisher
+            app[METRICS] = metrics = Metrics()
             add_health_routes(app)
             add_openapi_route(app)
+            add_metrics_route(app)
             if "webhook" in roles:
                 app[CONFIG] = ReceiverConfig.from_settings(settings)
                 add_routes(app)
@@ -114,6 +117,7 @@ async def run_roles(
                     store=store,
                     publisher=publisher,
                     batch_size=settings.worker_batch_size,
+                    metrics=metrics,
                 )
                 await worker.start()
                 stack.push_async_callback(worker.stop)

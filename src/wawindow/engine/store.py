@@ -107,6 +107,8 @@ class Applied:
 
     transitions: list[Transition]
     outbox: tuple[int, str] | None
+    # what the event repeated or corrected: duplicate, out_of_order, csw_correction, disagreement
+    notes: tuple[str, ...] = ()
 
 
 def _str(value: bytes | str) -> str:
@@ -223,11 +225,16 @@ class WindowStore:
                 if isinstance(item, dict) and "error" in item:
                     out[i] = EventRejected(str(item["error"]))
                     continue
+                raw_transitions, notes = item.get("t"), item.get("n")
                 transitions = (
-                    [Transition.from_script(t) for t in item] if isinstance(item, list) else []
+                    [Transition.from_script(t) for t in raw_transitions]
+                    if isinstance(raw_transitions, list)
+                    else []
                 )
                 where = (shard, f"{key}|{events[i][1]}") if transitions else None
-                out[i] = Applied(transitions, where)
+                out[i] = Applied(
+                    transitions, where, tuple(notes) if isinstance(notes, list) else ()
+                )
         return out
 
     async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:
@@ -383,6 +390,27 @@ class WindowStore:
         """The stored state of one conversation (empty when never seen)."""
         raw = await self._redis.hgetall(keys.ConversationKeys.of(key).state)
         return {_str(k): _str(v) for k, v in raw.items()}
+
+    async def open_count(self) -> int:
+        """Users with something still to warn about or close: members of every shard's
+        deadline index (an open service window, entry point window or conversation)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for shard in range(keys.SHARDS):
+            pipe.zcard(keys.deadlines(shard))
+        return sum(int(n) for n in await pipe.execute())
+
+    async def memory(self) -> tuple[int, int]:
+        """``used_memory`` and ``maxmemory``, summed over a cluster's primaries."""
+        if isinstance(self._redis, RedisCluster):
+            info: dict[str, Any] = await self._redis.info(
+                "memory", target_nodes=RedisCluster.PRIMARIES
+            )
+            nodes = [v for v in info.values() if isinstance(v, dict)] or [info]
+        else:
+            nodes = [await self._redis.info("memory")]
+        used = sum(int(n.get("used_memory", 0)) for n in nodes)
+        limit = sum(int(n.get("maxmemory", 0)) for n in nodes)
+        return used, limit
 
     async def ping(self) -> bool:
         try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ from wawindow.engine import cloudevents
 from wawindow.engine.store import Applied, WindowStore
 from wawindow.errors import KafkaUnavailable
 from wawindow.keys import Topics
+from wawindow.metrics import Metrics
 from wawindow.publisher import Publisher, Record
 
 log = structlog.get_logger("wawindow.worker")
@@ -57,6 +58,7 @@ class Worker:
         publisher: Publisher,
         batch_size: int = 500,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._topics = topics
@@ -67,6 +69,7 @@ class Worker:
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self.processed = 0
+        self.metrics = metrics or Metrics()
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -115,16 +118,21 @@ class Worker:
             for tp, rs in batch.items():
                 if tp in assigned:
                     consumer.seek(tp, rs[0].offset)
+            self.metrics.worker_retries.inc()
             log.warning("worker.batch_retry", records=len(records), error=str(exc))
             await asyncio.sleep(0.5)
             return 0
         self.processed += len(records)
+        elapsed = time.perf_counter() - started
+        self.metrics.worker_records.inc(len(records))
+        self.metrics.worker_batch_records.observe(len(records))
+        self.metrics.worker_batch_seconds.observe(elapsed)
         log.info(
             "worker.batch",
             records=len(records),
             transitions=transitions,
             dead_letters=dead,
-            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            latency_ms=round(elapsed * 1000, 2),
         )
         return len(records)
 
@@ -170,11 +178,14 @@ class Worker:
                 links.append(link)
         now = int(self._clock())
         if links:
-            await self._store.link_many(links, now)
+            with self._timed("link"):
+                await self._store.link_many(links, now)
         # every event goes to where its user lives now (a wa_id key linked to a BSUID key)
-        where = await self._store.resolve([key for key, _, _ in events])
+        with self._timed("resolve"):
+            where = await self._store.resolve([key for key, _, _ in events])
         events = [(where[key], event_id, raw) for key, event_id, raw in events]
-        applied = await self._store.apply(events, now) if events else []
+        with self._timed("apply"):
+            applied = await self._store.apply(events, now) if events else []
         publish: list[Record] = []
         published: set[str] = set()
         done: list[Applied] = []
@@ -190,6 +201,7 @@ class Worker:
                     )
                 )
                 continue
+            self._count_notes(result.notes)
             for t in result.transitions:
                 # a repeat of an event in the same batch returns the same pending transitions
                 if t.id not in published:
@@ -197,10 +209,48 @@ class Worker:
                     publish.append(
                         Record(self._topics.window_events, cloudevents.encode(t), key.encode())
                     )
+                    self.metrics.window_events.labels(f"wawindow.{t.type}").inc()
             done.append(result)
         await self._publisher.publish(publish + dead)
-        await self._store.acknowledge([a.outbox for a in done if a.outbox])
+        self.metrics.dead_letters.labels("worker").inc(len(dead))
+        with self._timed("acknowledge"):
+            await self._store.acknowledge([a.outbox for a in done if a.outbox])
         return len(publish), len(dead)
+
+    def _count_notes(self, notes: Sequence[str]) -> None:
+        m = self.metrics
+        for what in notes:
+            if what == "duplicate":
+                m.duplicates.inc()
+            elif what == "out_of_order":
+                m.out_of_order.inc()
+            elif what == "csw_correction":
+                m.csw_corrections.inc()
+            elif what == "disagreement":
+                m.disagreements.inc()
+
+    @contextlib.contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.redis_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    async def observe(self) -> None:
+        """Refresh the gauges: consumer lag per partition, open windows, Redis memory."""
+        consumer = self._consumer
+        if consumer is not None and consumer.assignment():
+            assigned = list(consumer.assignment())
+            end = await consumer.end_offsets(assigned)
+            self.metrics.consumer_lag.clear()
+            for tp in assigned:
+                committed = await consumer.committed(tp) or 0
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(end[tp] - committed)
+        self.metrics.windows_open.set(await self._store.open_count())
+        used, limit = await self._store.memory()
+        self.metrics.redis_used_memory.set(used)
+        self.metrics.redis_max_memory.set(limit)
 
     def _dead_letter(self, record: Any, reason: str) -> Record:
         return Record(
@@ -218,9 +268,11 @@ class Worker:
         many transitions it published."""
         now = int(self._clock()) if now is None else now
         applied: list[Applied] = []
-        due = await self._store.due(now)
+        with self._timed("due"):
+            due = await self._store.due(now)
         if due:
-            applied += await self._store.close(due, now)
+            with self._timed("close"):
+                applied += await self._store.close(due, now)
         if stale_outbox:
             applied += await self._store.stale_outbox(now - STALE_OUTBOX_S)
         records = [
@@ -230,15 +282,24 @@ class Worker:
         ]
         if records:
             await self._publisher.publish(records)
-        await self._store.acknowledge([a.outbox for a in applied if a.outbox])
+            published_at = self._clock()
+            for a in applied:
+                for t in a.transitions:
+                    self.metrics.window_events.labels(f"wawindow.{t.type}").inc()
+                    if t.type.endswith(".closed"):
+                        self.metrics.close_lateness.observe(max(0.0, published_at - t.time))
+        with self._timed("acknowledge"):
+            await self._store.acknowledge([a.outbox for a in applied if a.outbox])
         return len(records)
 
     async def sweep_forever(self, stop: asyncio.Event) -> None:
-        """Sweep every quarter second (stale outbox every five) until ``stop`` is set."""
+        """Sweep every quarter second (stale outbox and gauges every five) until ``stop``."""
         ticks = 0
         while not stop.is_set():
             try:
                 await self.sweep(stale_outbox=ticks % 20 == 0)
+                if ticks % 20 == 0:
+                    await self.observe()
             except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
                 log.warning("worker.sweep_failed", error=str(exc))
             ticks += 1

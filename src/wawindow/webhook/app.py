@@ -24,6 +24,7 @@ from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
 from wawindow.health import PUBLISHER, add_health_routes
 from wawindow.keys import Topics
+from wawindow.metrics import METRICS, Metrics, add_metrics_route
 from wawindow.publisher import Publisher, Record
 from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
 from wawindow.webhook import signature
@@ -60,12 +61,15 @@ class ReceiverConfig:
 CONFIG = web.AppKey("config", ReceiverConfig)
 
 
-def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
+def create_app(
+    settings: Settings, publisher: Publisher | None = None, metrics: Metrics | None = None
+) -> web.Application:
     """The receiver app. Without ``publisher`` it makes and owns one from the settings."""
     settings.require("kafka_bootstrap")
     assert settings.kafka_bootstrap is not None
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[CONFIG] = ReceiverConfig.from_settings(settings)
+    app[METRICS] = metrics or Metrics()
     if publisher is None:
         owned = Publisher(settings.kafka_bootstrap, ack_timeout_ms=settings.kafka_ack_timeout_ms)
         app[PUBLISHER] = owned
@@ -74,11 +78,12 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
         app[PUBLISHER] = publisher
     add_routes(app)
     add_health_routes(app)
+    add_metrics_route(app)
     return app
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the receiver's routes on ``app`` (which must hold CONFIG and PUBLISHER)."""
+    """Mount the receiver's routes on ``app`` (which must hold CONFIG, PUBLISHER, METRICS)."""
     app.router.add_get("/webhook", handshake)
     app.router.add_post("/webhook", receive)
 
@@ -105,10 +110,12 @@ async def receive(request: web.Request) -> web.Response:
     """Meta's event POST; see the module docstring for the order of things."""
     started = time.perf_counter()
     config = request.app[CONFIG]
+    metrics = request.app[METRICS]
     line = log.bind(path="/webhook")
 
     raw = await _read_limited(request, config.max_body_bytes)
     if raw is None:
+        _answered(metrics, started, "too_large", 413)
         line.warning(
             "webhook.post",
             outcome="too_large",
@@ -118,8 +125,11 @@ async def receive(request: web.Request) -> web.Response:
         )
         return _json_error(413, "payload_too_large", f"the limit is {config.max_body_bytes} bytes")
 
+    metrics.body_bytes.observe(len(raw))
     header = request.headers.get(signature.HEADER)
     if not signature.verify(raw, header, config.secrets):
+        metrics.signature_failures.labels("missing" if not header else "mismatch").inc()
+        _answered(metrics, started, "bad_signature", 401)
         line.warning(
             "webhook.post",
             outcome="bad_signature",
@@ -137,6 +147,7 @@ async def receive(request: web.Request) -> web.Response:
     try:
         await request.app[PUBLISHER].publish(records)
     except KafkaUnavailable as exc:
+        _answered(metrics, started, "kafka_unavailable", 503)
         line.error(
             "webhook.post",
             outcome="kafka_unavailable",
@@ -148,7 +159,13 @@ async def receive(request: web.Request) -> web.Response:
         )
         return _json_error(503, "kafka_unavailable", "events not stored; retry later")
 
+    metrics.produce_seconds.observe(time.perf_counter() - kafka_started)
     outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
+    for kind, n in _kinds(split).items():
+        metrics.webhook_events.labels(kind).inc(n)
+    if split.reason is not None:
+        metrics.dead_letters.labels("webhook").inc()
+    _answered(metrics, started, outcome, 200)
     line.info(
         "webhook.post",
         outcome=outcome,
@@ -207,6 +224,11 @@ def _kinds(split: Split) -> dict[str, int]:
     for event in split.events:
         counts[event.kind] = counts.get(event.kind, 0) + 1
     return counts
+
+
+def _answered(metrics: Metrics, started: float, outcome: str, status: int) -> None:
+    metrics.webhook_requests.labels(outcome, str(status)).inc()
+    metrics.ack_seconds.observe(time.perf_counter() - started)
 
 
 def _same(given: str, expected: str) -> bool:

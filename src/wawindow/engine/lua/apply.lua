@@ -54,6 +54,8 @@ s.pn = string.match(ckey, "^([^:]+):")
 
 -- the transitions of the event being applied
 local current = {}
+local notes = {} -- what this event corrected or repeated, for the worker's metrics
+local function note(what) notes[#notes + 1] = what end
 local function emit(kind, id_parts, time, data)
   current[#current + 1] = transition(ckey, s, kind, id_parts, time, data)
 end
@@ -101,6 +103,7 @@ local function inbound(ts, d)
          {opened_at = tonumber(s.csw_opened), expires_at = new_expires})
   end
   -- else: a late, older message; it never shortens the window
+  if expires ~= nil and new_expires < expires then note("out_of_order") end
   if present(d.referral) and ts > tonumber(s.ref_at or "0") then set("ref_at", ts) end
 end
 
@@ -195,7 +198,10 @@ local function on_delivery(ts, d, rec)
   if meta_id ~= nil then
     local by_meta = nil
     for _, c in pairs(open) do if c.id == meta_id then by_meta = c end end
-    if (absorber ~= nil) ~= (by_meta ~= nil) then count(ts, "conversation_disagreements") end
+    if (absorber ~= nil) ~= (by_meta ~= nil) then
+      count(ts, "conversation_disagreements")
+      note("disagreement")
+    end
     if by_meta ~= nil then rec.cv = "meta"; return end
   elseif absorber ~= nil then
     rec.cv = "absorbed"
@@ -251,6 +257,7 @@ local function status(ts, d)
     rec.mexp = rec.mexp or d.conversation.expiration_timestamp
   end
   local rank = RANK[d.status] or 0
+  if rank > 0 and rank < rec.rank then note("out_of_order") end -- never downgraded
   if rank > rec.rank and rec.rank ~= 9 then rec.rank = rank end -- forward only; failed is terminal
 
   if d.status ~= "failed" then entry_point(ts, d, rec) end
@@ -279,6 +286,7 @@ local function status(ts, d)
           csw_close(ts, "meta_131047")
           set("csw_expires", ts)
           count(ts, "csw_corrections")
+          note("csw_correction")
         end
       elseif err.code == 131050 then
         opt_out(ts, "marketing_opt_out", true, "meta_131050")
@@ -302,7 +310,7 @@ local function apply_one(ev)
   local digest = "s:" .. string.sub(redis.sha1hex(ev.event_id), 1, 12)
   if s[digest] ~= nil then
     local pending = redis.call("HGET", outbox, outbox_field)
-    return pending and cjson.decode(pending) or {}
+    return {t = pending and cjson.decode(pending) or {}, n = {"duplicate"}}
   end
   set(digest, now)
 
@@ -313,7 +321,7 @@ local function apply_one(ev)
   end
   if s.waba ~= ev.waba_id then set("waba", ev.waba_id) end
 
-  current = {}
+  current, notes = {}, {}
   local d, ts = ev.data, ev.timestamp
   if ev.kind == "message" then
     if d.type ~= "system" then
@@ -329,7 +337,7 @@ local function apply_one(ev)
     end
   end
   save_outbox(outbox, outq, outbox_field, current, now)
-  return current
+  return {t = current, n = notes}
 end
 
 local results = {}

@@ -1,0 +1,115 @@
+"""Every metric moves when its event happens: the real receiver, Kafka, worker and Redis."""
+
+from __future__ import annotations
+
+import io
+
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import APP_SECRET
+from tests.engine_harness import HOUR, Scenario
+from wawindow.metrics import METRICS, Metrics
+from wawindow.webhook.signature import HEADER, sign
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    """A sample's value; a histogram's ``_count`` for histograms; 0 when absent."""
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
+    web = s.receiver.app[METRICS]
+    worker = await s.worker()
+    wm = worker.metrics
+    before = {
+        "accepted": value(web, "wawindow_webhook_requests_total", outcome="accepted", status="200"),
+    }
+
+    # the receiver: accepted, bad signatures, too large, dead-lettered, and events by kind
+    await s.inbound("wamid.1", s.now - 2 * HOUR)
+    bad = await s.receiver.post("/webhook", data=b"{}", headers={HEADER: "sha256=" + "0" * 64})
+    unsigned = await s.receiver.post("/webhook", data=b"{}")
+    huge = await s.receiver.post(
+        "/webhook", data=io.BytesIO(b" " * (s.settings.max_body_bytes + 1)),
+        headers={HEADER: "sha256=" + "0" * 64},
+    )  # fmt: skip
+    garbage = b"not json at all"
+    dead = await s.receiver.post(
+        "/webhook", data=garbage, headers={HEADER: sign(garbage, APP_SECRET)}
+    )
+    assert (bad.status, unsigned.status, huge.status, dead.status) == (401, 401, 413, 200)
+
+    assert value(web, "wawindow_webhook_requests_total", outcome="accepted", status="200") == (
+        before["accepted"] + 1
+    )
+    assert value(web, "wawindow_webhook_requests_total", outcome="bad_signature", status="401") == 2
+    assert value(web, "wawindow_webhook_requests_total", outcome="too_large", status="413") == 1
+    assert value(web, "wawindow_webhook_requests_total", outcome="dead_lettered", status="200") == 1
+    assert value(web, "wawindow_webhook_signature_failures_total", reason="mismatch") == 1
+    assert value(web, "wawindow_webhook_signature_failures_total", reason="missing") == 1
+    assert value(web, "wawindow_webhook_body_bytes_count") == 4  # all but the one too large
+    assert value(web, "wawindow_webhook_ack_seconds_count") == 5
+    assert value(web, "wawindow_kafka_produce_seconds_count") == 2
+    assert value(web, "wawindow_webhook_events_total", kind="message") == 1
+    assert value(web, "wawindow_dead_letters_total", source="webhook") == 1
+
+    # the worker's lag before it consumed anything, then its batches
+    await worker.run_once(100)  # joins the group and may take a first batch
+    await worker.observe()
+    lag_before = sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3))
+    await s.status("wamid.o1", "read", s.now - HOUR)  # read before delivered: out of order
+    await s.status("wamid.o1", "delivered", s.now - HOUR - 1)
+    await s.inbound("wamid.1", s.now - 2 * HOUR)  # Meta's re-send: a duplicate
+    await s.status("wamid.o2", "failed", s.now - 60, error_code=131047)
+    await worker.observe()
+    lag_posted = sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3))
+    poison = AIOKafkaProducer(bootstrap_servers=s.settings.kafka_bootstrap)
+    await poison.start()
+    try:
+        await poison.send_and_wait(s.topics.webhook_events, b"{broken", key=b"x")
+    finally:
+        await poison.stop()
+    await s.process()
+    await worker.observe()
+
+    assert lag_posted > lag_before
+    assert sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3)) == 0
+    assert value(wm, "wawindow_worker_records_total") >= 6
+    assert value(wm, "wawindow_worker_batch_records_count") >= 1
+    assert value(wm, "wawindow_worker_batch_seconds_count") >= 1
+    assert value(wm, "wawindow_redis_seconds_count", operation="apply") >= 1
+    assert value(wm, "wawindow_redis_seconds_count", operation="resolve") >= 1
+    assert value(wm, "wawindow_duplicates_dropped_total") == 1
+    assert value(wm, "wawindow_out_of_order_corrections_total") == 1
+    assert value(wm, "wawindow_csw_corrections_total") == 1
+    assert value(wm, "wawindow_dead_letters_total", source="worker") == 1
+    assert value(wm, "wawindow_window_events_total", type="wawindow.service_window.opened") == 1
+    assert value(wm, "wawindow_window_events_total", type="wawindow.service_window.closed") == 1
+    assert value(wm, "wawindow_redis_used_memory_bytes") > 0
+    assert value(wm, "wawindow_windows_open") >= 1  # the user's derived conversation
+
+    # closes published by the sweeper, with their lateness
+    await s.inbound("wamid.2", s.now - 24 * HOUR - 5, user="16505550002")
+    await s.process()
+    await s.sweep()
+    assert value(wm, "wawindow_close_lateness_seconds_count") >= 1
+    assert value(wm, "wawindow_close_lateness_seconds_sum") >= 5
+
+    # Meta's conversation id disagreeing with the tracker's derivation (CBP era)
+    cbp = {"billable": True, "pricing_model": "CBP", "category": "marketing"}
+    for n, at in ((1, s.now - 3 * HOUR), (2, s.now - 2 * HOUR)):
+        conversation = {"id": f"conv{n}", "origin": {"type": "marketing"},
+                        "expiration_timestamp": str(at + 24 * HOUR)}  # fmt: skip
+        await s.status(f"wamid.c{n}", "delivered", at, wa_id="16505550003", pricing=cbp,
+                       conversation=conversation)  # fmt: skip
+    await s.process()
+    assert value(wm, "wawindow_conversation_disagreements_total") == 1
+
+
+def test_every_metric_family_is_named_wawindow_and_has_bounded_labels() -> None:
+    allowed = {"outcome", "status", "reason", "kind", "source", "partition", "operation", "type"}
+    for family in Metrics().registry.collect():
+        assert family.name.startswith("wawindow_")
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} <= allowed
