@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap dev test check lint format typecheck pytest bench clean
+.PHONY: help bootstrap deploy-tools dev test check lint format typecheck pytest bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -10,16 +10,20 @@ help:  ## list the targets
 bootstrap:  ## install the virtualenv, dependencies, redis-server and the Kafka jars
 	@./scripts/bootstrap
 
+deploy-tools: bootstrap  ## kustomize and KEDA's schema, for the deployment tests
+	@./scripts/deploy-tools
+
 dev: bootstrap  ## run the whole tracker on this machine with its own Kafka and Redis
 	$(BIN)/wawindow dev
 
-test: bootstrap check pytest  ## everything CI runs: lint, types, the test suite
+test: bootstrap deploy-tools check pytest  ## everything CI runs: lint, types, the test suite
 
 check: lint typecheck  ## ruff and mypy --strict
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint deploy/Dockerfile
 
 format:  ## rewrite the code in the project's format
 	$(BIN)/ruff check --fix .

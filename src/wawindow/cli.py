@@ -100,7 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(handler=_cmd_replay)
 
     run = sub.add_parser("run", help="run one role against the configured Kafka and Redis")
-    run.add_argument("role", choices=["webhook", "worker", "api", "all"])
+    run.add_argument(
+        "role",
+        type=_roles,
+        metavar="ROLE",
+        help="webhook, worker, api, all, or a comma-separated list such as webhook,api",
+    )
     run.set_defaults(handler=_cmd_run)
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
@@ -165,6 +170,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _roles(value: str) -> tuple[str, ...]:
+    if value == "all":
+        return ROLES
+    roles = tuple(dict.fromkeys(r.strip() for r in value.split(",")))
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: roles are {', '.join(ROLES)}, all, or a comma-separated list"
+        )
+    return roles
+
+
 def _settings(env: Mapping[str, str]) -> Settings:
     settings = Settings.from_env(env)
     logs.configure(settings.log_level, settings.log_format)
@@ -176,7 +193,7 @@ def _settings(env: Mapping[str, str]) -> Settings:
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(env)
-    roles = ROLES if args.role == "all" else (args.role,)
+    roles: tuple[str, ...] = args.role
     settings.require(*required_settings(roles))
     log.info("wawindow.start", roles=list(roles), settings=settings.public())
     asyncio.run(run_roles(settings, roles))

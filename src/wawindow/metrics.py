@@ -16,6 +16,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BYTES_BUCKETS = (512, 2048, 8192, 32768, 131072, 524288, 1048576, 3145728)
@@ -143,6 +144,16 @@ class Metrics:
             "Redis maxmemory (0: no limit; summed over a cluster's primaries)",
             registry=r,
         )
+
+    def label_names(self) -> dict[str, set[str]]:
+        """Each family's label names (histograms add ``le``), for checking alert rules."""
+        out: dict[str, set[str]] = {}
+        for value in vars(self).values():
+            if isinstance(value, MetricWrapperBase):
+                # prometheus-client keeps these on the metric; there is no public accessor
+                name, labels = value._name, set(value._labelnames)
+                out[name] = labels | {"le"} if isinstance(value, Histogram) else labels
+        return out
 
     def names(self) -> set[str]:
         """Every sample name this registry can export (``_total``, ``_bucket`` … included)."""
