@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from tests.conftest import Services
 from wawindow.config import cache_dir
+from wawindow.devservices.broker import fetch_jars, format_storage
 from wawindow.devservices.stack import LocalServices
 from wawindow.keys import Topics
 from wawindow.topics import create_topics
@@ -60,3 +61,21 @@ async def test_topics_create_is_idempotent_with_the_requested_partitions(
     assert sorted(r.name for r in first) == sorted(topics.all())
     assert all(r.created and r.partitions == 4 and r.replication_factor == 1 for r in first)
     assert not any(r.created for r in again)
+
+
+def test_a_cluster_id_that_begins_with_a_dash_still_formats(tmp_path: Path) -> None:
+    """One random cluster id in 64 begins with ``-``; the storage tool must not read it as an
+    option (it did, and a broker start failed once in that many)."""
+    data = tmp_path / "data"
+    properties = tmp_path / "server.properties"
+    properties.write_text(
+        "process.roles=broker,controller\nnode.id=1\n"
+        "controller.quorum.bootstrap.servers=127.0.0.1:1\n"
+        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:1\n"
+        "controller.listener.names=CONTROLLER\n"
+        f"log.dirs={data}\n"
+    )
+
+    format_storage(fetch_jars(cache_dir()), properties, "-Ab3dEfGhIjKlMnOpQrStUw")
+
+    assert (data / "meta.properties").read_text().count("cluster.id=-Ab3dEfGhIjKlMnOpQrStUw") == 1

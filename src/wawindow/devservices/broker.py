@@ -123,20 +123,7 @@ class KafkaBroker:
         (self.run_dir / "server.properties").write_text(config)
         (self.run_dir / "log4j2.yaml").write_bytes((_FILES / "log4j2.yaml").read_bytes())
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        result = subprocess.run(
-            [
-                "java", "-Xmx256m", "-cp", f"{self.libs}/*", "kafka.tools.StorageTool",
-                "format", "--standalone", "-t", cluster_id,
-                "-c", str(self.run_dir / "server.properties"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ServiceStartError(
-                f"formatting Kafka storage failed: {result.stdout}{result.stderr}"
-            )
+        format_storage(self.libs, self.run_dir / "server.properties", cluster_id)
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start and wait until a real client round trip succeeds."""
@@ -169,3 +156,19 @@ async def _describe(bootstrap: str) -> bool:
         return False
     finally:
         await admin.close()
+
+
+def format_storage(libs: Path, properties: Path, cluster_id: str) -> None:
+    """``kafka-storage format``. A random cluster id may begin with ``-``, so it is passed as
+    ``--cluster-id=…``, never as a separate argument the parser would take for an option."""
+    result = subprocess.run(
+        [
+            "java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
+            "format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(properties),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ServiceStartError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
