@@ -184,6 +184,44 @@ async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, A
     }
 
 
+async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
+    """A typical service exchange per user through the real script: one inbound message, one
+    reply with sent, delivered (priced) and read. Redis's growth per user: the state with its
+    window and derived conversation, the pricing ledger entry, deadlines and counters."""
+    redis = await connect(redis_url)
+    await redis.flushdb()
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    before = (await redis.info("memory"))["used_memory"]
+    now = int(time.time())
+    pricing = samples.pmp_pricing("service", "regular")
+    for first in range(0, users, 500):
+        batch = []
+        for u in range(first, min(first + 500, users)):
+            wa = f"3{u:010d}"
+            change = samples.messages_change(
+                messages=[samples.text_message(f"in{u}", now - 120, wa_id=wa)],
+                statuses=[
+                    samples.status(f"out{u}", "sent", now - 60, wa_id=wa, pricing=pricing),
+                    samples.status(f"out{u}", "delivered", now - 59, wa_id=wa, pricing=pricing),
+                    samples.status(f"out{u}", "read", now - 30, wa_id=wa),
+                ],
+            )
+            for event in split_body(samples.encode(samples.body(change)), now * 1000).events:
+                batch.append((event.key, event.event_id, event.encode()))
+        applied = await store.apply(batch, now)
+        await store.acknowledge(
+            [a.outbox for a in applied if not isinstance(a, Exception) and a.outbox]
+        )
+    after = (await redis.info("memory"))["used_memory"]
+    await redis.aclose()
+    return {
+        "users": users,
+        "bytes_total": after - before,
+        "bytes_per_user_exchange": round((after - before) / users),
+    }
+
+
 async def close_lateness(
     bootstrap: str, topics: Topics, redis_url: str, scheduled: int, sample: int
 ) -> dict[str, Any]:
@@ -285,6 +323,8 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
     if "memory" in parts:
         results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
+    if "exchange" in parts:
+        results["exchange"] = await bytes_per_exchange(redis_url, args.memory_users)
     if "lateness" in parts:
         closing = Topics(f"{prefix}close.")
         results["close_lateness"] = await close_lateness(
@@ -299,11 +339,14 @@ def main() -> None:
     parser.add_argument("--memory-users", type=int, default=100_000)
     parser.add_argument("--scheduled", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
-    parser.add_argument("--parts", default="throughput,memory,lateness", help="which parts to run")
+    parser.add_argument(
+        "--parts", default="throughput,memory,exchange,lateness", help="which parts to run"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
     with LocalServices.create(cache_dir(), kafka_heap_mb=1024) as services:
         results = asyncio.run(run(args, services))
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -70,6 +70,7 @@ class Worker:
         self._consumer: AIOKafkaConsumer | None = None
         self.processed = 0
         self.metrics = metrics or Metrics()
+        self._by_type: dict[str, Any] = {}
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -209,13 +210,20 @@ class Worker:
                     publish.append(
                         Record(self._topics.window_events, cloudevents.encode(t), key.encode())
                     )
-                    self.metrics.window_events.labels(f"wawindow.{t.type}").inc()
+                    self._published_counter(t.type).inc()
             done.append(result)
         await self._publisher.publish(publish + dead)
         self.metrics.dead_letters.labels("worker").inc(len(dead))
         with self._timed("acknowledge"):
             await self._store.acknowledge([a.outbox for a in done if a.outbox])
         return len(publish), len(dead)
+
+    def _published_counter(self, kind: str) -> Any:
+        """The ``window_events`` child of a transition type, looked up once per type."""
+        child = self._by_type.get(kind)
+        if child is None:
+            child = self._by_type[kind] = self.metrics.window_events.labels(f"wawindow.{kind}")
+        return child
 
     def _count_notes(self, notes: Sequence[str]) -> None:
         m = self.metrics
@@ -285,7 +293,7 @@ class Worker:
             published_at = self._clock()
             for a in applied:
                 for t in a.transitions:
-                    self.metrics.window_events.labels(f"wawindow.{t.type}").inc()
+                    self._published_counter(t.type).inc()
                     if t.type.endswith(".closed"):
                         self.metrics.close_lateness.observe(max(0.0, published_at - t.time))
         with self._timed("acknowledge"):
