@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import APP_SECRET
 from tests.engine_harness import HOUR, Scenario
+from wawindow import samples
 from wawindow.metrics import METRICS, Metrics
 from wawindow.webhook.signature import HEADER, sign
 
@@ -108,8 +110,36 @@ async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
 
 
 def test_every_metric_family_is_named_wawindow_and_has_bounded_labels() -> None:
-    allowed = {"outcome", "status", "reason", "kind", "source", "partition", "operation", "type"}
+    allowed = {
+        "outcome", "status", "reason", "kind", "source", "partition", "operation", "type", "route",
+    }  # fmt: skip
     for family in Metrics().registry.collect():
         assert family.name.startswith("wawindow_")
         for sample in family.samples:
             assert set(sample.labels) - {"le"} <= allowed
+
+
+async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from wawindow.api.app import create_api_app
+    from wawindow.config import Settings
+
+    settings = Settings.from_env({"WAWINDOW_API_TOKENS": "metrics-token"})
+    app = create_api_app(settings, s.store)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        auth = {"Authorization": "Bearer metrics-token"}
+        unknown = await client.get(f"/v1/windows/{samples.PHONE_NUMBER_ID}/1999", headers=auth)
+        refused = await client.get(f"/v1/windows/{samples.PHONE_NUMBER_ID}/1999")
+    finally:
+        await client.close()
+    m = app[METRICS]
+    route = "/v1/windows/{phone_number_id}/{user}"
+
+    assert (unknown.status, refused.status) == (404, 401)
+    assert value(m, "wawindow_api_requests_total", route=route, status="404") == 1
+    assert value(m, "wawindow_api_requests_total", route=route, status="401") == 1
+    assert value(m, "wawindow_api_seconds_count", route=route) == 2
+    assert "1999" not in m.render().decode()  # never a user in a label

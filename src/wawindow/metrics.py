@@ -134,6 +134,20 @@ class Metrics:
             "deliveries where Meta's conversation id and the tracker's derivation disagreed",
             registry=r,
         )
+        # the API
+        self.api_requests = Counter(
+            "wawindow_api_requests",
+            "/v1 answers by route template and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "wawindow_api_seconds",
+            "/v1 answer latency by route template",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.redis_used_memory = Gauge(
             "wawindow_redis_used_memory_bytes",
             "Redis used_memory (summed over a cluster's primaries)",

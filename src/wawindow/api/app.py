@@ -29,6 +29,7 @@ from wawindow.engine.counts import (
 from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
 from wawindow.health import STORE
+from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
 
 
@@ -58,16 +59,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_api_routes(app: web.Application) -> None:
-    """Mount ``/v1`` on ``app`` (which must hold API and STORE)."""
+    """Mount ``/v1`` on ``app`` (which must hold API, STORE and METRICS)."""
+    app.middlewares.append(_observe)
     app.middlewares.append(_auth)
     app.router.add_get("/v1/windows/{phone_number_id}/{user}", windows)
     app.router.add_get("/v1/send-check", send_check)
     app.router.add_get("/v1/counts", counts_handler)
 
 
-def create_api_app(settings: Settings, store: WindowStore) -> web.Application:
+def create_api_app(
+    settings: Settings, store: WindowStore, metrics: Metrics | None = None
+) -> web.Application:
     app = web.Application()
     app[API] = ApiConfig.from_settings(settings)
+    app[METRICS] = metrics or Metrics()
     app[STORE] = store
     add_api_routes(app)
     return app
@@ -75,6 +80,28 @@ def create_api_app(settings: Settings, store: WindowStore) -> web.Application:
 
 def error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every ``/v1`` answer by route template (never by user or number)."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        metrics.api_requests.labels(route, str(status)).inc()
+        metrics.api_seconds.labels(route).observe(time.perf_counter() - started)
 
 
 @web.middleware
