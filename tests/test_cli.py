@@ -95,3 +95,21 @@ def test_python_dash_m_and_console_script_agree() -> None:
     assert result.returncode == 0
     for command in ("dev", "run", "topics", "services"):
         assert command in result.stdout
+
+
+def test_a_busy_port_stops_start_up_with_one_line_naming_the_setting(services: Services) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {
+            **base_env(services, "busy."),
+            "WAWINDOW_HTTP_PORT": str(busy.getsockname()[1]),
+        }
+        result = run(["run", "webhook"], env)
+
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.strip().splitlines() if x.startswith("wawindow:")]
+    assert "WAWINDOW_HTTP_PORT" in line
+    assert "Traceback" not in result.stderr

@@ -32,5 +32,5 @@ class EventRejected(WawindowError):
 
 
 class ServiceStartError(WawindowError):
-    """A local service (Kafka broker or redis-server) did not start; the message says where
-    its log is."""
+    """Something the process needs to start did not: a local service (Kafka broker or
+    redis-server; the message says where its log is) or the HTTP listener."""

@@ -26,6 +26,7 @@ from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
+from wawindow.errors import ServiceStartError
 from wawindow.health import PUBLISHER, STORE, add_health_routes
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics, add_metrics_route
@@ -125,7 +126,13 @@ async def run_roles(
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+            try:
+                await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+            except OSError as exc:
+                raise ServiceStartError(
+                    f"cannot listen on {settings.http_host}:{settings.http_port}"
+                    f" ({exc.strerror}); choose another port with WAWINDOW_HTTP_PORT"
+                ) from None
             log.info("wawindow.started", roles=sorted(roles), port=settings.http_port)
             if ready is not None:
                 task = asyncio.create_task(ready(Running(settings, store, worker)))
