@@ -90,6 +90,7 @@ async def test_dev_runs_the_demo_answers_the_api_and_stops_cleanly_on_sigint() -
     assert check["allowed"] is False
     assert check["reason"] == "window_closed_template_required"
     assert proc.returncode == 0, errors.decode()[-2000:]
+    assert "GroupCoordinatorNotAvailable" not in output + errors.decode()  # no alarming noise
     assert "stopped; nothing left running." in rest.decode()
     types = [json.loads(line)["type"] for line in events.stdout.splitlines()]
     assert "wawindow.service_window.closed" in types  # the demo's long-expired window

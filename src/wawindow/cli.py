@@ -50,7 +50,7 @@ from wawindow.errors import ConfigError, WawindowError
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, load_bodies, replay
 from wawindow.roles import ROLES, Running, required_settings, run_roles
-from wawindow.topics import create_topics
+from wawindow.topics import create_topics, wait_for_group_coordinator
 
 log = structlog.get_logger("wawindow")
 
@@ -491,6 +491,7 @@ def _cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 replication_factor=settings.topic_replication_factor,
             )
         )
+        asyncio.run(wait_for_group_coordinator(settings.kafka_bootstrap, settings.worker_group))
         env_file = exits.enter_context(_dev_env_file(cache_dir(env), settings))
         asyncio.run(
             run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo, env_file))

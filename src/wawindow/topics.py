@@ -106,3 +106,24 @@ async def _wait_for_leaders(
                     for t in ready
                 ]
             await asyncio.sleep(0.1)
+
+
+async def wait_for_group_coordinator(
+    bootstrap: str, group_id: str, timeout_s: float = 60.0
+) -> None:
+    """Wait until the broker names a coordinator for ``group_id``. On a fresh broker the
+    offsets topic does not exist yet; a consumer joining then logs an error until it does."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    await admin.find_coordinator(group_id)
+                    return
+                except KafkaError:
+                    await asyncio.sleep(0.2)  # the broker is creating its offsets topic
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"no group coordinator on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
