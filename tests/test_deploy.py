@@ -18,7 +18,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, ValidationError
 
-from wawindow.cli import _roles
+from wawindow.cli import parse_roles
 from wawindow.config import Settings, cache_dir
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
@@ -213,7 +213,7 @@ def test_the_manifests_settings_start_every_role(overlay: str, tmp_path: Path) -
     for d in of_kind(overlay, "Deployment"):
         pod = d["spec"]["template"]["spec"]
         [container] = pod["containers"]
-        roles = _roles(container["args"][1])
+        roles = parse_roles(container["args"][1])
         assert container["args"][0] == "run"
         env = dict(settings_map["data"])
         [volume] = [v for v in pod["volumes"] if v.get("secret")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wawindow.cli import _roles
+from wawindow.cli import parse_roles
 from wawindow.config import Settings
 from wawindow.roles import required_settings
 
@@ -48,7 +48,7 @@ def test_the_image_runs_unprivileged_with_wawindow_as_entry_point() -> None:
     assert json.loads(dict(final)["ENTRYPOINT"]) == ["wawindow"]
     cmd = json.loads(dict(final)["CMD"])
     assert cmd[0] == "run"
-    assert _roles(cmd[1])
+    assert parse_roles(cmd[1])
     assert re.fullmatch(r"\d+:\d+", dict(final)["USER"])
     assert not dict(final)["USER"].startswith("0:")
     assert not any(op == "COPY" and "--from" not in arg for op, arg in final)  # no sources
@@ -122,6 +122,6 @@ def test_compose_services_start_with_the_example_settings() -> None:
         settings = Settings.from_env(env)
         command = service["command"]
         if command[0] == "run":
-            settings.require(*required_settings(_roles(command[1])))
+            settings.require(*required_settings(parse_roles(command[1])))
         else:
             assert command == ["topics", "create"], name

@@ -1,0 +1,171 @@
+"""``wawindow dev``: the whole tracker on one machine, with its own Kafka and Redis, and a
+demo set."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.exceptions import RedisError
+
+from wawindow import demo
+from wawindow.cli.finance import counts_table
+from wawindow.cli.output import out, settings_from
+from wawindow.config import Settings, cache_dir
+from wawindow.devservices import stack
+from wawindow.engine.counts import (
+    CountsQuery,
+    counts,
+)
+from wawindow.engine.store import (
+    DAY,
+)
+from wawindow.engine.views import window_view
+from wawindow.errors import WawindowError
+from wawindow.keys import Topics
+from wawindow.replay import ProgressBar, replay
+from wawindow.roles import ROLES, Running, run_roles
+from wawindow.topics import create_topics, wait_for_group_coordinator
+
+# Fixed, public values for `wawindow dev` only; never used when the settings name their own.
+DEV_APP_SECRET = "wawindow-dev-app-secret"  # noqa: S105
+DEV_VERIFY_TOKEN = "wawindow-dev-verify-token"  # noqa: S105
+DEV_API_TOKEN = "wawindow-dev-api-token"  # noqa: S105
+
+
+def cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    dev_env = {
+        "WAWINDOW_APP_SECRETS": DEV_APP_SECRET,
+        "WAWINDOW_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
+        "WAWINDOW_API_TOKENS": DEV_API_TOKEN,
+        "WAWINDOW_TOPIC_PARTITIONS": "3",
+        "WAWINDOW_LOG_LEVEL": "warning",
+        **env,
+    }
+    settings = settings_from(dev_env)
+    with contextlib.ExitStack() as exits:
+        if not settings.kafka_bootstrap or not settings.redis_url:
+            out("starting a local Apache Kafka broker and redis-server …")
+            services = exits.enter_context(stack.LocalServices.create(cache_dir(env)))
+            settings = settings_from({**dev_env, **services.env()})
+            out(f"  Kafka  {services.kafka_bootstrap}   log: {services.kafka.server_log}")
+            out(f"  Redis  {services.redis_url}   log: {services.redis.log_path}")
+        assert settings.kafka_bootstrap is not None
+        asyncio.run(
+            create_topics(
+                settings.kafka_bootstrap,
+                Topics(settings.topic_prefix),
+                partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+        )
+        asyncio.run(wait_for_group_coordinator(settings.kafka_bootstrap, settings.worker_group))
+        env_file = exits.enter_context(_dev_env_file(cache_dir(env), settings))
+        asyncio.run(
+            run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo, env_file))
+        )
+    out("stopped; nothing left running.")
+    return 0
+
+
+@contextlib.contextmanager
+def _dev_env_file(cache: Path, settings: Settings) -> Iterator[Path]:
+    """``dev.env`` in the cache: the settings another shell needs to reach this ``dev``."""
+    assert settings.kafka_bootstrap is not None
+    assert settings.redis_url is not None
+    values = {
+        "WAWINDOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "WAWINDOW_REDIS_URL": settings.redis_url.value,
+        "WAWINDOW_TOPIC_PREFIX": settings.topic_prefix,
+        "WAWINDOW_HTTP_PORT": str(settings.http_port),
+        "WAWINDOW_APP_SECRETS": ",".join(s.value for s in settings.app_secrets),
+    }
+    path = cache / "dev.env"
+    cache.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _dev_ready(running: Running, demo_set: bool, env_file: Path) -> None:
+    """Say where everything is; replay the demo set and summarise what the tracker made of it."""
+    settings = running.settings
+    topics = Topics(settings.topic_prefix)
+    base = f"http://127.0.0.1:{settings.http_port}"
+    token = settings.api_tokens[0].token.value if settings.api_tokens else DEV_API_TOKEN
+    out(f"receiver  {base}/webhook")
+    if settings.app_secrets and settings.app_secrets[0].value == DEV_APP_SECRET:
+        out(f"          app secret {DEV_APP_SECRET!r}, verify token {DEV_VERIFY_TOKEN!r}")
+    out(f"topics    {', '.join(topics.all())}")
+    out(f"api       {base}/v1/windows/{{phone_number_id}}/{{user}}, /v1/send-check, /v1/counts")
+    out(f"openapi   {base}/openapi.json")
+    if demo_set:
+        try:
+            await _replay_demo(running, f"{base}/webhook")
+        except (WawindowError, TimeoutError, OSError, RedisError) as exc:
+            out(f"demo set: not replayed ({exc}); the tracker runs on")
+    first = demo.USERS[0]
+    out("")
+    out("try:")
+    out(f"  curl -H 'Authorization: Bearer {token}' \\")
+    out(f"    '{base}/v1/send-check?phone_number_id={first.phone_number_id}"
+         f"&user={first.wa_id}&kind=free_form'")  # fmt: skip
+    out("and in another shell, with this dev's settings:")
+    out(f"  . {env_file}")
+    out("  .venv/bin/wawindow events --from-beginning --follow")
+    out("Ctrl-C stops everything.")
+
+
+async def _replay_demo(running: Running, url: str) -> None:
+    assert running.store is not None
+    assert running.worker is not None
+    secret = running.settings.app_secrets[0].value
+    bodies = demo.encoded(int(time.time()))
+    out(f"\nreplaying the demo set: {len(bodies)} signed webhooks to {url}")
+    result = await replay(bodies, url, secret, progress=ProgressBar(sys.stdout))
+    if not result.ok:
+        raise WawindowError(f"the receiver answered {dict(result.statuses)}")
+    async with asyncio.timeout(60):
+        # the lag lives in Kafka, so there is nothing to wait on but a poll
+        while await running.worker.lag() != 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    now = int(time.time())
+    today = now // DAY * DAY
+    query = CountsQuery(today - DAY, today + DAY, ZoneInfo("UTC"), "day")
+    out("\ncounts, by UTC day (wawindow counts):")
+    out(counts_table(await counts(running.store.redis, query)))
+    out("\nthe demo's users (wawindow window PHONE_NUMBER_ID USER):")
+    for user in demo.USERS:
+        view = await window_view(running.store, user.phone_number_id, user.wa_id, now)
+        out(f"  {user.phone_number_id} {user.wa_id}  {_window_line(view)}")
+        out(f"      {user.story}")
+
+
+def _window_line(view: dict[str, Any] | None) -> str:
+    if view is None:
+        return "not seen"
+    parts = []
+    for name, label in (("service_window", "service window"), ("entry_point_window", "FEP")):
+        window = view[name]
+        if window is not None:
+            state = "open until" if window["open"] else "closed at"
+            parts.append(f"{label} {state} {window['expires_at']}")
+    parts += [f"{c['category']} conversation ({c['initiator']})" for c in view["conversations"]]
+    if view["opted_out"]:
+        parts.append("opted out")
+    if view["marketing_opt_out"]:
+        parts.append("no marketing")
+    return "; ".join(parts) or "no window"
