@@ -149,65 +149,20 @@ async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int
         await redis.aclose()
 
 
-async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, Any]:
-    """Open a window for ``users`` users through the real script; measure Redis's growth."""
+async def redis_growth(redis_url: str, users: int, bodies: Any, per_call: int) -> int:
+    """Apply ``bodies(u, now)`` for each user through the real script, ``per_call`` users per
+    call, acknowledging the outbox as the worker does; return Redis's ``used_memory`` growth."""
     redis = await connect(redis_url)
     await redis.flushdb()
     store = WindowStore(redis, EngineConfig())
     await store.load()
     before = (await redis.info("memory"))["used_memory"]
     now = int(time.time())
-    for first in range(0, users, 1000):
+    for first in range(0, users, per_call):
         batch = []
-        for u in range(first, min(first + 1000, users)):
-            wa = f"2{u:010d}"
-            raw = samples.encode(
-                samples.body(
-                    samples.messages_change(
-                        messages=[samples.text_message(f"w{u}", now - 60, wa_id=wa)]
-                    )
-                )
-            )
-            [event] = split_body(raw, now * 1000).events
-            batch.append((event.key, event.event_id, event.encode()))
-        applied = await store.apply(batch, now)
-        # as the worker does once Kafka has the transitions
-        await store.acknowledge(
-            [a.outbox for a in applied if not isinstance(a, Exception) and a.outbox]
-        )
-    after = (await redis.info("memory"))["used_memory"]
-    await redis.aclose()
-    return {
-        "users": users,
-        "bytes_total": after - before,
-        "bytes_per_open_conversation": round((after - before) / users),
-    }
-
-
-async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
-    """A typical service exchange per user through the real script: one inbound message, one
-    reply with sent, delivered (priced) and read. Redis's growth per user: the state with its
-    window and derived conversation, the pricing ledger entry, deadlines and counters."""
-    redis = await connect(redis_url)
-    await redis.flushdb()
-    store = WindowStore(redis, EngineConfig())
-    await store.load()
-    before = (await redis.info("memory"))["used_memory"]
-    now = int(time.time())
-    pricing = samples.pmp_pricing("service", "regular")
-    for first in range(0, users, 500):
-        batch = []
-        for u in range(first, min(first + 500, users)):
-            wa = f"3{u:010d}"
-            change = samples.messages_change(
-                messages=[samples.text_message(f"in{u}", now - 120, wa_id=wa)],
-                statuses=[
-                    samples.status(f"out{u}", "sent", now - 60, wa_id=wa, pricing=pricing),
-                    samples.status(f"out{u}", "delivered", now - 59, wa_id=wa, pricing=pricing),
-                    samples.status(f"out{u}", "read", now - 30, wa_id=wa),
-                ],
-            )
-            for event in split_body(samples.encode(samples.body(change)), now * 1000).events:
+        for u in range(first, min(first + per_call, users)):
+            raw = samples.encode(samples.body(bodies(u, now)))
+            for event in split_body(raw, now * 1000).events:
                 batch.append((event.key, event.event_id, event.encode()))
         applied = await store.apply(batch, now)
         await store.acknowledge(
@@ -215,11 +170,43 @@ async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
         )
     after = (await redis.info("memory"))["used_memory"]
     await redis.aclose()
+    return int(after - before)
+
+
+async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, Any]:
+    """Open a window for ``users`` users through the real script; measure Redis's growth."""
+
+    def inbound(u: int, now: int) -> dict[str, Any]:
+        message = samples.text_message(f"w{u}", now - 60, wa_id=f"2{u:010d}")
+        return samples.messages_change(messages=[message])
+
+    grown = await redis_growth(redis_url, users, inbound, 1000)
     return {
         "users": users,
-        "bytes_total": after - before,
-        "bytes_per_user_exchange": round((after - before) / users),
+        "bytes_total": grown,
+        "bytes_per_open_conversation": round(grown / users),
     }
+
+
+async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
+    """A typical service exchange per user through the real script: one inbound message, one
+    reply with sent, delivered (priced) and read. Redis's growth per user: the state with its
+    window and derived conversation, the pricing ledger entry, deadlines and counters."""
+    pricing = samples.pmp_pricing("service", "regular")
+
+    def exchange(u: int, now: int) -> dict[str, Any]:
+        wa = f"3{u:010d}"
+        return samples.messages_change(
+            messages=[samples.text_message(f"in{u}", now - 120, wa_id=wa)],
+            statuses=[
+                samples.status(f"out{u}", "sent", now - 60, wa_id=wa, pricing=pricing),
+                samples.status(f"out{u}", "delivered", now - 59, wa_id=wa, pricing=pricing),
+                samples.status(f"out{u}", "read", now - 30, wa_id=wa),
+            ],
+        )
+
+    grown = await redis_growth(redis_url, users, exchange, 500)
+    return {"users": users, "bytes_total": grown, "bytes_per_user_exchange": round(grown / users)}
 
 
 async def close_lateness(

@@ -37,7 +37,7 @@ def base_env(services: Services, prefix: str) -> dict[str, str]:
 async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
-            assert proc.poll() is None, "wawindow run webhook exited during start-up"
+            assert proc.poll() is None, "wawindow exited during start-up"
             try:
                 async with session.get(f"{base}/readyz") as response:
                     if response.status == 200:
@@ -45,4 +45,4 @@ async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
             except aiohttp.ClientConnectionError:
                 pass
             await asyncio.sleep(0.1)
-    pytest.fail("wawindow run webhook never became ready")
+    pytest.fail("wawindow never became ready")

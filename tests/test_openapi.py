@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.cliutil import WAWINDOW, base_env, run
+from tests.cliutil import WAWINDOW, base_env, run, wait_healthy
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
 from wawindow import demo
 from wawindow.api.app import add_api_routes
@@ -80,7 +80,7 @@ def check(method: str, path: str, status: int, content_type: str, body: Any) -> 
 
 
 @pytest.fixture
-def run_all(services: Services, topic_prefix: str) -> Iterator[str]:
+def run_all(services: Services, topic_prefix: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     env = base_env(services, topic_prefix)
     assert run(["topics", "create", "--partitions", "2"], env).returncode == 0
     port = free_port()
@@ -92,7 +92,7 @@ def run_all(services: Services, topic_prefix: str) -> Iterator[str]:
     }
     proc = subprocess.Popen([*WAWINDOW, "run", "all"], env=env, stderr=subprocess.DEVNULL)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         proc.wait(30)
@@ -101,9 +101,10 @@ def run_all(services: Services, topic_prefix: str) -> Iterator[str]:
 @pytest.mark.kafka
 @pytest.mark.redis
 async def test_every_answer_of_the_running_server_matches_the_document(
-    services: Services, run_all: str
+    services: Services, run_all: tuple[str, subprocess.Popen[bytes]]
 ) -> None:
-    base = run_all
+    base, proc = run_all
+    await wait_healthy(base, proc)
     async with Redis.from_url(services.redis_url.rsplit("/", 1)[0] + "/2") as redis:
         await redis.flushdb()
     seen: set[tuple[str, str, int]] = set()
@@ -119,15 +120,6 @@ async def test_every_answer_of_the_running_server_matches_the_document(
                 seen.add((method, template, r.status))
                 return body
 
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    async with session.get(f"{base}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
         user = demo.USERS[3]  # the free entry point
         for raw in demo.encoded(int(time.time())):
             await call("post", "/webhook", "/webhook", expect=200, data=raw,

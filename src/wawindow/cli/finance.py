@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import csv
-import io
 import json
-import sys
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from wawindow.cli.output import columns, out, settings_from
+from wawindow.cli.output import columns, out, settings_from, time_zone, with_redis, write_csv
 from wawindow.engine.counts import (
     CSV_COLUMNS,
     DIMENSIONS,
@@ -25,8 +20,6 @@ from wawindow.engine.counts import (
 )
 from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
 from wawindow.engine.store import (
-    CounterRow,
-    connect,
     read_counters,
 )
 from wawindow.errors import ConfigError
@@ -35,38 +28,20 @@ from wawindow.errors import ConfigError
 def cmd_counts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
     settings.require("redis_url")
-    assert settings.redis_url is not None
+    tz = time_zone(args.tz)
     try:
-        tz = ZoneInfo(args.tz)
         start, end = parse_instant("from", args.start, tz), parse_instant("to", args.end, tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--tz: {args.tz!r} is not an IANA time zone name") from None
     except BadParameter as exc:
         raise ConfigError(f"--{exc}") from None
     if end <= start:
         raise ConfigError("--to must be after --from")
     waba = frozenset({args.waba_id}) if args.waba_id else None
     query = CountsQuery(start, end, tz, args.granularity, waba, args.phone_number_id)
-    redis_url = settings.redis_url.value
-
-    async def read() -> list[dict[str, Any]]:
-        redis = await connect(redis_url)
-        try:
-            return await counts(redis, query)
-        finally:
-            await redis.aclose()
-
-    rows = asyncio.run(read())
+    rows = with_redis(settings, lambda redis: counts(redis, query))
     if args.format == "json":
         out(json.dumps(rows, indent=2))
     elif args.format == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(
-            buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buffer.getvalue())
+        write_csv(rows, CSV_COLUMNS)
     else:
         out(counts_table(rows))
     return 0
@@ -88,11 +63,7 @@ def counts_table(rows: list[dict[str, Any]]) -> str:
 def cmd_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
     settings.require("redis_url")
-    assert settings.redis_url is not None
-    try:
-        tz = ZoneInfo(args.tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--tz: {args.tz!r} is not an IANA time zone name") from None
+    tz = time_zone(args.tz)
     numbers = {}
     for pair in args.number:
         display, sep, number_id = pair.partition("=")
@@ -110,28 +81,15 @@ def cmd_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except AnalyticsError as exc:
         raise ConfigError(f"--analytics: {exc}") from None
     first, last = day_span(analytics)
-    redis_url = settings.redis_url.value
-
-    async def read() -> list[CounterRow]:
-        redis = await connect(redis_url)
-        try:
-            return await read_counters(redis, first, last)
-        finally:
-            await redis.aclose()
-
-    rows = reconcile(analytics, asyncio.run(read()), tz, numbers)
+    stored = with_redis(settings, lambda redis: read_counters(redis, first, last))
+    rows = reconcile(analytics, stored, tz, numbers)
     beyond = [r for r in rows if r.beyond(args.threshold)]
     dicts = [r.as_dict() | {"beyond_threshold": r.beyond(args.threshold)} for r in rows]
     if args.format == "json":
         out(json.dumps({"kind": analytics.kind, "threshold_percent": args.threshold,
                          "rows": dicts}, indent=2))  # fmt: skip
     elif args.format == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(dicts[0]) if dicts else ["day"],
-                                lineterminator="\n")  # fmt: skip
-        writer.writeheader()
-        writer.writerows(dicts)
-        sys.stdout.write(buffer.getvalue())
+        write_csv(dicts, DRIFT_COLUMNS)
     else:
         out(_drift_table(dicts))
         out(
@@ -139,6 +97,12 @@ def cmd_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f" {args.threshold:g}% of Meta's figure"
         )
     return 3 if beyond else 0
+
+
+DRIFT_COLUMNS = (
+    "day", "phone_number_id", "category", "type", "meta", "tracker", "drift", "drift_percent",
+    "beyond_threshold",
+)  # fmt: skip
 
 
 def _drift_table(rows: list[dict[str, Any]]) -> str:

@@ -1,14 +1,20 @@
-"""What every command shares: settings read once from the environment, role lists, and
-output to stdout."""
+"""What every command shares: settings read once from the environment, role lists, a
+Redis connection for one call, and output to stdout."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import csv
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wawindow import logs
 from wawindow.config import Settings
+from wawindow.engine.store import AnyRedis, connect
+from wawindow.errors import ConfigError
 from wawindow.roles import ROLES
 
 
@@ -28,6 +34,41 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     settings = Settings.from_env(env)
     logs.configure(settings.log_level, settings.log_format)
     return settings
+
+
+T = TypeVar("T")
+
+
+def with_redis(settings: Settings, call: Callable[[AnyRedis], Awaitable[T]]) -> T:
+    """Run ``call`` with a Redis client for the configured URL, closed afterwards."""
+    settings.require("redis_url")
+    assert settings.redis_url is not None
+    url = settings.redis_url.value
+
+    async def run() -> T:
+        redis = await connect(url)
+        try:
+            return await call(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def time_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: {name!r} is not an IANA time zone name") from None
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    writer = csv.DictWriter(
+        sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    sys.stdout.flush()
 
 
 def out(line: str) -> None:

@@ -8,15 +8,13 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from wawindow.cli.output import out, settings_from
+from wawindow.cli.output import out, settings_from, with_redis
 from wawindow.engine.store import (
     EngineConfig,
     WindowStore,
-    connect,
 )
 from wawindow.engine.views import window_view
 from wawindow.keys import Topics
@@ -24,23 +22,12 @@ from wawindow.keys import Topics
 
 def cmd_window(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
-    settings.require("redis_url")
-    assert settings.redis_url is not None
-    redis_url = settings.redis_url.value
-
-    async def look() -> dict[str, Any] | None:
-        redis = await connect(redis_url)
-        try:
-            return await window_view(
-                WindowStore(redis, EngineConfig()),
-                args.phone_number_id,
-                args.user,
-                int(time.time()),
-            )
-        finally:
-            await redis.aclose()
-
-    view = asyncio.run(look())
+    view = with_redis(
+        settings,
+        lambda redis: window_view(
+            WindowStore(redis, EngineConfig()), args.phone_number_id, args.user, int(time.time())
+        ),
+    )
     if view is None:
         print(f"wawindow: no state for {args.user} on {args.phone_number_id}", file=sys.stderr)  # noqa: T201
         return 1
