@@ -201,7 +201,11 @@ def test_pods_are_locked_down_probed_sized_and_spread(overlay: str) -> None:
         assert set(container["resources"]["requests"]) == {"cpu", "memory"}
         assert set(container["resources"]["limits"]) == {"cpu", "memory"}
         assert d["metadata"]["name"] in budgets
-        assert any(v.get("secret") for v in pod["volumes"])  # secrets as files, not env
+        [secret] = [v["secret"] for v in pod["volumes"] if v.get("secret")]  # files, not env
+        # the files belong to root and the pod's fsGroup: readable only through the group
+        assert secret["defaultMode"] & 0o040
+        assert not secret["defaultMode"] & 0o004
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
         assert not any("valueFrom" in e for e in container.get("env", []))
 
 
