@@ -63,3 +63,27 @@ async def test_a_link_across_nodes_keeps_one_user(s: Scenario) -> None:
 
     assert await s.event_types() == ["service_window.opened", "service_window.extended"]
     assert (await s.counts())["service_windows_opened"] == 1
+
+
+async def test_the_worker_gauges_read_every_primary_of_a_cluster(s: Scenario) -> None:
+    for i in range(40):  # users on many shards, so on every node
+        await s.inbound(f"wamid.g{i}", s.now - 60, user=f"165055{i:05d}")
+    await s.process()
+    worker = s.workers[0]
+
+    await worker.observe()
+
+    def gauge(name: str) -> float:
+        found = worker.metrics.registry.get_sample_value(name)
+        assert found is not None
+        return found
+
+    nodes = s.redis.get_primaries()  # type: ignore[union-attr]
+    used = 0
+    for node in nodes:
+        info = await s.redis.info("memory", target_nodes=node)
+        used += int(info["used_memory"])
+    assert len(nodes) == 3
+    assert gauge("wawindow_windows_open") == 40
+    # summed over the three primaries, read a moment apart: within 10 % of each other
+    assert abs(gauge("wawindow_redis_used_memory_bytes") - used) < used * 0.1

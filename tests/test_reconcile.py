@@ -47,7 +47,7 @@ def test_drift_per_day_category_type_and_number_with_countries_summed() -> None:
             counter(DAY1 + 60, "inbound_messages", count=5),  # another metric
         ],
         LA,
-        {samples.DISPLAY_NUMBER: PN},
+        {"+1 555-078-3881": PN},  # however the display number is written
     )
 
     table = {(r.day, r.category, r.type): (r.meta, r.tracker) for r in rows}

@@ -69,7 +69,6 @@ def cmd_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         display, sep, number_id = pair.partition("=")
         if not sep or not display or not number_id:
             raise ConfigError(f"--number: {pair!r} is not DISPLAY=PHONE_NUMBER_ID")
-        numbers[display.lstrip("+")] = number_id
         numbers[display] = number_id
     try:
         with open(args.analytics, "rb") as f:

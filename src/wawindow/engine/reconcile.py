@@ -151,7 +151,8 @@ def reconcile(
     ``numbers`` maps Meta's ``phone_number`` (the display number) to a ``phone_number_id``;
     a number missing from it is taken to be a ``phone_number_id`` already.
     """
-    numbers = numbers or {}
+    # display numbers compared by their digits: "+1 555-078-3881" is "15550783881"
+    by_digits = {_digits(display): number_id for display, number_id in (numbers or {}).items()}
     metric = KINDS[analytics.kind][0]
     intervals = sorted({(p["start"], p["end"]) for p in analytics.points})
     starts = [s for s, _ in intervals]
@@ -166,7 +167,7 @@ def reconcile(
             category = "REFERRAL_CONVERSION"
         return (
             day,
-            numbers.get(number or "", number or "") if analytics.by_number else ANY,
+            by_digits.get(_digits(number or ""), number or "") if analytics.by_number else ANY,
             category if analytics.by_category else ANY,
             kind if analytics.by_type else ANY,
         )
@@ -201,6 +202,10 @@ def day_span(analytics: Analytics) -> tuple[int, int]:
     first = min(p["start"] for p in analytics.points)
     last = max(p["end"] for p in analytics.points) - 1
     return first // DAY, last // DAY
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
 
 
 def _opt(value: Any) -> str | None:
