@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +295,30 @@ async def test_bad_counts_parameters_get_400_naming_the_parameter(
 
     assert status == 400
     assert body["detail"].startswith(named)
+
+
+async def test_the_operators_pricing_rules_file_from_the_environment_changes_the_estimate(
+    s: Scenario, tmp_path: Path
+) -> None:
+    await s.inbound("wamid.in", s.now - 60, user=WA)
+    await s.process()
+    rules = tmp_path / "rules.json"
+    since = datetime.fromtimestamp(s.now - 86400, UTC).date().isoformat()
+    rules.write_text(
+        f'[{{"since": "{since}", "pricing_model": "PMP", "free_in_service_window": ["free_form"]}}]'
+    )
+    params = {"phone_number_id": PN, "user": WA, "kind": "free_form"}
+    answers = []
+    for extra in ({}, {"WAWINDOW_PRICING_RULES_FILE": str(rules)}):
+        settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, **extra})
+        client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+        await client.start_server()
+        try:
+            answers.append(await (await client.get(
+                "/v1/send-check", params=params, headers={"Authorization": f"Bearer {ALL}"}
+            )).json())  # fmt: skip
+        finally:
+            await client.close()
+
+    built_in, operators = (a["expected_charge"]["pricing_type"] for a in answers)
+    assert (built_in, operators) == ("regular", "free_customer_service")

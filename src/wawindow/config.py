@@ -116,6 +116,7 @@ class Settings:
             free_entry_point_hours=reader.integer(
                 "FREE_ENTRY_POINT_HOURS", 72, low=1, high=24 * 30
             ),
+            pricing_rules_file=reader.text("PRICING_RULES_FILE"),
         )
 
     def require(self, *names: str) -> None:
