@@ -322,3 +322,40 @@ async def test_the_operators_pricing_rules_file_from_the_environment_changes_the
 
     built_in, operators = (a["expected_charge"]["pricing_type"] for a in answers)
     assert (built_in, operators) == ("regular", "free_customer_service")
+
+
+async def test_send_check_prices_a_message_from_the_operators_rate_card(
+    s: Scenario, tmp_path: Path
+) -> None:
+    await s.inbound("wamid.in", s.now - 60, user=WA)
+    await s.process()
+    card = tmp_path / "rates.json"
+    card.write_text(
+        '{"cards": [{"since": "2026-10-01", "currency": "USD", "markets": ['
+        '{"market": "North America", "calling_codes": ["1"],'
+        ' "rates": {"marketing": 0.025, "service": 0.0034}}]}]}'
+    )
+    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+    await client.start_server()
+    try:
+        answers = {}
+        for user, kind in ((WA, "template:marketing"), ("19995550000", "template:marketing"),
+                           ("US.13491208655302741918", "template:marketing"),
+                           (WA, "template:authentication")):  # fmt: skip
+            response = await client.get(
+                "/v1/send-check",
+                params={"phone_number_id": PN, "user": user, "kind": kind},
+                headers={"Authorization": f"Bearer {ALL}"},
+            )
+            answers[(user, kind)] = (await response.json())["expected_charge"]["estimate"]
+    finally:
+        await client.close()
+
+    known = answers[(WA, "template:marketing")]
+    assert known["amount"] == "0.025"
+    assert (known["currency"], known["market"]) == ("USD", "North America")
+    # a user never seen is placed by the number asked about
+    assert answers[("19995550000", "template:marketing")]["amount"] == "0.025"
+    assert answers[("US.13491208655302741918", "template:marketing")] is None  # no number
+    assert answers[(WA, "template:authentication")] is None  # no rate for it

@@ -83,6 +83,7 @@ class Settings:
     closing_soon_offsets: tuple[int, ...] = (3600,)
     free_entry_point_hours: int = 72
     pricing_rules_file: str | None = None
+    rate_card_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -117,6 +118,7 @@ class Settings:
                 "FREE_ENTRY_POINT_HOURS", 72, low=1, high=24 * 30
             ),
             pricing_rules_file=reader.text("PRICING_RULES_FILE"),
+            rate_card_file=reader.text("RATE_CARD_FILE"),
         )
 
     def require(self, *names: str) -> None:

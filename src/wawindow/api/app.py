@@ -31,17 +31,23 @@ from wawindow.engine.views import window_view
 from wawindow.health import STORE
 from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
+from wawindow.ratecard import RateCard, estimate, load_rate_cards
 
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
     tokens: tuple[ApiToken, ...]
     rules: tuple[PricingRule, ...]
+    rate_cards: tuple[RateCard, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiConfig:
         settings.require("api_tokens")
-        return cls(settings.api_tokens, load_rules(settings.pricing_rules_file))
+        return cls(
+            settings.api_tokens,
+            load_rules(settings.pricing_rules_file),
+            load_rate_cards(settings.rate_card_file),
+        )
 
 
 API = web.AppKey("api", ApiConfig)
@@ -153,6 +159,7 @@ async def send_check(request: web.Request) -> web.Response:
     csw = (view or {}).get("service_window") or {}
     fep = (view or {}).get("entry_point_window") or {}
     csw_open, fep_open = bool(csw.get("open")), bool(fep.get("open"))
+    now = int(time.time())
     reason = None
     if kind == "free_form" and not csw_open:
         reason = "window_closed_template_required"
@@ -160,6 +167,17 @@ async def send_check(request: web.Request) -> web.Response:
         reason = "opted_out"
     elif kind == "template:marketing" and view is not None and view["marketing_opt_out"]:
         reason = "marketing_opted_out"
+    config = request.app[API]
+    charge = expected_charge(
+        config.rules, kind, now, service_window_open=csw_open, entry_point_open=fep_open
+    )
+    # the market comes from the phone number: the stored wa_id, or the user asked about
+    wa_id = ((view or {}).get("user") or {}).get("wa_id")
+    if wa_id is None and q["user"].isdigit():
+        wa_id = q["user"]
+    charge["estimate"] = estimate(
+        config.rate_cards, wa_id, charge["pricing_category"], charge["billable"], now
+    )
     return web.json_response(
         {
             "allowed": reason is None,
@@ -167,13 +185,7 @@ async def send_check(request: web.Request) -> web.Response:
             "requires_template": not csw_open,
             "service_window_expires_at": csw.get("expires_at") if csw_open else None,
             "entry_point_window_expires_at": fep.get("expires_at") if fep_open else None,
-            "expected_charge": expected_charge(
-                request.app[API].rules,
-                kind,
-                int(time.time()),
-                service_window_open=csw_open,
-                entry_point_open=fep_open,
-            ),
+            "expected_charge": charge,
         }
     )
 
