@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -143,3 +144,26 @@ async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario)
     assert value(m, "wawindow_api_requests_total", route=route, status="401") == 1
     assert value(m, "wawindow_api_seconds_count", route=route) == 2
     assert "1999" not in m.render().decode()  # never a user in a label
+
+
+async def test_a_full_redis_makes_the_worker_retry_and_lose_nothing(s: Scenario) -> None:
+    """At maxmemory (noeviction) Redis refuses the engine's writes: the batch is rewound and
+    counted as a retry, and applied once Redis has room again."""
+    worker = await s.worker()
+    await s.inbound("wamid.full", s.now - 60)
+    await s.redis.config_set("maxmemory", "1")
+    try:
+        async with asyncio.timeout(30):
+            while worker.metrics.registry.get_sample_value(
+                "wawindow_worker_batch_retries_total"
+            ) in (None, 0.0):
+                await worker.run_once(200)
+        await worker.observe()
+        limit = worker.metrics.registry.get_sample_value("wawindow_redis_maxmemory_bytes")
+    finally:
+        await s.redis.config_set("maxmemory", "0")
+    await s.process()
+
+    assert limit == 1
+    assert await s.event_types() == ["service_window.opened"]
+    assert (await s.counts())["inbound_messages"] == 1

@@ -14,7 +14,20 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wawindow import keys
 from wawindow.errors import EventRejected
@@ -111,6 +124,20 @@ class Applied:
     notes: tuple[str, ...] = ()
 
 
+_TRANSIENT_ERRORS = (
+    RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
+    TryAgainError, ClusterDownError, MasterDownError, MovedError, AskError,
+)  # fmt: skip
+_TRANSIENT_PREFIXES = (
+    "OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS",
+)  # fmt: skip
+
+
+def _transient(exc: RedisError) -> bool:
+    """A refusal by Redis that passes (as opposed to a script failing on a bad event)."""
+    return isinstance(exc, _TRANSIENT_ERRORS) or str(exc).startswith(_TRANSIENT_PREFIXES)
+
+
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -163,6 +190,11 @@ class WindowStore:
                 if self._cluster
                 else self._scripts_pipeline(calls)
             )
+        # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
+        # fault: raise, so the worker retries the batch instead of dead-lettering its events
+        for r in results:
+            if isinstance(r, RedisError) and _transient(r):
+                raise r
         return results
 
     async def _scripts_pipeline(self, calls: Sequence[_Call]) -> list[Any]:
