@@ -87,3 +87,38 @@ async def test_a_link_carries_open_conversations_and_their_deadlines(s: Scenario
     closed = [e for e in await s.events() if e["type"] == "wawindow.conversation.closed"]
     assert [e["data"]["category"] for e in closed] == ["marketing"]
     assert all(not f.startswith("cv:") for f in await s.state(f"{PN}:{BSUID}"))
+
+
+async def test_many_users_linked_in_one_batch_each_keep_their_window(s: Scenario) -> None:
+    users = [(f"1650555{i:04d}", f"US.{i:020d}") for i in range(20)]
+    for i, (wa, _) in enumerate(users):
+        await message(s, f"wamid.a{i}", s.now - 600, wa=wa)
+    await s.process()
+    for i, (wa, bsuid) in enumerate(users):
+        await message(s, f"wamid.b{i}", s.now - 60, wa=wa, bsuid=bsuid)
+    await s.process()
+
+    for wa, bsuid in users:
+        merged = await s.state(f"{PN}:{bsuid}")
+        assert (merged["wa_id"], merged["csw_opened"]) == (wa, str(s.now - 600))
+        assert await s.state(f"{PN}:{wa}") == {}
+    assert (await s.counts())["service_windows_opened"] == 20
+
+
+async def test_a_chain_of_links_in_one_batch_ends_on_the_last_key(s: Scenario) -> None:
+    """Old number → new number → BSUID, both links in one call: the old number's window
+    reaches the BSUID's state, and neither intermediate key keeps anything."""
+    new = "12195555358"
+    await message(s, "wamid.1", s.now - 600)
+    await s.process()
+
+    linked = await s.store.link_many(
+        [(f"{PN}:{WA}", f"{PN}:{new}"), (f"{PN}:{new}", f"{PN}:{BSUID}")], s.now
+    )
+
+    assert linked == 2
+    assert (await s.state(f"{PN}:{BSUID}"))["csw_opened"] == str(s.now - 600)
+    assert await s.state(f"{PN}:{WA}") == {}
+    assert await s.state(f"{PN}:{new}") == {}
+    resolved = await s.store.resolve([f"{PN}:{WA}", f"{PN}:{new}"])
+    assert set(resolved.values()) == {f"{PN}:{BSUID}"}

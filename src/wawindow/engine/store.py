@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,9 +142,8 @@ def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _transitions(raw: Any) -> list[Transition]:
-    items = orjson.loads(raw) if raw else []
-    # cjson encodes an empty Lua table as {} rather than []
+def _transitions(items: Any) -> list[Transition]:
+    """Decoded transitions of a script; cjson encodes an empty Lua table as {}, not []."""
     return [Transition.from_script(i) for i in items] if isinstance(items, list) else []
 
 
@@ -257,12 +256,7 @@ class WindowStore:
                 if isinstance(item, dict) and "error" in item:
                     out[i] = EventRejected(str(item["error"]))
                     continue
-                raw_transitions, notes = item.get("t"), item.get("n")
-                transitions = (
-                    [Transition.from_script(t) for t in raw_transitions]
-                    if isinstance(raw_transitions, list)
-                    else []
-                )
+                transitions, notes = _transitions(item.get("t")), item.get("n")
                 where = (shard, f"{key}|{events[i][1]}") if transitions else None
                 out[i] = Applied(
                     transitions, where, tuple(notes) if isinstance(notes, list) else ()
@@ -293,7 +287,10 @@ class WindowStore:
         target's, then point the source at the target. Returns how many links were new.
 
         The steps run in an order that can be repeated after a crash: merge (idempotent),
-        alias, then delete the source's keys.
+        alias, then delete the source's keys. Each step is one round trip for the whole
+        batch; a chain within the batch (a source that is also a target, or one source with
+        two targets) is linked one pair at a time, so each merge lands where the one before
+        moved the user.
         """
         todo = sorted({(s, t) for s, t in pairs if s != t})
         if not todo:
@@ -304,51 +301,76 @@ class WindowStore:
         for source, _ in todo:
             pipe.get(keys.alias(source))
         existing = await pipe.execute()
-        linked = 0
-        for (source, target), current in zip(todo, existing, strict=True):
-            if current is not None and _str(current) == target:
-                continue
-            await self._link_one(source, target, now)
-            linked += 1
-        return linked
+        todo = [
+            (source, target)
+            for (source, target), current in zip(todo, existing, strict=True)
+            if current is None or _str(current) != target
+        ]
+        sources = {source for source, _ in todo}
+        if len(sources) < len(todo) or any(target in sources for _, target in todo):
+            # a chain: each pair on its own, its target resolved again after the one before
+            return sum([await self.link_many([pair], now) for pair in todo])
+        if todo:
+            await self._link(now, todo)
+        return len(todo)
 
-    async def _link_one(self, source: str, target: str, now: int) -> None:
-        src, dst = keys.ConversationKeys.of(source), keys.ConversationKeys.of(target)
+    async def _link(self, now: int, todo: Sequence[tuple[str, str]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(src.state)
-        pipe.hgetall(src.messages)
-        state, ledger = await pipe.execute()
-        if state or ledger:
-            call: _Call = (
-                "link",
-                [dst.state, dst.messages, keys.deadlines(dst.shard)],
-                [
-                    orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
-                    "",
-                    orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
-                    target, self._offsets, self._config.dedupe_ttl_s,
-                    now, self._config.state_grace_s,
-                ],
+        for source, _ in todo:
+            src = keys.ConversationKeys.of(source)
+            pipe.hgetall(src.state)
+            pipe.hgetall(src.messages)
+        read = await pipe.execute()
+        calls: list[_Call] = []
+        groups: list[str] = []
+        for i, (_, target) in enumerate(todo):
+            state, ledger = read[2 * i], read[2 * i + 1]
+            if not (state or ledger):
+                continue  # a key never written: nothing to merge
+            dst = keys.ConversationKeys.of(target)
+            calls.append(
+                (
+                    "link",
+                    [dst.state, dst.messages, keys.deadlines(dst.shard)],
+                    [
+                        orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
+                        orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
+                        target, self._offsets, self._config.dedupe_ttl_s,
+                        now, self._config.state_grace_s,
+                    ],
+                )
             )  # fmt: skip
-            [result] = await self._scripts([call], [target])
+            groups.append(target)
+        for result in await self._scripts(calls, groups) if calls else []:
             if isinstance(result, Exception):
                 raise result
         retention = self._config.counters_retention_days * DAY
-        await self._redis.set(keys.alias(source), target, ex=retention)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(src.state, src.messages)
-        pipe.zrem(keys.deadlines(src.shard), source)
+        for source, target in todo:
+            pipe.set(keys.alias(source), target, ex=retention)
+        await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
+        for source, _ in todo:
+            src = keys.ConversationKeys.of(source)
+            pipe.delete(src.state, src.messages)
+            pipe.zrem(keys.deadlines(src.shard), source)
         await pipe.execute()
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
         """Conversation keys whose next warning or close is due, across every shard."""
+        return [key for _, key in await self._scored_up_to(keys.deadlines, now, limit)]
+
+    async def _scored_up_to(
+        self, key_of: Callable[[int], str], until: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """``(shard, member)`` of every shard's sorted set ``key_of(shard)`` with a score up
+        to ``until``, at most ``limit`` a shard; one pipeline."""
         pipe = self._redis.pipeline(transaction=False)
         for shard in range(keys.SHARDS):
-            pipe.zrangebyscore(keys.deadlines(shard), "-inf", now, start=0, num=limit)
-        found: list[str] = []
-        for members in await pipe.execute():
-            found.extend(_str(m) for m in members)
-        return found
+            pipe.zrangebyscore(key_of(shard), "-inf", until, start=0, num=limit)
+        return [
+            (shard, _str(m)) for shard, members in enumerate(await pipe.execute()) for m in members
+        ]
 
     async def close(self, conversation_keys: Sequence[str], now: int) -> list[Applied]:
         """Warn or close each conversation whose time has come; safe to race with others."""
@@ -372,7 +394,7 @@ class WindowStore:
         for key, result in zip(conversation_keys, results, strict=True):
             if isinstance(result, Exception):
                 raise result
-            transitions = _transitions(result)
+            transitions = _transitions(orjson.loads(result))
             where = (
                 (keys.shard_of(key), f"{key}|close:{transitions[-1].id}") if transitions else None
             )
@@ -395,14 +417,7 @@ class WindowStore:
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
         """Outbox entries written before ``older_than`` and never acknowledged: a process
         died between its script and its publish. Re-publishing them keeps their ids."""
-        pipe = self._redis.pipeline(transaction=False)
-        for shard in range(keys.SHARDS):
-            pipe.zrangebyscore(keys.outbox_queue(shard), "-inf", older_than, start=0, num=limit)
-        found = [
-            (shard, m.decode())
-            for shard, members in enumerate(await pipe.execute())
-            for m in members
-        ]
+        found = await self._scored_up_to(keys.outbox_queue, older_than, limit)
         if not found:
             return []
         pipe = self._redis.pipeline(transaction=False)
@@ -410,7 +425,7 @@ class WindowStore:
             pipe.hget(keys.outbox(shard), field)
         out = []
         for where, raw in zip(found, await pipe.execute(), strict=True):
-            out.append(Applied(_transitions(raw), where))
+            out.append(Applied(_transitions(orjson.loads(raw) if raw else None), where))
         return out
 
     @property

@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from wawindow.engine import cloudevents
-from wawindow.engine.store import Applied, WindowStore
+from wawindow.engine.store import Applied, Transition, WindowStore
 from wawindow.errors import KafkaUnavailable
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
@@ -153,15 +153,17 @@ class Worker:
 
     async def lag(self) -> int | None:
         """Records on this worker's partitions not yet committed; ``None`` before it has any."""
-        consumer = self._running()
+        lags = await self._lags(self._running())
+        return sum(lags.values()) if lags else None
+
+    @staticmethod
+    async def _lags(consumer: AIOKafkaConsumer) -> dict[Any, int]:
+        """Per assigned partition, the records not yet committed (empty before assignment)."""
         assigned = list(consumer.assignment())
         if not assigned:
-            return None
+            return {}
         end = await consumer.end_offsets(assigned)
-        behind = 0
-        for tp in assigned:
-            behind += end[tp] - (await consumer.committed(tp) or 0)
-        return behind
+        return {tp: end[tp] - (await consumer.committed(tp) or 0) for tp in assigned}
 
     async def _handle(self, records: Sequence[Any]) -> tuple[int, int]:
         dead: list[Record] = []
@@ -172,7 +174,8 @@ class Worker:
                 event = orjson.loads(r.value)
                 events.append((event["key"], event["event_id"], r.value))
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                dead.append(self._dead_letter(r, f"unreadable event: {exc}"))
+                origin = f"{r.topic}/{r.partition}/{r.offset}"
+                dead.append(self._dead_letter(r.value, f"unreadable event: {exc}", origin))
                 continue
             link = link_of(event)
             if link is not None:
@@ -187,43 +190,45 @@ class Worker:
         events = [(where[key], event_id, raw) for key, event_id, raw in events]
         with self._timed("apply"):
             applied = await self._store.apply(events, now) if events else []
-        publish: list[Record] = []
-        published: set[str] = set()
+        transitions: list[Transition] = []
+        seen: set[str] = set()
         done: list[Applied] = []
-        for (key, event_id, raw), result in zip(events, applied, strict=True):
+        for (_, event_id, raw), result in zip(events, applied, strict=True):
             if isinstance(result, Exception):
                 # a poison record: keep it and go on, never stop the worker
-                dead.append(
-                    Record(
-                        self._topics.dead_letter,
-                        raw,
-                        None,
-                        _headers(f"worker could not apply {event_id}: {result}"),
-                    )
-                )
+                dead.append(self._dead_letter(raw, f"worker could not apply {event_id}: {result}"))
                 continue
             self._count_notes(result.notes)
             for t in result.transitions:
                 # a repeat of an event in the same batch returns the same pending transitions
-                if t.id not in published:
-                    published.add(t.id)
-                    publish.append(
-                        Record(self._topics.window_events, cloudevents.encode(t), key.encode())
-                    )
-                    self._published_counter(t.type).inc()
+                if t.id not in seen:
+                    seen.add(t.id)
+                    transitions.append(t)
             done.append(result)
+        publish = self._window_events(transitions)
         await self._publisher.publish(publish + dead)
+        self._count_published(transitions)
         self.metrics.dead_letters.labels("worker").inc(len(dead))
         with self._timed("acknowledge"):
             await self._store.acknowledge([a.outbox for a in done if a.outbox])
         return len(publish), len(dead)
 
-    def _published_counter(self, kind: str) -> Any:
-        """The ``window_events`` child of a transition type, looked up once per type."""
-        child = self._by_type.get(kind)
-        if child is None:
-            child = self._by_type[kind] = self.metrics.window_events.labels(f"wawindow.{kind}")
-        return child
+    def _window_events(self, transitions: Sequence[Transition]) -> list[Record]:
+        """The CloudEvents of ``transitions``, keyed by their conversation."""
+        return [
+            Record(self._topics.window_events, cloudevents.encode(t), t.key.encode())
+            for t in transitions
+        ]
+
+    def _count_published(self, transitions: Sequence[Transition]) -> None:
+        """Count window events by type once Kafka has them (label children looked up once)."""
+        for t in transitions:
+            child = self._by_type.get(t.type)
+            if child is None:
+                child = self._by_type[t.type] = self.metrics.window_events.labels(
+                    f"wawindow.{t.type}"
+                )
+            child.inc()
 
     def _count_notes(self, notes: Sequence[str]) -> None:
         m = self.metrics
@@ -247,29 +252,25 @@ class Worker:
 
     async def observe(self) -> None:
         """Refresh the gauges: consumer lag per partition, open windows, Redis memory."""
-        consumer = self._consumer
-        if consumer is not None and consumer.assignment():
-            assigned = list(consumer.assignment())
-            end = await consumer.end_offsets(assigned)
+        if self._consumer is not None:
+            lags = await self._lags(self._consumer)
             self.metrics.consumer_lag.clear()
-            for tp in assigned:
-                committed = await consumer.committed(tp) or 0
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(end[tp] - committed)
+            for tp, behind in lags.items():
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(behind)
         self.metrics.windows_open.set(await self._store.open_count())
         used, limit = await self._store.memory()
         self.metrics.redis_used_memory.set(used)
         self.metrics.redis_max_memory.set(limit)
 
-    def _dead_letter(self, record: Any, reason: str) -> Record:
-        return Record(
-            self._topics.dead_letter,
-            record.value,
-            None,
-            (
-                *_headers(reason),
-                ("origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ),
-        )
+    def _dead_letter(self, value: bytes, reason: str, origin: str | None = None) -> Record:
+        headers = [
+            ("reason", reason.encode()),
+            ("source", b"worker"),
+            ("received_at_ms", str(int(time.time() * 1000)).encode()),
+        ]
+        if origin is not None:
+            headers.append(("origin", origin.encode()))
+        return Record(self._topics.dead_letter, value, None, tuple(headers))
 
     async def sweep(self, now: int | None = None, *, stale_outbox: bool = True) -> int:
         """Warn and close what is due at ``now``, re-publish stale outbox entries; returns how
@@ -283,19 +284,15 @@ class Worker:
                 applied += await self._store.close(due, now)
         if stale_outbox:
             applied += await self._store.stale_outbox(now - STALE_OUTBOX_S)
-        records = [
-            Record(self._topics.window_events, cloudevents.encode(t), t.key.encode())
-            for a in applied
-            for t in a.transitions
-        ]
+        transitions = [t for a in applied for t in a.transitions]
+        records = self._window_events(transitions)
         if records:
             await self._publisher.publish(records)
+            self._count_published(transitions)
             published_at = self._clock()
-            for a in applied:
-                for t in a.transitions:
-                    self._published_counter(t.type).inc()
-                    if t.type.endswith(".closed"):
-                        self.metrics.close_lateness.observe(max(0.0, published_at - t.time))
+            for t in transitions:
+                if t.type.endswith(".closed"):
+                    self.metrics.close_lateness.observe(max(0.0, published_at - t.time))
         with self._timed("acknowledge"):
             await self._store.acknowledge([a.outbox for a in applied if a.outbox])
         return len(records)
@@ -343,11 +340,3 @@ async def _behind(consumer: AIOKafkaConsumer, end: dict[Any, int]) -> bool:
         if await consumer.position(tp) < last:
             return True
     return False
-
-
-def _headers(reason: str) -> tuple[tuple[str, bytes], ...]:
-    return (
-        ("reason", reason.encode()),
-        ("source", b"worker"),
-        ("received_at_ms", str(int(time.time() * 1000)).encode()),
-    )

@@ -161,9 +161,10 @@ async def receive(request: web.Request) -> web.Response:
 
     metrics.produce_seconds.observe(time.perf_counter() - kafka_started)
     outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
-    for kind, n in _kinds(split).items():
+    kinds, reason = _kinds(split), split.reason
+    for kind, n in kinds.items():
         metrics.webhook_events.labels(kind).inc(n)
-    if split.reason is not None:
+    if reason is not None:
         metrics.dead_letters.labels("webhook").inc()
     _answered(metrics, started, outcome, 200)
     line.info(
@@ -171,8 +172,8 @@ async def receive(request: web.Request) -> web.Response:
         outcome=outcome,
         status=200,
         events=len(split.events),
-        kinds=_kinds(split),
-        reason=split.reason,
+        kinds=kinds,
+        reason=reason,
         bytes=len(raw),
         kafka_ms=_ms(kafka_started),
         latency_ms=_ms(started),

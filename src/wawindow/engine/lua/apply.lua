@@ -123,9 +123,7 @@ local TEMPLATE = {marketing = true, marketing_lite = true, utility = true, authe
 local HISTORIC = {user_initiated = "user", business_initiated = "business"}
 
 local function close_conversation(category, c, at)
-  emit("conversation.closed", {category, c.o, c.e}, at,
-       {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
-        opened_at = c.o, expires_at = c.e, closed_at = at})
+  emit("conversation.closed", {category, c.o, c.e}, at, conversation_data(c, category, at))
   unset("cv:" .. category)
 end
 
@@ -363,13 +361,7 @@ if #writes > 0 then redis.call("HSET", state, unpack(writes)) end
 if #deletes > 0 then redis.call("HDEL", state, unpack(deletes)) end
 schedule(due, ckey, s, offsets)
 
--- state lives a grace period past the latest end it knows (longer while the user opted out)
-local keep_until = now + grace
-local function keep(t) if t ~= nil and t + grace > keep_until then keep_until = t + grace end end
-keep(tonumber(s.csw_expires))
-keep(tonumber(s.fep_expires))
-for _, c in pairs(conversations(s)) do keep(c.e) end
-if s.marketing_opt_out == "1" or s.opted_out == "1" then keep_until = now + counter_ttl end
-redis.call("EXPIREAT", state, keep_until)
+-- state lives a grace period past the latest end it knows (as long as counters while opted out)
+expire_state(state, s, now, grace, now + counter_ttl)
 
 return cjson.encode(results)

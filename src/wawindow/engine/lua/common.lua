@@ -1,6 +1,6 @@
 --[[
-Helpers shared by the engine's scripts; the store prepends this file to apply.lua and
-close.lua when it loads them. Everything here is local to the script it joins.
+Helpers shared by the engine's scripts; the store prepends this file to apply.lua, close.lua
+and link.lua when it loads them. Everything here is local to the script it joins.
 
 Conversation state (one HASH) holds:
   waba, user_id, wa_id              who the conversation is (the number is in the key)
@@ -60,9 +60,10 @@ local function conversations(s)
   return out
 end
 
-local function conversation_data(c, category)
+-- what a conversation event carries; `closed_at` only on its close
+local function conversation_data(c, category, closed_at)
   return {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
-          opened_at = c.o, expires_at = c.e}
+          opened_at = c.o, expires_at = c.e, closed_at = closed_at}
 end
 
 -- the next moment something is due: a closing_soon warning, a window's or a conversation's end
@@ -93,9 +94,7 @@ end
 local function close_expired(s, now, emit, hdel)
   for category, c in pairs(conversations(s)) do
     if c.e <= now then
-      emit("conversation.closed", {category, c.o, c.e}, c.e,
-           {category = category, initiator = c.i, type = c.t, source = c.src, conversation_id = c.id,
-            opened_at = c.o, expires_at = c.e, closed_at = c.e})
+      emit("conversation.closed", {category, c.o, c.e}, c.e, conversation_data(c, category, c.e))
       s["cv:" .. category] = nil
       hdel("cv:" .. category)
     end
@@ -116,4 +115,18 @@ local function save_outbox(outbox, outq, field, transitions, now)
   redis.call("EXPIRE", outbox, SHARD_KEY_TTL)
   redis.call("EXPIRE", outq, SHARD_KEY_TTL)
   return encoded
+end
+
+-- a user's state lives a grace period past the latest end it knows; while they opted out, at
+-- least until `opted_out_until` (their decision must outlive their windows)
+local function expire_state(key, s, now, grace, opted_out_until)
+  local keep_until = now + grace
+  local function keep(t) if t ~= nil and t + grace > keep_until then keep_until = t + grace end end
+  keep(tonumber(s.csw_expires))
+  keep(tonumber(s.fep_expires))
+  for _, c in pairs(conversations(s)) do keep(c.e) end
+  if (s.marketing_opt_out == "1" or s.opted_out == "1") and opted_out_until > keep_until then
+    keep_until = opted_out_until
+  end
+  redis.call("EXPIREAT", key, keep_until)
 end

@@ -7,20 +7,19 @@ KEYS[1]  target state (HASH)      KEYS[2]  target ledger (HASH)
 KEYS[3]  target shard deadline index (ZSET)
 
 ARGV[1]  source state, JSON object (HGETALL of the old key, applied event ids included)
-ARGV[2]  (unused)
-ARGV[3]  source ledger, JSON object (wamid -> record)
-ARGV[4]  the target conversation key
-ARGV[5]  closing_soon offsets, seconds, comma-separated, largest first
-ARGV[6]  how long applied event ids and the ledger are kept, seconds
-ARGV[7]  now, Unix seconds      ARGV[8]  how long state outlives its window, seconds
+ARGV[2]  source ledger, JSON object (wamid -> record)
+ARGV[3]  the target conversation key
+ARGV[4]  closing_soon offsets, seconds, comma-separated, largest first
+ARGV[5]  how long applied event ids and the ledger are kept, seconds
+ARGV[6]  now, Unix seconds      ARGV[7]  how long state outlives its window, seconds
 
 Returns 1. (common.lua is prepended when it is loaded.)
 ]]
 
 local state, ledger, due = KEYS[1], KEYS[2], KEYS[3]
 local src = cjson.decode(ARGV[1])
-local ckey, dedupe_ttl, now, grace = ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local offsets = parse_offsets(ARGV[5])
+local ckey, dedupe_ttl, now, grace = ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local offsets = parse_offsets(ARGV[4])
 
 local t = load_state(state, ckey)
 local changed = {}
@@ -37,20 +36,16 @@ end
 for f, v in pairs(src) do
   if string.sub(f, 1, 2) == "s:" and t[f] == nil then set(f, v) end
 end
--- the window that ends later wins, with its warnings and close state
-local se, te = tonumber(src.csw_expires), tonumber(t.csw_expires)
-if se ~= nil and (te == nil or se > te) then
-  for _, f in ipairs({"csw_opened", "csw_expires", "csw_closed", "csw_warned"}) do
+-- of each window, the one that ends later wins, with its warnings and close state
+local function take_later(expires, fields)
+  local se, te = tonumber(src[expires]), tonumber(t[expires])
+  if se == nil or (te ~= nil and se <= te) then return end
+  for _, f in ipairs(fields) do
     if src[f] ~= nil then set(f, src[f]) end
   end
 end
--- the free entry point window that ends later wins too
-local sf, tf = tonumber(src.fep_expires), tonumber(t.fep_expires)
-if sf ~= nil and (tf == nil or sf > tf) then
-  for _, f in ipairs({"fep_opened", "fep_expires", "fep_closed", "fep_src"}) do
-    if src[f] ~= nil then set(f, src[f]) end
-  end
-end
+take_later("csw_expires", {"csw_opened", "csw_expires", "csw_closed", "csw_warned"})
+take_later("fep_expires", {"fep_opened", "fep_expires", "fep_closed", "fep_src"})
 -- open conversations: per category, the one that ends later
 for f, v in pairs(src) do
   if string.sub(f, 1, 3) == "cv:" and (t[f] == nil or cjson.decode(v).e > cjson.decode(t[f]).e) then set(f, v) end
@@ -62,19 +57,11 @@ for _, f in ipairs({"marketing_opt_out", "opted_out"}) do
 end
 if #changed > 0 then redis.call("HSET", state, unpack(changed)) end
 
-for wamid, rec in pairs(cjson.decode(ARGV[3])) do redis.call("HSETNX", ledger, wamid, rec) end
+for wamid, rec in pairs(cjson.decode(ARGV[2])) do redis.call("HSETNX", ledger, wamid, rec) end
 if redis.call("EXISTS", ledger) == 1 then redis.call("EXPIRE", ledger, dedupe_ttl) end
 
 -- the next warning or close, across the window, the entry point and conversations
 schedule(due, ckey, t, offsets)
-local keep_until = now + grace
-local function keep(at) if at ~= nil and at + grace > keep_until then keep_until = at + grace end end
-keep(tonumber(t.csw_expires))
-keep(tonumber(t.fep_expires))
-for _, c in pairs(conversations(t)) do keep(c.e) end
-if t.marketing_opt_out == "1" or t.opted_out == "1" then
-  local ttl = redis.call("TTL", state)
-  if ttl > 0 and now + ttl > keep_until then keep_until = now + ttl end
-end
-redis.call("EXPIREAT", state, keep_until)
+-- an opted-out user's state keeps the longer life it already had
+expire_state(state, t, now, grace, now + math.max(redis.call("TTL", state), 0))
 return 1
