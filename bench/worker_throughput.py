@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from wawindow import keys, samples
 from wawindow.config import cache_dir
 from wawindow.devservices.stack import LocalServices
-from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore, connect
+from wawindow.engine.store import CSW_SECONDS, AnyRedis, EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
@@ -119,15 +119,23 @@ async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
         await consumer.stop()
 
 
-async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int) -> dict[str, Any]:
-    redis = await connect(redis_url)
+async def new_worker(
+    bootstrap: str, topics: Topics, redis: AnyRedis, group: str
+) -> tuple[Worker, Publisher]:
+    """A worker on ``redis`` with its own started publisher (the caller stops both)."""
     store = WindowStore(redis, EngineConfig())
     await store.load()
     publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
     await publisher.start()
     worker = Worker(
-        bootstrap=bootstrap, topics=topics, group_id="bench", store=store, publisher=publisher
+        bootstrap=bootstrap, topics=topics, group_id=group, store=store, publisher=publisher
     )
+    return worker, publisher
+
+
+async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int) -> dict[str, Any]:
+    redis = await connect(redis_url)
+    worker, publisher = await new_worker(bootstrap, topics, redis, "bench")
     await worker.start()
     try:
         started = time.perf_counter()
@@ -239,15 +247,9 @@ async def close_lateness(
     # the sample, scheduled only now: windows that end 20 to 60 s from now
     now = int(time.time())
     await write(scheduled, sample, lambda i: now + 20 + (i % 40))
-    index_size = sum([await redis.zcard(keys.deadlines(s)) for s in range(keys.SHARDS)])
+    index_size = await WindowStore(redis, EngineConfig()).open_count()
 
-    store = WindowStore(redis, EngineConfig())
-    await store.load()
-    publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
-    await publisher.start()
-    worker = Worker(
-        bootstrap=bootstrap, topics=topics, group_id="bench-close", store=store, publisher=publisher
-    )
+    worker, publisher = await new_worker(bootstrap, topics, redis, "bench-close")
     stop = asyncio.Event()
     sweeping = asyncio.create_task(worker.sweep_forever(stop))
     consumer = AIOKafkaConsumer(
