@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
+from wawindow.answers import error
 from wawindow.config import ApiToken, Settings
 from wawindow.engine.counts import (
     CSV_COLUMNS,
@@ -82,10 +83,6 @@ def create_api_app(
     app[STORE] = store
     add_api_routes(app)
     return app
-
-
-def error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
 
 
 @web.middleware

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from wawindow.answers import error
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
 from wawindow.health import PUBLISHER, add_health_routes
@@ -123,7 +124,7 @@ async def receive(request: web.Request) -> web.Response:
             content_length=request.content_length,
             latency_ms=_ms(started),
         )
-        return _json_error(413, "payload_too_large", f"the limit is {config.max_body_bytes} bytes")
+        return error(413, "payload_too_large", f"the limit is {config.max_body_bytes} bytes")
 
     metrics.body_bytes.observe(len(raw))
     header = request.headers.get(signature.HEADER)
@@ -138,7 +139,7 @@ async def receive(request: web.Request) -> web.Response:
             bytes=len(raw),
             latency_ms=_ms(started),
         )
-        return _json_error(401, "bad_signature", f"{signature.HEADER} is missing or wrong")
+        return error(401, "bad_signature", f"{signature.HEADER} is missing or wrong")
 
     received_at_ms = int(time.time() * 1000)
     split = split_body(raw, received_at_ms, config.split_options)
@@ -157,7 +158,7 @@ async def receive(request: web.Request) -> web.Response:
             error=str(exc),
             latency_ms=_ms(started),
         )
-        return _json_error(503, "kafka_unavailable", "events not stored; retry later")
+        return error(503, "kafka_unavailable", "events not stored; retry later")
 
     metrics.produce_seconds.observe(time.perf_counter() - kafka_started)
     outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
@@ -234,10 +235,6 @@ def _answered(metrics: Metrics, started: float, outcome: str, status: int) -> No
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _json_error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
 
 
 def _ms(since: float) -> float:
