@@ -7,7 +7,6 @@ Set WAWINDOW_TEST_KAFKA_BOOTSTRAP and WAWINDOW_TEST_REDIS_URL (for example from
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
@@ -24,7 +23,7 @@ from wawindow.config import Settings, cache_dir
 from wawindow.devservices.process import free_port
 from wawindow.devservices.stack import LocalServices
 from wawindow.keys import Topics
-from wawindow.topics import create_topics, wait_for_group_coordinator
+from wawindow.topics import create_topics
 from wawindow.webhook.app import create_app
 
 if TYPE_CHECKING:
@@ -56,8 +55,6 @@ def services() -> Iterator[Services]:
         yield Services(kafka, redis_url, None)
         return
     with LocalServices.create(cache_dir()) as local:
-        # a fresh broker has no offsets topic until a group first asks for it
-        asyncio.run(wait_for_group_coordinator(local.kafka_bootstrap, "engine"))
         yield Services(local.kafka_bootstrap, local.redis_url, local)
 
 

@@ -34,7 +34,7 @@ from wawindow.errors import WawindowError
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, replay
 from wawindow.roles import ROLES, Running, run_roles
-from wawindow.topics import create_topics, wait_for_group_coordinator
+from wawindow.topics import create_topics
 
 # Fixed, public values for `wawindow dev` only; never used when the settings name their own.
 DEV_APP_SECRET = "wawindow-dev-app-secret"  # noqa: S105
@@ -68,7 +68,6 @@ def cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 replication_factor=settings.topic_replication_factor,
             )
         )
-        asyncio.run(wait_for_group_coordinator(settings.kafka_bootstrap, settings.worker_group))
         env_file = exits.enter_context(_dev_env_file(cache_dir(env), settings))
         asyncio.run(
             run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo, env_file))

@@ -38,6 +38,7 @@ from wawindow.errors import KafkaUnavailable
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
 from wawindow.publisher import Publisher, Record
+from wawindow.topics import wait_for_group_coordinator
 
 log = structlog.get_logger("wawindow.worker")
 
@@ -73,6 +74,9 @@ class Worker:
         self._by_type: dict[str, Any] = {}
 
     async def start(self) -> None:
+        # on a fresh broker the offsets topic does not exist yet, and a consumer joining then
+        # logs errors until it does; wait for the group's coordinator instead
+        await wait_for_group_coordinator(self._bootstrap, self._group_id)
         self._consumer = AIOKafkaConsumer(
             self._topics.webhook_events,
             bootstrap_servers=self._bootstrap,
