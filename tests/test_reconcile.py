@@ -12,10 +12,11 @@ from tests.conftest import Services
 from tests.engine_harness import Scenario
 from tests.test_engine_views import _env, run_cli
 from wawindow import samples
-from wawindow.engine.reconcile import AnalyticsError, parse_analytics, reconcile
+from wawindow.engine.reconcile import AnalyticsError, compared_as, parse_analytics, reconcile
 from wawindow.engine.store import DAY, CounterRow
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pricing_analytics_drift.json"
+SPELLINGS = Path(__file__).parent / "fixtures" / "pricing_analytics_spellings.json"
 DAY1 = 1795680000  # 2026-11-26T08:00Z, midnight in Los Angeles
 DAY2 = DAY1 + DAY
 LA = ZoneInfo("America/Los_Angeles")
@@ -63,6 +64,89 @@ def test_drift_per_day_category_type_and_number_with_countries_summed() -> None:
     assert (utility.drift, utility.percent()) == (-1, -50.0)
     assert utility.beyond(49.9)
     assert not utility.beyond(50.0)
+
+
+def test_metas_spellings_meet_the_trackers_so_matching_volumes_show_no_drift() -> None:
+    # Meta: AUTHENTICATION_INTERNATIONAL, and everything not charged under SERVICE with
+    # FREE_CUSTOMER_SERVICE; the tracker: the status webhooks' authentication-international, and
+    # a utility template inside the window as utility / free_customer_service
+    analytics = parse_analytics(json.loads(SPELLINGS.read_text()))
+    rows = reconcile(
+        analytics,
+        [
+            delivered(DAY1 + 60, "authentication-international", "regular", 3),
+            delivered(DAY1 + 120, "authentication", "regular"),
+            delivered(DAY1 + 180, "utility", "free_customer_service", 3),
+            delivered(DAY1 + 240, "service", "free_customer_service", 2),
+            delivered(DAY1 + 300, "marketing_lite", "regular", 2),
+        ],
+        LA,
+        {samples.DISPLAY_NUMBER: PN},
+    )
+
+    table = {(r.day, r.category, r.type): (r.meta, r.tracker) for r in rows}
+    assert table == {
+        ("2026-11-26", "AUTHENTICATION_INTERNATIONAL", "REGULAR"): (3, 3),
+        ("2026-11-26", "AUTHENTICATION", "REGULAR"): (1, 1),
+        ("2026-11-26", "SERVICE", "FREE_CUSTOMER_SERVICE"): (5, 5),
+        ("2026-11-26", "MARKETING_LITE", "REGULAR"): (2, 2),
+    }
+    assert [r for r in rows if r.beyond(0)] == []
+
+
+@pytest.mark.parametrize(
+    ("written", "compared"),
+    [
+        (("authentication-international", "regular"), ("AUTHENTICATION_INTERNATIONAL", "REGULAR")),
+        (("AUTHENTICATION_INTERNATIONAL", "REGULAR"), ("AUTHENTICATION_INTERNATIONAL", "REGULAR")),
+        (("utility", "free_customer_service"), ("SERVICE", "FREE_CUSTOMER_SERVICE")),
+        (("SERVICE", "FREE_CUSTOMER_SERVICE"), ("SERVICE", "FREE_CUSTOMER_SERVICE")),
+        (("utility", "regular"), ("UTILITY", "REGULAR")),  # charged utility stays utility
+        (("SERVICE", "FREE_ENTRY_POINT"), ("REFERRAL_CONVERSION", "FREE_ENTRY_POINT")),
+        (("SERVICE", "FREE_ENTRY"), ("REFERRAL_CONVERSION", "FREE_ENTRY_POINT")),
+        (("marketing_lite", "regular"), ("MARKETING_LITE", "REGULAR")),
+        (("group_utility", "free_group_customer_service"),
+         ("GROUP_UTILITY", "FREE_GROUP_CUSTOMER_SERVICE")),  # not in the table: as written
+        (("UTILITY", None), ("UTILITY", "")),
+    ],
+)  # fmt: skip
+def test_one_table_says_how_each_spelling_is_compared(
+    written: tuple[str, str | None], compared: tuple[str, str]
+) -> None:
+    assert compared_as(*written) == compared
+
+
+def test_in_window_utility_counts_as_service_also_when_meta_gives_no_pricing_type() -> None:
+    analytics = parse_analytics(
+        {
+            "pricing_analytics": {
+                "data": [
+                    {
+                        "data_points": [
+                            {"start": DAY1, "end": DAY2, "pricing_category": "SERVICE",
+                             "volume": 5},
+                            {"start": DAY1, "end": DAY2, "pricing_category": "UTILITY",
+                             "volume": 1},
+                        ]
+                    }
+                ]
+            }
+        }
+    )  # fmt: skip
+    rows = reconcile(
+        analytics,
+        [
+            delivered(DAY1 + 60, "utility", "free_customer_service", 3),
+            delivered(DAY1 + 90, "service", "free_customer_service", 2),
+            delivered(DAY1 + 120, "utility", "regular"),  # charged: stays utility
+        ],
+        LA,
+    )
+
+    assert [(r.category, r.type, r.meta, r.tracker) for r in rows] == [
+        ("SERVICE", "*", 5, 5),
+        ("UTILITY", "*", 1, 1),
+    ]
 
 
 def test_missing_dimensions_are_summed_on_the_trackers_side_too() -> None:

@@ -5,9 +5,10 @@ Meta's data points carry their own ``start``/``end`` instants, so the tracker's 
 counters are summed over exactly those intervals: no time zone has to be guessed. Dimensions the
 response lacks (no ``PHONE``, no ``PRICING_TYPE`` …) are summed over on the tracker's side too.
 
-Free entry point volume is reported by Meta sometimes as ``REFERRAL_CONVERSION`` and sometimes as
-``SERVICE`` with type ``FREE_ENTRY_POINT``; both sides are compared under ``REFERRAL_CONVERSION``
-whenever the type is ``FREE_ENTRY_POINT``.
+Meta's analytics and the tracker's counters (which keep the status webhooks' spellings) do not
+always name the same messages alike; ``SPELLINGS`` below is the one table that makes both sides
+meet, and ``compared_as`` the one function that applies it, to Meta's points and to the
+tracker's counters alike.
 """
 
 from __future__ import annotations
@@ -32,7 +33,36 @@ KINDS = {
         "conversation_type",
     ),
 }
-_TYPE_ALIASES = {"FREE_ENTRY": "FREE_ENTRY_POINT"}
+# How the two sides' spellings meet. Both sides are upper-cased, then pass through this table:
+# first the row for (their category, ANY), then the row for (ANY, their type); a row gives the
+# (category, type) compared, ANY keeping what was written. Anything not in the table is compared
+# as written, upper-cased (MARKETING_LITE, group and future categories included).
+SPELLINGS: dict[tuple[str, str], tuple[str, str]] = {
+    # status webhooks (so the tracker's counters) spell the pricing category with a hyphen,
+    # analytics with an underscore
+    ("AUTHENTICATION-INTERNATIONAL", ANY): ("AUTHENTICATION_INTERNATIONAL", ANY),
+    # conversation_analytics' filter calls the free entry point type FREE_ENTRY, its answers
+    # FREE_ENTRY_POINT
+    (ANY, "FREE_ENTRY"): ("REFERRAL_CONVERSION", "FREE_ENTRY_POINT"),
+    # free entry point volume: Meta reports it sometimes as REFERRAL_CONVERSION, sometimes as
+    # SERVICE; compared under REFERRAL_CONVERSION whenever the type says free entry point
+    (ANY, "FREE_ENTRY_POINT"): ("REFERRAL_CONVERSION", ANY),
+    # messages not charged in a customer service window: Meta's analytics group them all under
+    # SERVICE, the tracker keeps the message's own category (an in-window utility template is
+    # utility / free_customer_service)
+    (ANY, "FREE_CUSTOMER_SERVICE"): ("SERVICE", ANY),
+}
+
+
+def compared_as(category: str | None, kind: str | None) -> tuple[str, str]:
+    """The (category, type) under which a count is compared, whichever side wrote it."""
+    category, kind = (category or "").upper(), (kind or "").upper()
+    for by_type in (False, True):
+        rule = SPELLINGS.get((ANY, kind) if by_type else (category, ANY))
+        if rule is not None:
+            category = category if rule[0] == ANY else rule[0]
+            kind = kind if rule[1] == ANY else rule[1]
+    return category, kind
 
 
 class AnalyticsError(ValueError):
@@ -161,10 +191,7 @@ def reconcile(
 
     def key(start: int, number: str | None, category: str | None, kind: str | None) -> Any:
         day = datetime.fromtimestamp(start, tz).date().isoformat()
-        kind = _TYPE_ALIASES.get((kind or "").upper(), (kind or "").upper())
-        category = (category or "").upper()
-        if kind == "FREE_ENTRY_POINT":
-            category = "REFERRAL_CONVERSION"
+        category, kind = compared_as(category, kind)
         return (
             day,
             by_digits.get(_digits(number or ""), number or "") if analytics.by_number else ANY,
