@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
 from tests.conftest import PAYLOADS
 from wawindow import samples
 from wawindow.config import DEFAULT_OPT_OUT_KEYWORDS
-from wawindow.split import SplitOptions, normalize_keyword, split_body
+from wawindow.split import SplitOptions, UserRef, WebhookEvent, normalize_keyword, split_body
 
 OPTIONS = SplitOptions(
     opt_out_keywords=frozenset(normalize_keyword(k) for k in DEFAULT_OPT_OUT_KEYWORDS)
@@ -253,17 +255,6 @@ def test_referral_keeps_ids_not_ad_copy() -> None:
     assert set(event.data["referral"]) == {"source_type", "source_id", "ctwa_clid"}
 
 
-def test_group_statuses_are_keyed_by_the_group() -> None:
-    item = samples.status("wamid.g", "delivered", 5, wa_id="120363000000000000")
-    item["recipient_type"] = "group"
-    raw = samples.encode(samples.body(samples.messages_change(statuses=[item])))
-
-    [event] = split_body(raw, 1, OPTIONS).events
-
-    assert event.key == f"{PN}:group.120363000000000000"
-    assert event.user is None
-
-
 def test_timestamps_are_metas_as_integers() -> None:
     raw = samples.encode(
         samples.body(
@@ -287,3 +278,299 @@ def test_event_encoding_round_trips() -> None:
     assert decoded["event_id"] == event.event_id
     assert decoded["user"] == {"user_id": None, "wa_id": "16505551234"}
     assert decoded["schema"] == 1
+
+
+# -- the 2026 shapes: calls, standby, groups, identity changes ---------------------------------
+
+GROUP = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
+BSUID = "US.13491208655302741918"
+# what the sample builders put in content: none of it may reach an event
+SECRETS = (
+    b"Does it come in another color?",
+    b"What does everyone think",
+    b"Yes, in blue and green",
+    b"Sheena Nelson",
+    b"changed from",
+    b"4611731400430051336",
+    b"sdp",
+    b"tracker-42",
+)
+
+
+def _events(*changes: dict[str, Any]) -> list[WebhookEvent]:
+    split = split_body(samples.encode(samples.body(*changes)), 1, OPTIONS)
+    assert split.reason is None
+    return split.events
+
+
+def test_a_user_initiated_call_keeps_only_who_which_way_and_when() -> None:
+    """A call becomes a ``call`` event of the caller's conversation with the call's metadata
+    only: no SDP session, no tracker string."""
+    item = samples.call("wacid.ABC", "connect", 1_750_000_000, user_id=BSUID)
+    [event] = _events(samples.calls_change(calls=[item]))
+
+    assert event.kind == "call"
+    assert event.field == "calls"
+    assert event.event_id == f"call:{PN}:wacid.ABC:connect"
+    assert event.key == f"{PN}:{BSUID}"
+    assert (event.user.wa_id, event.user.user_id) == ("16505551234", BSUID)  # type: ignore[union-attr]
+    assert event.timestamp == 1_750_000_000
+    assert event.data == {"call_id": "wacid.ABC", "event": "connect", "direction": "USER_INITIATED"}
+
+
+def test_a_business_initiated_call_belongs_to_the_callee_not_the_business() -> None:
+    """In a business-initiated call ``from`` is the business's number: the user is ``to``."""
+    terminate = samples.call(
+        "wacid.B", "terminate", 1_750_000_300, direction="BUSINESS_INITIATED", status="COMPLETED"
+    )
+    [event] = _events(samples.calls_change(calls=[terminate]))
+
+    assert event.key == f"{PN}:16505551234"
+    assert event.event_id == f"call:{PN}:wacid.B:terminate"
+    assert event.data == {
+        "call_id": "wacid.B",
+        "event": "terminate",
+        "direction": "BUSINESS_INITIATED",
+        "status": "COMPLETED",
+    }
+
+
+def test_a_call_named_by_bsuid_only_is_completed_from_contacts() -> None:
+    item = samples.call("wacid.C", "connect", 10, wa_id=None, user_id=BSUID)
+    contacts = [samples.contact("16505551234", BSUID)]
+    [event] = _events(samples.calls_change(calls=[item], contacts=contacts))
+
+    assert event.user == UserRef(user_id=BSUID, wa_id="16505551234")
+
+
+def test_a_call_naming_no_one_takes_the_user_of_its_one_contact() -> None:
+    """pywa reads a call's user from ``contacts[0]``: a call item without ids still has one."""
+    item = samples.call("wacid.F", "connect", 10, wa_id=None)
+    [event] = _events(samples.calls_change(calls=[item], contacts=[samples.contact("16505551234")]))
+
+    assert event.key == f"{PN}:16505551234"
+
+
+def test_call_statuses_are_events_of_their_own_per_status() -> None:
+    """RINGING then ACCEPTED of one business-initiated call: two call events, two ids."""
+    statuses = [
+        samples.call_status("wacid.D", "RINGING", 20),
+        samples.call_status("wacid.D", "ACCEPTED", 25),
+    ]
+    ringing, accepted = _events(samples.calls_change(statuses=statuses))
+
+    assert (ringing.kind, ringing.key) == ("call", f"{PN}:16505551234")
+    assert ringing.event_id == f"call:{PN}:wacid.D:status:RINGING"
+    assert accepted.event_id == f"call:{PN}:wacid.D:status:ACCEPTED"
+    assert accepted.data == {
+        "call_id": "wacid.D",
+        "event": "status",
+        "direction": "BUSINESS_INITIATED",
+        "status": "ACCEPTED",
+    }
+
+
+def test_a_call_without_any_user_is_a_problem_and_value_errors_still_split() -> None:
+    """pywa's terminate fixture carries value-level errors beside the call."""
+    nobody = samples.call("wacid.E", "connect", 30, wa_id=None)
+    errors = [{"code": 12455, "message": "ERROR_TITLE", "error_data": {"details": "x"}}]
+    raw = samples.encode(samples.body(samples.calls_change(calls=[nobody], errors=errors)))
+
+    split = split_body(raw, 1, OPTIONS)
+
+    assert [e.kind for e in split.events] == ["error"]
+    assert split.problems == [
+        "entry[0].changes[0].value.calls[0]: call has neither from nor from_user_id"
+    ]
+
+
+def test_a_standby_message_splits_like_a_messages_one() -> None:
+    """While Meta Business Agent holds the chat the same message comes on ``standby``: the
+    same event, only its field differs."""
+    contacts = [samples.contact("16505551234", BSUID)]
+    message = samples.text_message("wamid.S", 1_750_000_000, "STOP", referral=samples.ad_referral())
+    status = samples.status("wamid.O", "delivered", 1_750_000_100, pricing=samples.pmp_pricing())
+    plain = _events(
+        samples.messages_change(messages=[message], statuses=[status], contacts=contacts)
+    )
+    standby = _events(
+        samples.standby_change(messages=[message], statuses=[status], contacts=contacts)
+    )
+
+    assert [e.field for e in standby] == ["standby", "standby"]
+    assert [e.kind for e in standby] == ["message", "status"]
+    for got, want in zip(standby, plain, strict=True):
+        want.field = "standby"
+        assert got == want
+
+
+def test_standby_echoes_of_the_agent_leave_as_one_content_free_change() -> None:
+    """The agent's replies are outbound, never user messages: they open no window and their
+    text stays here; the user's message beside them still splits."""
+    echo = samples.message_echo("wamid.AGENT", 1_750_000_050)
+    message = samples.text_message("wamid.U", 1_750_000_000)
+    events = _events(samples.standby_change(messages=[message], message_echoes=[echo]))
+
+    assert [(e.kind, e.key) for e in events] == [("message", f"{PN}:16505551234"), ("change", WABA)]
+    assert events[1].data == {
+        "value_keys": ["message_echoes", "messages", "messaging_product", "metadata"]
+    }
+    assert b"blue and green" not in b"".join(e.encode() for e in events)
+
+
+def test_a_standby_change_of_echoes_only_is_no_problem() -> None:
+    [event] = _events(samples.standby_change(message_echoes=[samples.message_echo("wamid.A", 5)]))
+
+    assert (event.kind, event.field) == ("change", "standby")
+
+
+def test_messaging_handovers_stay_a_change() -> None:
+    change = {
+        "field": "messaging_handovers",
+        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": PN}},
+    }
+    [event] = _events(change)
+
+    assert (event.kind, event.key, event.field) == ("change", WABA, "messaging_handovers")
+
+
+def test_a_group_message_opens_the_groups_conversation_not_the_participants() -> None:
+    message = samples.group_message("wamid.G", 1_750_000_000, GROUP, user_id=BSUID)
+    [event] = _events(samples.messages_change(messages=[message]))
+
+    assert event.key == f"{PN}:group.{GROUP}"
+    assert event.user == UserRef(user_id=BSUID, wa_id="16505551234")
+    assert event.data == {"wamid": "wamid.G", "type": "text", "group_id": GROUP}
+    assert event.event_id == f"message:{PN}:wamid.G"
+
+
+def test_group_statuses_of_two_participants_are_two_events() -> None:
+    """Meta bills each participant's delivery: each is its own event, keyed by the group."""
+    statuses = [
+        samples.group_status("wamid.GO", "delivered", 40, GROUP, participant_wa_id="16505550001"),
+        samples.group_status(
+            "wamid.GO", "delivered", 41, GROUP, participant_wa_id=None, participant_user_id=BSUID
+        ),
+    ]
+    first, second = _events(samples.messages_change(statuses=statuses))
+
+    assert first.event_id == f"status:{PN}:wamid.GO:16505550001:delivered"
+    assert second.event_id == f"status:{PN}:wamid.GO:{BSUID}:delivered"
+    assert first.key == second.key == f"{PN}:group.{GROUP}"
+    assert (first.data["participant"], second.data["participant"]) == ("16505550001", BSUID)
+    assert first.data["group_id"] == GROUP
+    assert first.user == UserRef(wa_id="16505550001")
+
+
+def test_a_group_status_keeps_its_participant_id_when_contacts_add_a_bsuid() -> None:
+    """A failed status has no contacts[]; the participant id must match its delivered twin."""
+    delivered = samples.group_status("wamid.GF", "delivered", 50, GROUP)
+    failed = samples.group_status("wamid.GF", "failed", 51, GROUP, error_code=131026)
+    with_contacts = samples.messages_change(
+        statuses=[delivered], contacts=[samples.contact("16505551234", BSUID)]
+    )
+    [d] = _events(with_contacts)
+    [f] = _events(samples.messages_change(statuses=[failed]))
+
+    assert d.data["participant"] == f.data["participant"] == "16505551234"
+    assert d.user == UserRef(user_id=BSUID, wa_id="16505551234")
+    assert f.data["errors"] == [{"code": 131026, "title": "error 131026"}]
+
+
+def test_the_other_spelling_of_a_group_participant_is_read_too() -> None:
+    """Meta's group webhook page also writes ``participant_recipient_id``."""
+    item = samples.group_status("wamid.GP", "read", 60, GROUP, participant_wa_id=None)
+    item["participant_recipient_id"] = "16505550002"
+    [event] = _events(samples.messages_change(statuses=[item]))
+
+    assert event.data["participant"] == "16505550002"
+
+
+def test_a_number_change_carries_the_new_wa_id_and_the_new_bsuid() -> None:
+    item = samples.number_change(
+        "wamid.N", 70, "16505551234", "12195555358", new_user_id="US.99999999999999999"
+    )
+    [event] = _events(samples.messages_change(messages=[item]))
+
+    assert event.key == f"{PN}:16505551234"
+    assert event.data["system"] == {
+        "type": "user_changed_number",
+        "wa_id": "12195555358",
+        "user_id": "US.99999999999999999",
+    }
+
+
+def test_a_user_id_change_with_an_empty_from_is_read_by_its_old_bsuid() -> None:
+    item = samples.user_id_change("wamid.U2", 80, BSUID, "US.88888888888888888")
+    assert item["from"] == ""
+    [event] = _events(samples.messages_change(messages=[item]))
+
+    assert event.key == f"{PN}:{BSUID}"
+    assert event.user == UserRef(user_id=BSUID)
+    assert event.data["system"] == {
+        "type": "user_changed_user_id",
+        "user_id": "US.88888888888888888",
+    }
+
+
+def test_an_older_number_change_names_the_old_number_in_customer() -> None:
+    """Older versions named the old number ``system.customer`` and the new ``new_wa_id``; the
+    type was ``customer_changed_number`` (pywa's PhoneNumberChange reads them alike)."""
+    item = samples.number_change("wamid.N2", 90, None, None)
+    item["system"] = {
+        "customer": "16505551234",
+        "new_wa_id": "12195555358",
+        "type": "customer_changed_number",
+    }
+    [event] = _events(samples.messages_change(messages=[item]))
+
+    assert event.key == f"{PN}:16505551234"
+    assert event.data["system"] == {"type": "user_changed_number", "wa_id": "12195555358"}
+
+
+def test_a_system_message_without_any_old_id_is_a_problem() -> None:
+    item = samples.user_id_change("wamid.U3", 95, None, "US.77777777777777777")
+    raw = samples.encode(samples.body(samples.messages_change(messages=[item])))
+
+    split = split_body(raw, 1, OPTIONS)
+
+    assert split.events == []
+    assert split.problems == [
+        "entry[0].changes[0].value.messages[0]: message has neither from nor from_user_id"
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        samples.calls_change(
+            calls=[
+                samples.call("wacid.1", "connect", 1),
+                samples.call("wacid.2", "connect", 2, direction="BUSINESS_INITIATED"),
+                samples.call("wacid.1", "terminate", 3, status="COMPLETED"),
+            ],
+            statuses=[samples.call_status("wacid.2", "RINGING", 2)],
+            contacts=[samples.contact("16505551234", BSUID)],
+        ),
+        samples.standby_change(
+            messages=[samples.text_message("wamid.1", 1)],
+            message_echoes=[samples.message_echo("wamid.2", 2)],
+            contacts=[samples.contact("16505551234")],
+        ),
+        samples.messages_change(
+            messages=[
+                samples.group_message("wamid.3", 3, GROUP),
+                samples.number_change("wamid.4", 4, "16505551234", "1219", new_user_id="US.1"),
+                samples.user_id_change("wamid.5", 5, BSUID, "US.2"),
+            ],
+            statuses=[samples.group_status("wamid.6", "read", 6, GROUP)],
+        ),
+    ],
+    ids=["calls", "standby", "groups-and-identity"],
+)
+def test_no_content_leaves_with_the_2026_shapes(change: dict[str, Any]) -> None:
+    encoded = b"".join(e.encode() for e in _events(change))
+
+    assert encoded  # something was split, so the check below is not vacuous
+    for secret in SECRETS:
+        assert secret not in encoded

@@ -36,6 +36,7 @@ def messages_change(
     statuses: list[dict[str, Any]] | None = None,
     contacts: list[dict[str, Any]] | None = None,
     phone_number_id: str = PHONE_NUMBER_ID,
+    field: str = "messages",
 ) -> dict[str, Any]:
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
@@ -47,7 +48,43 @@ def messages_change(
         value["messages"] = messages
     if statuses is not None:
         value["statuses"] = statuses
-    return {"value": value, "field": "messages"}
+    return {"value": value, "field": field}
+
+
+def standby_change(
+    *,
+    messages: list[dict[str, Any]] | None = None,
+    statuses: list[dict[str, Any]] | None = None,
+    contacts: list[dict[str, Any]] | None = None,
+    message_echoes: list[dict[str, Any]] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
+) -> dict[str, Any]:
+    """A ``standby`` change: what Meta sends while Meta Business Agent holds the chat, with the
+    items of a ``messages`` change, and the agent's own replies as ``message_echoes``."""
+    change = messages_change(
+        messages=messages,
+        statuses=statuses,
+        contacts=contacts,
+        phone_number_id=phone_number_id,
+        field="standby",
+    )
+    if message_echoes is not None:
+        change["value"]["message_echoes"] = message_echoes
+    return change
+
+
+def message_echo(
+    wamid: str, timestamp: int, text: str = "Yes, in blue and green.", *, to: str = "16505551234"
+) -> dict[str, Any]:
+    """An outbound message echoed back (the shape of Meta's ``smb_message_echoes`` items)."""
+    return {
+        "from": DISPLAY_NUMBER,
+        "to": to,
+        "id": wamid,
+        "timestamp": str(timestamp),
+        "type": "text",
+        "text": {"body": text},
+    }
 
 
 def contact(
@@ -124,15 +161,179 @@ def status(
     return out
 
 
-def number_change(wamid: str, timestamp: int, old_wa_id: str, new_wa_id: str) -> dict[str, Any]:
-    """The system message Meta sends when a user changes their number."""
-    return {
-        "from": old_wa_id,
-        "id": wamid,
-        "timestamp": str(timestamp),
-        "type": "system",
-        "system": {"body": "changed", "wa_id": new_wa_id, "type": "user_changed_number"},
+def number_change(
+    wamid: str,
+    timestamp: int,
+    old_wa_id: str | None,
+    new_wa_id: str | None,
+    *,
+    old_user_id: str | None = None,
+    new_user_id: str | None = None,
+) -> dict[str, Any]:
+    """The system message Meta sends when a user changes their number: the new ``wa_id`` and,
+    since 2026, the new BSUID (``user_id``). ``from`` is the old number, empty without one."""
+    system: dict[str, Any] = {
+        "body": f"User Sheena Nelson changed from {old_wa_id or old_user_id} to {new_wa_id}",
+        "type": "user_changed_number",
     }
+    if new_wa_id:
+        system["wa_id"] = new_wa_id
+    if new_user_id:
+        system["user_id"] = new_user_id
+    return _system_message(wamid, timestamp, old_wa_id, old_user_id, system)
+
+
+def user_id_change(
+    wamid: str,
+    timestamp: int,
+    old_user_id: str | None,
+    new_user_id: str,
+    *,
+    old_wa_id: str | None = None,
+) -> dict[str, Any]:
+    """The system message of type ``user_changed_user_id``: a new BSUID only."""
+    system = {
+        "body": f"User Sheena Nelson changed from {old_user_id} to {new_user_id}",
+        "user_id": new_user_id,
+        "type": "user_changed_user_id",
+    }
+    return _system_message(wamid, timestamp, old_wa_id, old_user_id, system)
+
+
+def _system_message(
+    wamid: str,
+    timestamp: int,
+    old_wa_id: str | None,
+    old_user_id: str | None,
+    system: dict[str, Any],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"from": old_wa_id or "", "id": wamid, "timestamp": str(timestamp)}
+    if old_user_id:
+        out["from_user_id"] = old_user_id
+    out.update(type="system", system=system)
+    return out
+
+
+# -- groups (Groups API) ----------------------------------------------------------------------
+
+
+def group_message(
+    wamid: str,
+    timestamp: int,
+    group_id: str,
+    text: str = "What does everyone think about this?",
+    *,
+    wa_id: str | None = "16505551234",
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """A participant's text to a group: ``from`` / ``from_user_id`` name the participant."""
+    out = text_message(wamid, timestamp, text, wa_id=wa_id, user_id=user_id)
+    out["group_id"] = group_id
+    return out
+
+
+def group_status(
+    wamid: str,
+    state: str,
+    timestamp: int,
+    group_id: str,
+    *,
+    participant_wa_id: str | None = "16505551234",
+    participant_user_id: str | None = None,
+    pricing: dict[str, Any] | None = None,
+    error_code: int | None = None,
+) -> dict[str, Any]:
+    """The status of a group message for one participant (Meta sends one per participant)."""
+    out = status(wamid, state, timestamp, wa_id=group_id, pricing=pricing, error_code=error_code)
+    out["recipient_type"] = "group"
+    if participant_wa_id:
+        out["recipient_participant_id"] = participant_wa_id
+    if participant_user_id:
+        out["recipient_participant_user_id"] = participant_user_id
+    return out
+
+
+# -- calls (Calling API) ----------------------------------------------------------------------
+
+
+def calls_change(
+    *,
+    calls: list[dict[str, Any]] | None = None,
+    statuses: list[dict[str, Any]] | None = None,
+    contacts: list[dict[str, Any]] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
+) -> dict[str, Any]:
+    """A ``calls`` change: call events in ``calls[]``, business-initiated call statuses in
+    ``statuses[]``, value-level ``errors[]``."""
+    change = messages_change(
+        statuses=statuses, contacts=contacts, phone_number_id=phone_number_id, field="calls"
+    )
+    if calls is not None:
+        change["value"]["calls"] = calls
+    if errors is not None:
+        change["value"]["errors"] = errors
+    return change
+
+
+def call(
+    call_id: str,
+    event: str,
+    timestamp: int,
+    *,
+    direction: str = "USER_INITIATED",
+    wa_id: str | None = "16505551234",
+    user_id: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """One ``calls[]`` item. The user is the caller (``from``) of a user-initiated call and the
+    callee (``to``) of a business-initiated one; a ``connect`` carries the SDP session, a
+    ``terminate`` its status, times and duration."""
+    user_side, business_side = (
+        ("to", "from") if direction == "BUSINESS_INITIATED" else ("from", "to")
+    )
+    out: dict[str, Any] = {
+        "id": call_id,
+        business_side: DISPLAY_NUMBER,
+        "event": event,
+        "timestamp": str(timestamp),
+        "direction": direction,
+    }
+    if wa_id:
+        out[user_side] = wa_id
+    if user_id:
+        out[f"{user_side}_user_id"] = user_id
+    if event == "connect":
+        sdp_type = "answer" if direction == "BUSINESS_INITIATED" else "offer"
+        out["session"] = {"sdp_type": sdp_type, "sdp": "v=0\r\no=- 4611731400430051336 2 IN IP4"}
+    if status is not None:
+        out["status"] = status
+    if event == "terminate":
+        out.update(start_time=str(timestamp - 120), end_time=str(timestamp), duration=120)
+    return out
+
+
+def call_status(
+    call_id: str,
+    state: str,
+    timestamp: int,
+    *,
+    wa_id: str | None = "16505551234",
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """A status of a business-initiated call (``RINGING``, ``ACCEPTED``, ``REJECTED``)."""
+    out: dict[str, Any] = {
+        "id": call_id,
+        "timestamp": str(timestamp),
+        "type": "call",
+        "status": state,
+        "biz_opaque_callback_data": "tracker-42",
+    }
+    if wa_id:
+        out["recipient_id"] = wa_id
+    if user_id:
+        out["recipient_user_id"] = user_id
+    return out
 
 
 def pmp_pricing(category: str = "marketing", kind: str = "regular") -> dict[str, Any]:
