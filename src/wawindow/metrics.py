@@ -58,7 +58,8 @@ class Metrics:
         )
         self.webhook_events = Counter(
             "wawindow_webhook_events",
-            "events split out of POSTs, by kind (message, status, user_preference, error, change)",
+            "events split out of POSTs, by kind"
+            " (message, status, user_preference, call, error, change)",
             ["kind"],
             registry=r,
         )
