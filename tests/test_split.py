@@ -335,6 +335,15 @@ def test_a_business_initiated_call_belongs_to_the_callee_not_the_business() -> N
     }
 
 
+def test_a_call_without_direction_from_the_business_number_belongs_to_the_callee() -> None:
+    item = samples.call("wacid.G", "terminate", 10, direction="BUSINESS_INITIATED")
+    del item["direction"]
+    [event] = _events(samples.calls_change(calls=[item]))
+
+    assert event.key == f"{PN}:16505551234"
+    assert event.data["direction"] is None
+
+
 def test_a_call_named_by_bsuid_only_is_completed_from_contacts() -> None:
     item = samples.call("wacid.C", "connect", 10, wa_id=None, user_id=BSUID)
     contacts = [samples.contact("16505551234", BSUID)]
