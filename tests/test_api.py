@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,3 +360,50 @@ async def test_send_check_prices_a_message_from_the_operators_rate_card(
     assert answers[("19995550000", "template:marketing")]["amount"] == "0.025"
     assert answers[("US.13491208655302741918", "template:marketing")] is None  # no number
     assert answers[(WA, "template:authentication")] is None  # no rate for it
+
+
+async def test_send_check_places_bsuid_users_by_country_and_bills_authentication_by_the_waba(
+    s: Scenario, tmp_path: Path
+) -> None:
+    india, bsuid = "919876543210", "US.13491208655302741918"
+    await s.inbound("wamid.in", s.now - 60, user=india)
+    message = samples.text_message("wamid.b", s.now - 60, wa_id=None, user_id=bsuid)
+    await s.post(samples.messages_change(messages=[message]))
+    await s.process()
+    card = tmp_path / "rates.json"
+    card.write_text(json.dumps({
+        "cards": [{"since": "2026-10-01", "currency": "USD", "markets": [
+            {"market": "North America", "calling_codes": ["1"], "countries": ["US", "CA"],
+             "rates": {"marketing": 0.025}},
+            {"market": "India", "calling_codes": ["91"], "countries": ["IN"],
+             "rates": {"authentication": 0.0014, "authentication_international": 0.028}}]}],
+        # the sending WABA is US-based and eligible since yesterday
+        "wabas": {samples.WABA_ID: {
+            "primary_business_location": "US",
+            "auth_international_rate_eligibility": {"start_time": s.now - 86400}}},
+    }))  # fmt: skip
+    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+    await client.start_server()
+    try:
+        answers = {}
+        for user, kind in ((bsuid, "template:marketing"), ("CA.0042", "template:marketing"),
+                           (india, "template:authentication"),
+                           ("919999999999", "template:authentication")):  # fmt: skip
+            response = await client.get(
+                "/v1/send-check",
+                params={"phone_number_id": PN, "user": user, "kind": kind},
+                headers={"Authorization": f"Bearer {ALL}"},
+            )
+            estimate = (await response.json())["expected_charge"]["estimate"]
+            answers[user] = estimate and (estimate["market"], estimate["rate"], estimate["amount"])
+    finally:
+        await client.close()
+
+    # a stored user known only by BSUID, and one never seen, asked about by BSUID
+    assert answers[bsuid] == ("North America", "marketing", "0.025")
+    assert answers["CA.0042"] == ("North America", "marketing", "0.025")
+    # the stored user's WABA is eligible and based elsewhere: Meta's international rate
+    assert answers[india] == ("India", "authentication_international", "0.028")
+    # a user never seen: which WABA sends is not known, so neither is the rate
+    assert answers["919999999999"] is None

@@ -168,12 +168,22 @@ async def send_check(request: web.Request) -> web.Response:
     charge = expected_charge(
         config.rules, kind, now, service_window_open=csw_open, entry_point_open=fep_open
     )
-    # the market comes from the phone number: the stored wa_id, or the user asked about
-    wa_id = ((view or {}).get("user") or {}).get("wa_id")
+    # the market comes from the phone number (the stored wa_id, or the user asked about), else
+    # from a BSUID's country; the sending WABA's standing decides authentication-international
+    known = (view or {}).get("user") or {}
+    wa_id, user_id = known.get("wa_id"), known.get("user_id")
     if wa_id is None and q["user"].isdigit():
         wa_id = q["user"]
+    if user_id is None and not q["user"].isdigit():
+        user_id = q["user"]
     charge["estimate"] = estimate(
-        config.rate_cards, wa_id, charge["pricing_category"], charge["billable"], now
+        config.rate_cards,
+        wa_id,
+        charge["pricing_category"],
+        charge["billable"],
+        now,
+        user_id=user_id,
+        waba_id=(view or {}).get("waba_id"),
     )
     return web.json_response(
         {
