@@ -137,8 +137,13 @@ async def test_opt_outs_block_the_templates_they_cover(s: Scenario, api: ApiClie
         ({"phone_number_id": PN, "kind": "free_form"}, "user"),
         ({"phone_number_id": PN, "user": WA}, "kind"),
         ({"phone_number_id": PN, "user": WA, "kind": "template:fax"}, "kind"),
+        ({"phone_number_id": PN, "user": WA, "kind": "template:marketing", "endpoint": "sms"},
+         "endpoint"),
+        # the Marketing Messages Lite API sends marketing templates only
+        ({"phone_number_id": PN, "user": WA, "kind": "template:utility",
+          "endpoint": "marketing_messages"}, "endpoint"),
     ],
-)
+)  # fmt: skip
 async def test_bad_parameters_get_400_naming_the_parameter(
     api: ApiClient, params: dict[str, str], named: str
 ) -> None:
@@ -407,3 +412,39 @@ async def test_send_check_places_bsuid_users_by_country_and_bills_authentication
     assert answers[india] == ("India", "authentication_international", "0.028")
     # a user never seen: which WABA sends is not known, so neither is the rate
     assert answers["919999999999"] is None
+
+
+async def test_a_marketing_template_sent_through_marketing_messages_is_priced_as_marketing_lite(
+    s: Scenario, tmp_path: Path
+) -> None:
+    await s.post(samples.preference(WA, "stop", s.now - 60))
+    await s.process()
+    card = tmp_path / "rates.json"
+    card.write_text(
+        '{"cards": [{"since": "2026-10-01", "currency": "USD", "markets": ['
+        '{"market": "North America", "calling_codes": ["1"],'
+        ' "rates": {"marketing": 0.025, "marketing_lite": 0.0201}}]}]}'
+    )
+    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+    await client.start_server()
+    try:
+        answers = {}
+        for endpoint in ("messages", "marketing_messages"):
+            response = await client.get(
+                "/v1/send-check",
+                params={"phone_number_id": PN, "user": WA, "kind": "template:marketing",
+                        "endpoint": endpoint},
+                headers={"Authorization": f"Bearer {ALL}"},
+            )  # fmt: skip
+            answers[endpoint] = await response.json()
+    finally:
+        await client.close()
+
+    estimates = {e: a["expected_charge"]["estimate"] for e, a in answers.items()}
+    priced = {e: (found["rate"], found["amount"]) for e, found in estimates.items()}
+    assert priced == {"messages": ("marketing", "0.025"),
+                      "marketing_messages": ("marketing_lite", "0.0201")}  # fmt: skip
+    # still a marketing template: the user's stop to marketing holds, whatever the endpoint
+    lite = answers["marketing_messages"]
+    assert (lite["allowed"], lite["reason"]) == (False, "marketing_opted_out")

@@ -17,6 +17,7 @@ from wawindow.ratecard import (
     country_of,
     estimate,
     load_rate_cards,
+    rate_for,
 )
 
 
@@ -157,6 +158,15 @@ def test_the_card_knows_marketing_lite_and_authentication_international(tmp_path
         "0.028",
     )
     assert (international["market"], international["currency"]) == ("India", "USD")
+
+
+def test_an_endpoint_says_which_rate_of_the_card_a_category_takes() -> None:
+    assert rate_for("messages", "marketing") == "marketing"
+    assert rate_for("messages", "authentication") == "authentication"
+    assert rate_for("marketing_messages", "marketing") == "marketing_lite"
+    assert rate_for("marketing_messages", "utility") is None  # marketing templates only
+    assert rate_for("marketing_messages", "service") is None
+    assert rate_for("sms", "marketing") is None
 
 
 US_BUSINESS = AuthInternational("US", START, {"ID": ID_START})

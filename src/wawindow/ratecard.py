@@ -62,6 +62,14 @@ CATEGORIES = frozenset(
     }
 )
 ANY_MARKET = "*"
+# Meta's send endpoints (``POST /<PHONE_NUMBER_ID>/<endpoint>``) a sender may name in
+# send-check, with the card's rate for each category the endpoint sends; "messages" (Cloud
+# API) is the default. The Marketing Messages Lite API sends marketing templates only, and Meta
+# bills them as ``marketing_lite``.
+ENDPOINTS: dict[str, dict[str, str] | None] = {
+    "messages": None,  # every category, at its own rate
+    "marketing_messages": {"marketing": "marketing_lite"},
+}
 _BSUID = re.compile(r"([A-Z]{2})\.[0-9A-Za-z]{1,128}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
@@ -140,6 +148,15 @@ class RateCard:
             return None
         market = self.market_of_country(country)
         return None if market is None else (market, country)
+
+
+def rate_for(endpoint: str, category: str) -> str | None:
+    """The card's rate for a message of ``category`` sent through ``endpoint``; None when that
+    endpoint does not send it (or is no endpoint of ``ENDPOINTS``)."""
+    if endpoint not in ENDPOINTS:
+        return None
+    rates = ENDPOINTS[endpoint]
+    return category if rates is None else rates.get(category)
 
 
 def authentication_rate(

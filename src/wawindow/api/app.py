@@ -32,7 +32,7 @@ from wawindow.engine.views import window_view
 from wawindow.health import STORE
 from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
-from wawindow.ratecard import RateCard, estimate, load_rate_cards
+from wawindow.ratecard import ENDPOINTS, RateCard, estimate, load_rate_cards, rate_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +150,14 @@ async def send_check(request: web.Request) -> web.Response:
     kind = q["kind"]
     if kind not in KINDS:
         return error(400, "bad_parameter", f"kind must be one of {', '.join(KINDS)}")
+    # the Meta endpoint the sender will send through changes the rate (marketing_lite), not
+    # the kind of message: opt-outs and consent answer to the kind
+    endpoint = q.get("endpoint", "messages")
+    if endpoint not in ENDPOINTS:
+        return error(400, "bad_parameter", f"endpoint must be one of {', '.join(ENDPOINTS)}")
+    rate = rate_for(endpoint, "service" if kind == "free_form" else kind.removeprefix("template:"))
+    if rate is None:
+        return error(400, "bad_parameter", f"endpoint {endpoint} does not send {kind}")
     view = await _view(request, q["phone_number_id"], q["user"])
     if view is None and request[CALLER].wabas is not None:
         return error(404, "not_found", f"no user {q['user']} on number {q['phone_number_id']}")
@@ -179,7 +187,7 @@ async def send_check(request: web.Request) -> web.Response:
     charge["estimate"] = estimate(
         config.rate_cards,
         wa_id,
-        charge["pricing_category"],
+        rate,
         charge["billable"],
         now,
         user_id=user_id,
