@@ -1,10 +1,9 @@
-"""The AsyncAPI 3 document of the topics: it names every topic and every event type the engine
-emits, and real events from a scenario on the real services fit its schemas."""
+"""The AsyncAPI 3 document of the topics: it names every topic, every transition type and
+event kind of :mod:`wawindow.contracts` and nothing else, and real events from scenarios on
+the real services fit its schemas, field for field."""
 
 from __future__ import annotations
 
-import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from referencing.jsonschema import DRAFT7
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
 from wawindow import samples
+from wawindow.contracts import EventKind, TransitionType
 from wawindow.keys import Topics
 
 DOC: dict[str, Any] = yaml.safe_load(
@@ -28,20 +28,60 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 MESSAGES = DOC["components"]["messages"]
 BY_TYPE = {m["name"]: key for key, m in MESSAGES.items() if m["name"].startswith("wawindow.")}
 
-
-def emitted_types() -> set[str]:
-    """Every ``emit("…")`` in the engine's Lua scripts."""
-    lua = resources.files("wawindow.engine").joinpath("lua")
-    found: set[str] = set()
-    for script in lua.iterdir():
-        if script.name.endswith(".lua"):
-            found |= set(re.findall(r'emit\("([a-z_]+\.[a-z_]+)"', script.read_text()))
-    return {f"wawindow.{t}" for t in found}
+#: every transition the rules emit, as published
+TYPES = {f"wawindow.{t.value}" for t in TransitionType}
+#: the transitions only facts learned late bring: the first scenario has none of them
+CORRECTIONS = {
+    f"wawindow.{t.value}"
+    for t in (
+        TransitionType.SERVICE_WINDOW_RETRACTED,
+        TransitionType.ENTRY_POINT_WINDOW_RETRACTED,
+        TransitionType.CONVERSATION_UPDATED,
+        TransitionType.CONVERSATION_RETRACTED,
+    )
+}
 
 
 def valid(message: str, value: Any) -> None:
     schema = {"$ref": f"urn:asyncapi#/components/messages/{message}/payload"}
     Draft7Validator(schema, registry=REGISTRY).validate(value)
+
+
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = DOC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def declared(node: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The properties a schema declares and those it requires, through ``$ref`` and ``allOf``."""
+    node = resolve(node)
+    properties, required = set(node.get("properties", {})), set(node.get("required", []))
+    for part in node.get("allOf", []):
+        more, needed = declared(part)
+        properties |= more
+        required |= needed
+    return properties, required
+
+
+def payload_property(message: str, name: str) -> dict[str, Any]:
+    """The schema of a window-events message's ``type`` or ``data``."""
+    (part,) = [p for p in MESSAGES[message]["payload"]["allOf"] if name in p.get("properties", {})]
+    return resolve(part["properties"][name])
+
+
+def data_fields(message: str) -> set[str]:
+    return declared(payload_property(message, "data"))[0]
+
+
+def fit(events: list[dict[str, Any]]) -> None:
+    """Each event fits its type's schema and has exactly the fields it declares."""
+    for event in events:
+        valid(BY_TYPE[event["type"]], event)
+        assert set(event["data"]) == data_fields(BY_TYPE[event["type"]]), event["type"]
 
 
 def test_the_document_is_asyncapi_3_naming_every_topic() -> None:
@@ -55,11 +95,26 @@ def test_the_document_is_asyncapi_3_naming_every_topic() -> None:
         assert operation["channel"]["$ref"].removeprefix("#/channels/") in DOC["channels"]
 
 
-def test_every_event_type_the_engine_emits_is_documented_and_nothing_else() -> None:
-    assert emitted_types() == set(BY_TYPE)
+def test_every_transition_type_is_documented_and_nothing_else() -> None:
+    assert set(BY_TYPE) == TYPES
     window_messages = {r["$ref"].rsplit("/", 1)[1] for r in
                        DOC["channels"]["windowEvents"]["messages"].values()}  # fmt: skip
     assert window_messages == set(BY_TYPE.values())
+    for name, message in BY_TYPE.items():
+        assert payload_property(message, "type") == {"const": name}
+
+
+def test_every_documented_field_of_a_transition_is_always_there() -> None:
+    for message in BY_TYPE.values():
+        properties, required = declared(MESSAGES[message]["payload"])
+        assert properties == required, message
+        data, needed = declared(payload_property(message, "data"))
+        assert data == needed, message
+
+
+def test_the_webhook_event_kinds_are_the_contracts_event_kinds() -> None:
+    kinds = resolve(DOC["components"]["schemas"]["WebhookEvent"])["properties"]["kind"]["enum"]
+    assert set(kinds) == {k.value for k in EventKind}
 
 
 async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
@@ -79,12 +134,52 @@ async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
     assert s.settings.kafka_bootstrap is not None
     raw = values(await read_all(s.settings.kafka_bootstrap, s.topics.webhook_events))
 
-    assert {e["type"] for e in events} == emitted_types()  # every type, for real
-    for event in events:
-        valid(BY_TYPE[event["type"]], event)
+    assert {e["type"] for e in events} == TYPES - CORRECTIONS  # every type but those, for real
+    fit(events)
     for record in raw:
         valid("webhookEvent", record)
     assert raw
     broken = dict(events[0], data={k: v for k, v in events[0]["data"].items() if k != "user"})
     with pytest.raises(ValidationError):
         valid(BY_TYPE[broken["type"]], broken)
+
+
+async def test_corrections_learned_late_fit_the_documented_schemas(s: Scenario) -> None:
+    marketing = samples.pmp_pricing("marketing", "regular")
+    # two windows, then a late message between them joins them: the second is retracted
+    t0 = s.now - 60 * HOUR
+    await s.inbound("wamid.w1", t0, user="16505550010")
+    await s.inbound("wamid.w2", t0 + 30 * HOUR, user="16505550010")
+    # a read without pricing opens an "unknown" conversation; the late sent has the category
+    await s.status("wamid.u", "read", s.now - 600, wa_id="16505550020")
+    # a later delivery opens a conversation; an earlier one, learned late, takes it over
+    await s.status("wamid.c2", "delivered", s.now - 600, wa_id="16505550030", pricing=marketing)
+    # an entry point window, and a second one opened by a delivery 3 hours after its sending
+    t1 = s.now - 100 * HOUR
+    for wamid, at in (("wamid.ad1", t1), ("wamid.ad2", t1 + 74 * HOUR)):
+        ad = samples.text_message(wamid, at, wa_id="16505550040", referral=samples.ad_referral())
+        await s.post(samples.messages_change(messages=[ad]))
+    await s.status("wamid.e1", "sent", t1 + HOUR, wa_id="16505550040")
+    await s.status("wamid.e2", "delivered", t1 + 75 * HOUR, wa_id="16505550040")
+    await s.process()
+
+    await s.inbound("wamid.w3", t0 + 12 * HOUR, user="16505550010")
+    await s.status("wamid.u", "sent", s.now - 602, wa_id="16505550020", pricing=marketing)
+    await s.status("wamid.c1", "delivered", s.now - 900, wa_id="16505550030", pricing=marketing)
+    await s.status("wamid.e2", "sent", t1 + 72 * HOUR, wa_id="16505550040")  # in the first
+    await s.process()
+
+    events = await s.events()
+    assert {e["type"] for e in events} <= TYPES
+    assert {(e["type"], e["subject"]) for e in events} >= {
+        ("wawindow.service_window.retracted", "16505550010"),
+        ("wawindow.conversation.updated", "16505550020"),
+        ("wawindow.conversation.retracted", "16505550030"),
+        ("wawindow.entry_point_window.retracted", "16505550040"),
+    }
+    fit(events)
+    (updated,) = [e for e in events if e["type"] == "wawindow.conversation.updated"]
+    assert (updated["data"]["previous_category"], updated["data"]["category"]) == (
+        "unknown",
+        "marketing",
+    )
