@@ -171,11 +171,9 @@ async def redis_growth(redis_url: str, users: int, bodies: Any, per_call: int) -
         for u in range(first, min(first + per_call, users)):
             raw = samples.encode(samples.body(bodies(u, now)))
             for event in split_body(raw, now * 1000).events:
-                batch.append((event.key, event.event_id, event.encode()))
-        applied = await store.apply(batch, now)
-        await store.acknowledge(
-            [a.outbox for a in applied if not isinstance(a, Exception) and a.outbox]
-        )
+                batch.append((event.key, orjson.loads(event.encode())))
+        report = await store.apply(batch, now)
+        await store.acknowledge([o for a in report.applied for o in a.outbox])
     after = (await redis.info("memory"))["used_memory"]
     await redis.aclose()
     return int(after - before)
@@ -225,7 +223,7 @@ async def close_lateness(
     await redis.flushdb()
 
     async def write(first: int, count: int, ends_at: Any) -> None:
-        """Windows laid out as apply.lua leaves them."""
+        """Windows laid out as the engine leaves them."""
         pipe = redis.pipeline(transaction=False)
         for i in range(first, first + count):
             key = f"{samples.PHONE_NUMBER_ID}:3{i:010d}"

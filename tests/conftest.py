@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hypothesis
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -28,6 +29,22 @@ from wawindow.webhook.app import create_app
 
 if TYPE_CHECKING:
     from tests.engine_harness import Scenario
+
+# Property tests: a fixed, derandomized set of examples in CI; more, and random, elsewhere.
+_SLOW = [hypothesis.HealthCheck.too_slow]
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=_SLOW
+)
+hypothesis.settings.register_profile("dev", deadline=None, suppress_health_check=_SLOW)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
+
+def examples(ci: int) -> int:
+    """How many examples a property test runs: ``ci`` in CI, five times as many elsewhere."""
+    return ci if hypothesis.settings.get_current_profile_name() == "ci" else 5 * ci
+
 
 # Meta's published sample bodies, kept beside the project (not copied into it).
 PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "payloads"

@@ -20,6 +20,10 @@ from wawindow.engine.store import DAY, AnyRedis, EngineConfig, WindowStore, conn
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher
+from wawindow.rules import opt_out
+from wawindow.rules.engine import Rules
+from wawindow.rules.service_window import windows
+from wawindow.rules.state import State
 from wawindow.webhook.signature import HEADER, sign
 
 PN = samples.PHONE_NUMBER_ID
@@ -114,7 +118,9 @@ class Scenario:
         return out
 
     async def state(self, key: str = KEY) -> dict[str, str]:
-        return await self.store.conversation(key)
+        """The conversation's latest service window and opt-outs as flat fields (``{}`` for
+        a key that holds nothing)."""
+        return flat_state(await self.store.conversation(key), self.store.rules)
 
     async def dead_letters(self) -> list[Any]:
         assert self.settings.kafka_bootstrap
@@ -133,6 +139,24 @@ async def scenario(
     finally:
         await s.close()
         await client.aclose()
+
+
+def flat_state(state: State, rules: Rules) -> dict[str, str]:
+    if state.empty:
+        return {}
+    out = {k: v for k, v in (("waba", state.waba_id), ("user_id", state.user_id),
+                             ("wa_id", state.wa_id)) if v}  # fmt: skip
+    ws = windows(state.inbound, state.cuts)
+    if ws:
+        mark = state.windows.get(ws[-1].opened, [0, 0, 0, 0])
+        out |= {"csw_opened": str(ws[-1].opened), "csw_expires": str(ws[-1].expires),
+                "csw_closed": str(mark[1])}  # fmt: skip
+    for name in opt_out.FIELDS:
+        out[name] = "1" if opt_out.opted_out(state, name) else "0"
+    for mark in state.conversations.values():
+        if not mark[7]:
+            out[f"cv:{mark[0]}"] = "1"
+    return out
 
 
 def loads(raw: bytes) -> Any:

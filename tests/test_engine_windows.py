@@ -60,12 +60,12 @@ async def test_a_repeated_webhook_changes_nothing(s: Scenario) -> None:
 
 
 async def test_an_expired_window_closes_with_its_true_closed_at(s: Scenario) -> None:
-    t = s.now - 25 * HOUR
+    t = s.now - 22 * HOUR  # two hours left: no warning is due yet
     await s.inbound("wamid.1", t)
     await s.process()
 
-    published = await s.sweep()
-    again = await s.sweep()
+    published = await s.sweep(t + 24 * HOUR)  # past the end: no warning, the close
+    again = await s.sweep(t + 24 * HOUR + 1)
 
     events = await s.events()
     assert [e["type"] for e in events] == [
@@ -77,6 +77,23 @@ async def test_an_expired_window_closes_with_its_true_closed_at(s: Scenario) -> 
     assert closed["time"] == closed["data"]["expires_at"]
     assert (published, again) == (1, 0)
     assert (await s.state())["csw_closed"] == "1"
+
+
+async def test_a_window_learned_after_its_end_is_closed_at_once_and_marked_late(
+    s: Scenario,
+) -> None:
+    t = s.now - 25 * HOUR
+    await s.inbound("wamid.1", t)
+    await s.process()
+
+    assert await s.sweep() == 0
+    opened, closed = await s.events()
+    assert (opened["type"], closed["type"]) == (
+        "wawindow.service_window.opened",
+        "wawindow.service_window.closed",
+    )
+    assert opened["data"]["late"] is True
+    assert closed["data"]["late"] is True
 
 
 async def test_closing_soon_comes_before_the_close(s: Scenario) -> None:

@@ -6,7 +6,8 @@ Our exception hierarchy::
     ├── ConfigError          a setting is missing or malformed; start-up stops
     ├── KafkaUnavailable     Kafka did not acknowledge in time; the webhook answers 503
     ├── EventRejected        the engine cannot apply an event; it goes to dead-letter
-    └── ServiceStartError    a local Kafka or redis-server could not be started
+    ├── ServiceStartError    a local Kafka or redis-server could not be started
+    └── StoreConflict        conversations kept changing under an update; the batch is retried
 
 Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
 talks to that library, so callers handle one family.
@@ -34,3 +35,8 @@ class EventRejected(WawindowError):
 class ServiceStartError(WawindowError):
     """Something the process needs to start did not: a local service (Kafka broker or
     redis-server; the message says where its log is) or the HTTP listener."""
+
+
+class StoreConflict(WawindowError):
+    """Conversations kept changing under an update (other processes writing them); the batch
+    is tried again."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from wawindow.engine.store import Transition
+from wawindow.rules.transitions import Transition
 
 _TIME_FIELDS = ("opened_at", "expires_at", "closed_at")
 

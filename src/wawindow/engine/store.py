@@ -1,7 +1,12 @@
-"""Conversation state in Redis, behind typed methods over the Lua scripts in ``lua/``.
+"""Conversation state in Redis: the rules (:mod:`wawindow.rules`) run here, between a read
+and an atomic write.
 
-Each update of a conversation is one atomic script call; a batch of them is one pipeline, so
-a batch of events costs one round trip. Keys come from :mod:`wawindow.keys`.
+A batch costs two round trips: one pipeline of ``read.lua`` calls (each conversation's state,
+its unacknowledged window events, and whether its user now lives under another key), then,
+after the rules ran in Python, one pipeline of ``commit.lua`` calls that write each
+conversation's new state, outbox entry, deadline and counter changes atomically, and only if
+no other process wrote that conversation since it was read (a conversation that changed is
+read and run again). Keys come from :mod:`wawindow.keys`.
 """
 
 from __future__ import annotations
@@ -29,18 +34,24 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from wawindow import keys
-from wawindow.errors import EventRejected
+from wawindow import contracts, keys
+from wawindow.contracts import CounterField
+from wawindow.errors import EventRejected, StoreConflict
+from wawindow.rules import engine
+from wawindow.rules.engine import EventResult, Outcome, Rules
+from wawindow.rules.service_window import CSW_SECONDS as CSW
+from wawindow.rules.state import State
+from wawindow.rules.transitions import Transition
 
 _LUA = importlib.resources.files(__package__) / "lua"
-_COMMON = (_LUA / "common.lua").read_text()
-APPLY = _COMMON + (_LUA / "apply.lua").read_text()
-CLOSE = _COMMON + (_LUA / "close.lua").read_text()
-LINK = _COMMON + (_LUA / "link.lua").read_text()
+READ = (_LUA / "read.lua").read_text()
+COMMIT = (_LUA / "commit.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
-# Redis Cluster does not pipeline scripts: conversations are then updated concurrently, each
-# one's events in order, at most this many conversations at a time.
+# how often a conversation is read and written again when another process wrote it meanwhile
+MAX_CONFLICTS = 8
+# Redis Cluster does not pipeline scripts: conversations are then read and written
+# concurrently, at most this many at a time.
 CLUSTER_CONCURRENCY = 64
 
 AnyRedis = Redis | RedisCluster
@@ -61,67 +72,58 @@ async def connect(url: str) -> AnyRedis:
     return client
 
 
-CSW_SECONDS = 24 * 3600
-DAY = 86_400
+CSW_SECONDS = CSW
+DAY = contracts.DAY
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The window rules' tunables."""
+    """The window rules' tunables, as settings name them."""
 
     closing_soon_offsets_s: tuple[int, ...] = (3600,)
     # Meta says 72 hours; one 2026 source says up to 7 days, so it is a setting.
     entry_point_window_s: int = 72 * 3600
-    # Meta retries for up to 7 days: ids and ledgers are kept a day longer.
+    # Meta retries for up to 7 days: ids, facts and ledgers are kept a day longer.
     dedupe_ttl_s: int = 8 * DAY
     # Window state outlives its window by this much, for late webhooks and the API.
     state_grace_s: int = 8 * DAY
     counters_retention_days: int = 400
 
     @property
-    def offsets_arg(self) -> str:
-        return ",".join(str(o) for o in sorted(self.closing_soon_offsets_s, reverse=True))
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A window transition as the scripts report it; :mod:`wawindow.engine.cloudevents` turns
-    it into the published event."""
-
-    type: str
-    id: str
-    time: int
-    key: str
-    data: dict[str, Any]
-    waba_id: str | None
-    phone_number_id: str | None
-    user_id: str | None
-    wa_id: str | None
-
-    @classmethod
-    def from_script(cls, item: dict[str, Any]) -> Transition:
-        return cls(
-            type=item["type"],
-            id=item["id"],
-            time=int(item["time"]),
-            key=item["key"],
-            data=item["data"],
-            waba_id=item.get("waba"),
-            phone_number_id=item.get("pn"),
-            user_id=item.get("user_id"),
-            wa_id=item.get("wa_id"),
+    def rules(self) -> Rules:
+        return Rules(
+            closing_soon_offsets_s=tuple(sorted(self.closing_soon_offsets_s, reverse=True)),
+            entry_point_window_s=self.entry_point_window_s,
+            history_s=self.dedupe_ttl_s,
+            grace_s=self.state_grace_s,
+            opted_out_keep_s=self.counters_retention_days * DAY,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one event did: its transitions, and where they wait in the outbox until Kafka
-    has them."""
+    """The window events of one write of a conversation, and the outbox fields where they
+    wait until Kafka has them (``(shard, field)``)."""
 
     transitions: list[Transition]
-    outbox: tuple[int, str] | None
-    # what the event repeated or corrected: duplicate, out_of_order, csw_correction, disagreement
-    notes: tuple[str, ...] = ()
+    outbox: list[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What ``apply`` did: per event its result (or the error that kept it from being
+    applied), and the writes whose window events are to be published."""
+
+    results: list[EventResult | Exception]
+    applied: list[Applied]
+
+
+@dataclass(slots=True)
+class _Read:
+    key: str
+    version: str
+    state: State
+    pending: list[tuple[str, list[Transition]]]
 
 
 _TRANSIENT_ERRORS = (
@@ -142,41 +144,35 @@ def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _transitions(items: Any) -> list[Transition]:
-    """Decoded transitions of a script; cjson encodes an empty Lua table as {}, not []."""
-    return [Transition.from_script(i) for i in items] if isinstance(items, list) else []
+def _transitions(raw: bytes | str | None) -> list[Transition]:
+    items = orjson.loads(raw) if raw else []
+    return [Transition.decode(i) for i in items] if isinstance(items, list) else []
 
 
 class WindowStore:
-    """Typed access to conversation state; one instance per Redis client."""
+    """Conversation state in Redis: read, run the rules, write back atomically."""
 
     def __init__(self, redis: AnyRedis, config: EngineConfig) -> None:
         self._redis = redis
         self._config = config
+        self._rules = config.rules
         self._cluster = isinstance(redis, RedisCluster)
         self._sha: dict[str, str] = {}
-        self._offsets = config.offsets_arg
+
+    @property
+    def rules(self) -> Rules:
+        return self._rules
 
     async def load(self) -> None:
-        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
-        The settings are written into apply.lua as constants, so calls stay small."""
-        constants = {
-            "@CSW_SECONDS@": CSW_SECONDS,
-            "@FEP_SECONDS@": self._config.entry_point_window_s,
-            "@OFFSETS@": self._offsets,
-            "@GRACE_SECONDS@": self._config.state_grace_s,
-            "@DEDUPE_SECONDS@": self._config.dedupe_ttl_s,
-            "@COUNTER_SECONDS@": self._config.counters_retention_days * DAY,
-        }
-        apply = APPLY
-        for placeholder, value in constants.items():
-            apply = apply.replace(placeholder, str(value))
-        for name, source in (("apply", apply), ("close", CLOSE), ("link", LINK)):
+        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT."""
+        for name, source in (("read", READ), ("commit", COMMIT)):
             self._sha[name] = str(await self._redis.script_load(source))
 
     async def _scripts(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
-        """Run script calls: in order within a group (a conversation), results in call
-        order, a failed call's exception in its place. One pipeline on a single Redis."""
+        """Run script calls, results in call order, a failed call's exception in its place.
+        One pipeline on a single Redis."""
+        if not calls:
+            return []
         if not self._sha:
             await self.load()
         results = await (
@@ -221,47 +217,153 @@ class WindowStore:
         await asyncio.gather(*(run(ix) for ix in by_group.values()))
         return results
 
-    async def apply(
-        self, events: Sequence[tuple[str, str, bytes]], now: int
-    ) -> list[Applied | Exception]:
-        """Apply events ``(conversation key, event id, encoded event)``: one script call per
-        conversation with its events in order, one pipeline for the lot. A failing event
-        yields its exception in its place, so one poison record never costs the others."""
-        groups: dict[str, list[int]] = {}
-        for i, (key, _, _) in enumerate(events):
-            groups.setdefault(key, []).append(i)
-        calls: list[_Call] = []
-        for key, indexes in groups.items():
-            k = keys.ConversationKeys.of(key)
-            payload = b"[" + b",".join(events[i][2] for i in indexes) + b"]"
-            calls.append(
-                (
-                    "apply",
-                    [
-                        k.state, k.messages,
-                        keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard),
-                    ],
-                    [payload, now, keys.counters(k.shard, ""), key],
-                )
-            )  # fmt: skip
-        results = await self._scripts(calls, list(groups))
-        out: list[Applied | Exception] = [EventRejected("not applied")] * len(events)
-        for (key, indexes), result in zip(groups.items(), results, strict=True):
-            if isinstance(result, Exception):
-                for i in indexes:
-                    out[i] = result
-                continue
-            shard = keys.shard_of(key)
-            for i, item in zip(indexes, orjson.loads(result), strict=True):
-                if isinstance(item, dict) and "error" in item:
-                    out[i] = EventRejected(str(item["error"]))
-                    continue
-                transitions, notes = _transitions(item.get("t")), item.get("n")
-                where = (shard, f"{key}|{events[i][1]}") if transitions else None
-                out[i] = Applied(
-                    transitions, where, tuple(notes) if isinstance(notes, list) else ()
-                )
+    # -- reading and writing one conversation ------------------------------------------------
+
+    async def _read(self, asked: Sequence[str]) -> dict[str, _Read | Exception]:
+        """Each key's state, where its user lives now (aliases followed)."""
+        out: dict[str, _Read | Exception] = {}
+        todo = {k: k for k in asked}
+        for _ in range(MAX_ALIAS_HOPS + 1):
+            if not todo:
+                break
+            calls: list[_Call] = []
+            for current in todo.values():
+                k = keys.ConversationKeys.of(current)
+                calls.append(("read", [k.state, keys.outbox(k.shard), keys.alias(current)], []))
+            replies = await self._scripts(calls, list(todo.values()))
+            moved: dict[str, str] = {}
+            for (key, current), reply in zip(todo.items(), replies, strict=True):
+                if isinstance(reply, Exception):
+                    out[key] = reply
+                elif reply[0]:
+                    moved[key] = _str(reply[0])
+                else:
+                    out[key] = self._decode(current, reply)
+            todo = moved
+        for key in todo:
+            out[key] = EventRejected(f"{key}: links chained more than {MAX_ALIAS_HOPS} times")
         return out
+
+    @staticmethod
+    def _decode(key: str, reply: list[Any]) -> _Read | Exception:
+        try:
+            pending = [
+                (_str(reply[i]), _transitions(reply[i + 1])) for i in range(3, len(reply), 2)
+            ]
+            return _Read(key, _str(reply[1]), State.decode(reply[2]), pending)
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+            return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
+
+    def _commit(self, r: _Read, outcome: Outcome, now: int) -> tuple[_Call, Applied]:
+        """The script call that writes ``outcome``, and what it publishes once written."""
+        k = keys.ConversationKeys.of(r.key)
+        waba, number = outcome.state.waba_id or "", r.key.split(":", 1)[0]
+        totals: dict[tuple[int, str], int] = {}
+        for c in outcome.counters:
+            f = CounterField.at(c.at, waba, number, c.metric, c.dims)
+            totals[f.day, f.encode()] = totals.get((f.day, f.encode()), 0) + c.delta
+        counters = [x for (day, f), n in totals.items() if n for x in (day, f, n)]
+        transitions = outcome.transitions
+        field = f"{r.key}|v{int(r.version) + 1}"
+        call: _Call = (
+            "commit",
+            [k.state, keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard)],
+            [
+                r.key, r.version, outcome.state.encode(), outcome.keep_until,
+                "" if outcome.due is None else outcome.due, now,
+                keys.counters(k.shard, ""), self._config.counters_retention_days * DAY,
+                orjson.dumps([t.encode() for t in transitions]) if transitions else "",
+                ",".join(f for f, _ in r.pending), *counters,
+            ],
+        )  # fmt: skip
+        published = [t for _, ts in r.pending for t in ts] + transitions
+        outbox = [(k.shard, f) for f, _ in r.pending] + ([(k.shard, field)] if transitions else [])
+        return call, Applied(published, outbox)
+
+    async def _run(
+        self, asked: Sequence[str], rules: Callable[[_Read, list[str]], Outcome], now: int
+    ) -> dict[str, tuple[Outcome, Applied] | Exception]:
+        """Read the conversations of ``asked`` keys, run ``rules`` on each (given the state
+        and the asked keys that live there), and write the outcomes back; a conversation
+        that another process wrote meanwhile is read and run again."""
+        out: dict[str, tuple[Outcome, Applied] | Exception] = {}
+        todo = list(asked)
+        for _ in range(MAX_CONFLICTS):
+            reads = await self._read(todo)
+            by_key: dict[str, tuple[_Read, list[str]]] = {}
+            for key in todo:
+                r = reads[key]
+                if isinstance(r, Exception):
+                    out[key] = r
+                else:
+                    by_key.setdefault(r.key, (r, []))[1].append(key)
+            runs = []
+            for r, keys_here in by_key.values():
+                try:
+                    runs.append((r, keys_here, rules(r, keys_here)))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    for key in keys_here:  # a bug or a state the rules cannot read: this one only
+                        out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
+            calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
+            replies = await self._scripts([c for c, _ in calls], [r.key for r, _, _ in runs])
+            todo = []
+            for (_r, keys_here, outcome), (_, applied), reply in zip(
+                runs, calls, replies, strict=True
+            ):
+                if isinstance(reply, Exception):
+                    for key in keys_here:
+                        out[key] = reply
+                elif reply == 0:
+                    todo += keys_here  # written by another process since the read: again
+                else:
+                    done = (outcome, applied)
+                    for key in keys_here:
+                        out[key] = done
+            if not todo:
+                return out
+        raise StoreConflict(f"{len(todo)} conversations kept changing under this worker")
+
+    # -- the engine's operations --------------------------------------------------------------
+
+    async def apply(self, events: Sequence[tuple[str, dict[str, Any]]], now: int) -> Report:
+        """Apply events ``(conversation key, event)``: per conversation, its events in order,
+        one atomic write. A failing conversation fails only its own events."""
+        groups: dict[str, list[int]] = {}
+        for i, (key, _) in enumerate(events):
+            groups.setdefault(key, []).append(i)
+
+        def run(r: _Read, asked: list[str]) -> Outcome:
+            indexes = sorted(i for key in asked for i in groups[key])
+            return engine.apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
+
+        done = await self._run(list(groups), run, now)
+        results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
+        applied: dict[int, Applied] = {}
+        for key, result in done.items():
+            if isinstance(result, Exception):
+                for i in groups[key]:
+                    results[i] = result
+                continue
+            outcome, written = result
+            applied[id(written)] = written
+            indexes = sorted(i for k, r in done.items() if r is result for i in groups[k])
+            for i, res in zip(indexes, outcome.results, strict=True):
+                results[i] = res
+        return Report(results, list(applied.values()))
+
+    async def close(
+        self, conversation_keys: Sequence[str], now: int
+    ) -> tuple[list[Applied], dict[str, Exception]]:
+        """Warn or close each conversation whose time has come; safe to race with others.
+        Returns the writes to publish, and the conversations that could not be swept."""
+
+        def run(r: _Read, _: list[str]) -> Outcome:
+            return engine.sweep(r.state, r.key, now, self._rules)
+
+        done = await self._run(conversation_keys, run, now)
+        applied = {id(r[1]): r[1] for r in done.values() if not isinstance(r, Exception)}
+        failed = {k: r for k, r in done.items() if isinstance(r, Exception)}
+        return list(applied.values()), failed
 
     async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:
         """Where each key's user lives now: the key itself, or where it was linked to."""
@@ -282,79 +384,53 @@ class WindowStore:
             pending = moved
         return resolved
 
-    async def link_many(self, pairs: Sequence[tuple[str, str]], now: int) -> int:
-        """Make each ``(source, target)`` one user: merge the source key's state into the
-        target's, then point the source at the target. Returns how many links were new.
+    async def link_many(self, pairs: Sequence[tuple[str, str]], now: int) -> list[Applied]:
+        """Make each ``(source, target)`` one user: the source's user (wherever it lives)
+        merges into the target's, and the source points at the target from then on.
 
-        The steps run in an order that can be repeated after a crash: merge (idempotent),
-        alias, then delete the source's keys. Each step is one round trip for the whole
-        batch; a chain within the batch (a source that is also a target, or one source with
-        two targets) is linked one pair at a time, so each merge lands where the one before
-        moved the user.
+        In an order that can be repeated after a crash: merge into the target (the target
+        remembers which version of the source it holds, so a repeat merges nothing twice),
+        point the source at the target, then forget the source. Pairs are linked one after
+        the other, each resolved anew, so a chain of changes ends on one user.
         """
-        todo = sorted({(s, t) for s, t in pairs if s != t})
-        if not todo:
-            return 0
-        targets = await self.resolve([t for _, t in todo])
-        todo = [(s, targets[t]) for s, t in todo if s != targets[t]]
-        pipe = self._redis.pipeline(transaction=False)
-        for source, _ in todo:
-            pipe.get(keys.alias(source))
-        existing = await pipe.execute()
-        todo = [
-            (source, target)
-            for (source, target), current in zip(todo, existing, strict=True)
-            if current is None or _str(current) != target
-        ]
-        sources = {source for source, _ in todo}
-        if len(sources) < len(todo) or any(target in sources for _, target in todo):
-            # a chain: each pair on its own, its target resolved again after the one before
-            return sum([await self.link_many([pair], now) for pair in todo])
-        if todo:
-            await self._link(now, todo)
-        return len(todo)
+        published: list[Applied] = []
+        for source, target in sorted({(s, t) for s, t in pairs if s != t}):
+            where = await self.resolve([source, target])
+            src, dst = where[source], where[target]
+            if src != dst:
+                published += await self._merge(src, dst, now)
+            aliases = {k for k in (source, src) if k != dst}
+            if aliases:
+                pipe = self._redis.pipeline(transaction=False)
+                for k in aliases:
+                    pipe.set(keys.alias(k), dst, ex=self._config.counters_retention_days * DAY)
+                await pipe.execute()
+        return published
 
-    async def _link(self, now: int, todo: Sequence[tuple[str, str]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for source, _ in todo:
-            src = keys.ConversationKeys.of(source)
-            pipe.hgetall(src.state)
-            pipe.hgetall(src.messages)
-        read = await pipe.execute()
-        calls: list[_Call] = []
-        groups: list[str] = []
-        for i, (_, target) in enumerate(todo):
-            state, ledger = read[2 * i], read[2 * i + 1]
-            if not (state or ledger):
-                continue  # a key never written: nothing to merge
-            dst = keys.ConversationKeys.of(target)
-            calls.append(
-                (
-                    "link",
-                    [dst.state, dst.messages, keys.deadlines(dst.shard)],
-                    [
-                        orjson.dumps({_str(k): _str(v) for k, v in state.items()}),
-                        orjson.dumps({_str(k): _str(v) for k, v in ledger.items()}),
-                        target, self._offsets, self._config.dedupe_ttl_s,
-                        now, self._config.state_grace_s,
-                    ],
-                )
-            )  # fmt: skip
-            groups.append(target)
-        for result in await self._scripts(calls, groups) if calls else []:
-            if isinstance(result, Exception):
-                raise result
-        retention = self._config.counters_retention_days * DAY
-        pipe = self._redis.pipeline(transaction=False)
-        for source, target in todo:
-            pipe.set(keys.alias(source), target, ex=retention)
-        await pipe.execute()
-        pipe = self._redis.pipeline(transaction=False)
-        for source, _ in todo:
-            src = keys.ConversationKeys.of(source)
-            pipe.delete(src.state, src.messages)
-            pipe.zrem(keys.deadlines(src.shard), source)
-        await pipe.execute()
+    async def _merge(self, src: str, dst: str, now: int) -> list[Applied]:
+        reads = await self._read([src])
+        source = reads[src]
+        if isinstance(source, Exception):
+            raise source
+        if source.state.empty and not source.pending:
+            return []
+
+        def run(r: _Read, _: list[str]) -> Outcome:
+            return engine.merge(r.state, r.key, source.state, src, source.version, now, self._rules)
+
+        done = (await self._run([dst], run, now))[dst]
+        if isinstance(done, Exception):
+            raise done
+        # the source is forgotten only as the version that was merged
+        k = keys.ConversationKeys.of(src)
+        gone = Outcome(State())
+        call, _ = self._commit(_Read(src, source.version, State(), []), gone, now)
+        call[2][2] = ""
+        await self._scripts([call], [src])
+        pending = Applied(
+            [t for _, ts in source.pending for t in ts], [(k.shard, f) for f, _ in source.pending]
+        )
+        return [done[1], pending]
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
         """Conversation keys whose next warning or close is due, across every shard."""
@@ -371,35 +447,6 @@ class WindowStore:
         return [
             (shard, _str(m)) for shard, members in enumerate(await pipe.execute()) for m in members
         ]
-
-    async def close(self, conversation_keys: Sequence[str], now: int) -> list[Applied]:
-        """Warn or close each conversation whose time has come; safe to race with others."""
-        calls: list[_Call] = []
-        for key in conversation_keys:
-            k = keys.ConversationKeys.of(key)
-            calls.append(
-                (
-                    "close",
-                    [
-                        k.state,
-                        keys.deadlines(k.shard),
-                        keys.outbox(k.shard),
-                        keys.outbox_queue(k.shard),
-                    ],
-                    [key, now, self._offsets],
-                )
-            )
-        results = await self._scripts(calls, list(conversation_keys))
-        out = []
-        for key, result in zip(conversation_keys, results, strict=True):
-            if isinstance(result, Exception):
-                raise result
-            transitions = _transitions(orjson.loads(result))
-            where = (
-                (keys.shard_of(key), f"{key}|close:{transitions[-1].id}") if transitions else None
-            )
-            out.append(Applied(transitions, where))
-        return out
 
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
         """Drop outbox entries whose transitions Kafka has acknowledged."""
@@ -423,20 +470,20 @@ class WindowStore:
         pipe = self._redis.pipeline(transaction=False)
         for shard, field in found:
             pipe.hget(keys.outbox(shard), field)
-        out = []
-        for where, raw in zip(found, await pipe.execute(), strict=True):
-            out.append(Applied(_transitions(orjson.loads(raw) if raw else None), where))
-        return out
+        return [
+            Applied(_transitions(raw), [where])
+            for where, raw in zip(found, await pipe.execute(), strict=True)
+        ]
 
     @property
     def redis(self) -> AnyRedis:
         """The client, for read-only views (finance's counts)."""
         return self._redis
 
-    async def conversation(self, key: str) -> dict[str, str]:
+    async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
-        raw = await self._redis.hgetall(keys.ConversationKeys.of(key).state)
-        return {_str(k): _str(v) for k, v in raw.items()}
+        raw = await self._redis.hget(keys.ConversationKeys.of(key).state, "s")
+        return State.decode(raw)
 
     async def open_count(self) -> int:
         """Users with something still to warn about or close: members of every shard's
@@ -499,10 +546,10 @@ async def read_counters(redis: AnyRedis, first_day: int, last_day: int) -> list[
             count = int(raw_count)
             if count == 0:
                 continue
-            quarter, waba, number, metric, *dims = _str(raw_field).split("|")
+            f = CounterField.decode(day, _str(raw_field))
             rows.append(
                 CounterRow(
-                    day, int(quarter), waba, number, metric, tuple(d for d in dims if d), count
+                    f.day, f.quarter, f.waba_id, f.phone_number_id, f.metric, f.dimensions, count
                 )
             )
     return rows

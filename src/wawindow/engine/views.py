@@ -1,70 +1,63 @@
-"""Read views of conversation state, in the shapes of ``interface.md`` (shared by the CLI and,
-later, the HTTP API)."""
+"""Read views of conversation state, in the shapes of ``interface.md`` (shared by the CLI and
+the HTTP API). ``view_of`` is pure: the rules' derivation of one state at one moment."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from wawindow.engine.cloudevents import iso
 from wawindow.engine.store import WindowStore
+from wawindow.rules import opt_out
+from wawindow.rules.conversations import conversations
+from wawindow.rules.engine import Rules
+from wawindow.rules.entry_point import entry_points
+from wawindow.rules.service_window import windows
+from wawindow.rules.state import State
 
 
-def _window(
-    opened: str | None, expires: str | None, closed: str | None, now: int
-) -> dict[str, Any] | None:
-    if opened is None or expires is None:
+def _window(opened: int, expires: int, now: int) -> dict[str, Any]:
+    return {"open": expires > now, "opened_at": iso(opened), "expires_at": iso(expires)}
+
+
+def view_of(state: State, phone_number_id: str, now: int, rules: Rules) -> dict[str, Any] | None:
+    """A user's latest service window and entry point window, open conversations and opt-out
+    state at wall-clock ``now``; ``None`` for a user the tracker knows nothing of."""
+    if not (state.inbound or state.messages or state.decisions or state.billed):
         return None
+    ws = windows(state.inbound, state.cuts)
+    eps = entry_points(state.referrals, state.messages, rules.entry_point_window_s)
+    convs, _ = conversations(state.messages, ws, eps)
+    entry_point = None
+    if eps:
+        entry_point = {**_window(eps[-1].opened, eps[-1].expires, now), "source": eps[-1].source}
     return {
-        "open": closed != "1" and int(expires) > now,
-        "opened_at": iso(int(opened)),
-        "expires_at": iso(int(expires)),
+        "waba_id": state.waba_id,
+        "phone_number_id": phone_number_id,
+        "user": {"user_id": state.user_id, "wa_id": state.wa_id},
+        "service_window": _window(ws[-1].opened, ws[-1].expires, now) if ws else None,
+        "entry_point_window": entry_point,
+        "conversations": [
+            {
+                "category": c.category,
+                "initiator": c.initiator,
+                "type": c.type,
+                "source": c.source,
+                "conversation_id": c.conversation_id,
+                "opened_at": iso(c.opened),
+                "expires_at": iso(c.expires),
+            }
+            for c in convs
+            if c.opened <= now < c.expires
+        ],
+        "marketing_opt_out": opt_out.opted_out(state, opt_out.MARKETING),
+        "opted_out": opt_out.opted_out(state, opt_out.ALL),
     }
 
 
 async def window_view(
     store: WindowStore, phone_number_id: str, user: str, now: int
 ) -> dict[str, Any] | None:
-    """A user's windows, open conversations and opt-out state; ``None`` for a user the tracker
-    has never seen. ``user`` may be a BSUID or a wa_id: a linked id finds the same state."""
+    """A user's view; ``user`` may be a BSUID or a wa_id: a linked id finds the same state."""
     key = f"{phone_number_id}:{user}"
     resolved = (await store.resolve([key]))[key]
-    state = await store.conversation(resolved)
-    if not any(not field.startswith("s:") for field in state):
-        return None
-    conversations = []
-    for field, raw in sorted(state.items()):
-        if not field.startswith("cv:"):
-            continue
-        c = orjson.loads(raw)
-        if int(c["e"]) <= now:
-            continue
-        conversations.append(
-            {
-                "category": field[3:],
-                "initiator": c.get("i"),
-                "type": c.get("t"),
-                "source": c.get("src"),
-                "conversation_id": c.get("id"),
-                "opened_at": iso(int(c["o"])),
-                "expires_at": iso(int(c["e"])),
-            }
-        )
-    entry_point = _window(
-        state.get("fep_opened"), state.get("fep_expires"), state.get("fep_closed"), now
-    )
-    if entry_point is not None:
-        entry_point["source"] = state.get("fep_src")
-    return {
-        "waba_id": state.get("waba"),
-        "phone_number_id": phone_number_id,
-        "user": {"user_id": state.get("user_id"), "wa_id": state.get("wa_id")},
-        "service_window": _window(
-            state.get("csw_opened"), state.get("csw_expires"), state.get("csw_closed"), now
-        ),
-        "entry_point_window": entry_point,
-        "conversations": conversations,
-        "marketing_opt_out": state.get("marketing_opt_out") == "1",
-        "opted_out": state.get("opted_out") == "1",
-    }
+    return view_of(await store.conversation(resolved), phone_number_id, now, store.rules)

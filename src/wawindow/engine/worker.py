@@ -32,12 +32,16 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from wawindow.contracts import CONVERSATION_KINDS
 from wawindow.engine import cloudevents
-from wawindow.engine.store import Applied, Transition, WindowStore
+from wawindow.engine.store import Applied, WindowStore
 from wawindow.errors import KafkaUnavailable
 from wawindow.keys import Topics
+from wawindow.logs import mask_key
 from wawindow.metrics import Metrics
 from wawindow.publisher import Publisher, Record
+from wawindow.rules.identity import links_of
+from wawindow.rules.transitions import Transition
 from wawindow.topics import wait_for_group_coordinator
 
 log = structlog.get_logger("wawindow.worker")
@@ -171,50 +175,54 @@ class Worker:
 
     async def _handle(self, records: Sequence[Any]) -> tuple[int, int]:
         dead: list[Record] = []
-        events: list[tuple[str, str, bytes]] = []
+        events: list[tuple[str, dict[str, Any]]] = []
+        raws: list[bytes] = []
         links: list[tuple[str, str]] = []
         for r in records:
             try:
                 event = orjson.loads(r.value)
-                events.append((event["key"], event["event_id"], r.value))
+                key = event["key"]
+                if not isinstance(event, dict) or not isinstance(key, str):
+                    raise TypeError("not an event object with a key")
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 origin = f"{r.topic}/{r.partition}/{r.offset}"
                 dead.append(self._dead_letter(r.value, f"unreadable event: {exc}", origin))
                 continue
-            link = link_of(event)
-            if link is not None:
-                links.append(link)
+            links += links_of(event)
+            if event.get("kind") in CONVERSATION_KINDS:
+                events.append((key, event))
+                raws.append(r.value)
         now = int(self._clock())
+        applied: list[Applied] = []
         if links:
             with self._timed("link"):
-                await self._store.link_many(links, now)
+                applied += await self._store.link_many(links, now)
         # every event goes to where its user lives now (a wa_id key linked to a BSUID key)
-        with self._timed("resolve"):
-            where = await self._store.resolve([key for key, _, _ in events])
-        events = [(where[key], event_id, raw) for key, event_id, raw in events]
         with self._timed("apply"):
-            applied = await self._store.apply(events, now) if events else []
-        transitions: list[Transition] = []
-        seen: set[str] = set()
-        done: list[Applied] = []
-        for (_, event_id, raw), result in zip(events, applied, strict=True):
-            if isinstance(result, Exception):
+            report = await self._store.apply(events, now)
+        for (_, event), raw, result in zip(events, raws, report.results, strict=True):
+            if isinstance(result, Exception) or result.error is not None:
                 # a poison record: keep it and go on, never stop the worker
-                dead.append(self._dead_letter(raw, f"worker could not apply {event_id}: {result}"))
+                why = result if isinstance(result, Exception) else result.error
+                dead.append(
+                    self._dead_letter(raw, f"worker could not apply {event.get('event_id')}: {why}")
+                )
                 continue
             self._count_notes(result.notes)
-            for t in result.transitions:
-                # a repeat of an event in the same batch returns the same pending transitions
-                if t.id not in seen:
+        applied += report.applied
+        transitions: list[Transition] = []
+        seen: set[str] = set()
+        for a in applied:
+            for t in a.transitions:
+                if t.id not in seen:  # a repeat returns the same pending transitions
                     seen.add(t.id)
                     transitions.append(t)
-            done.append(result)
         publish = self._window_events(transitions)
         await self._publisher.publish(publish + dead)
         self._count_published(transitions)
         self.metrics.dead_letters.labels("worker").inc(len(dead))
         with self._timed("acknowledge"):
-            await self._store.acknowledge([a.outbox for a in done if a.outbox])
+            await self._store.acknowledge([o for a in applied for o in a.outbox])
         return len(publish), len(dead)
 
     def _window_events(self, transitions: Sequence[Transition]) -> list[Record]:
@@ -285,7 +293,10 @@ class Worker:
             due = await self._store.due(now)
         if due:
             with self._timed("close"):
-                applied += await self._store.close(due, now)
+                closed, failed = await self._store.close(due, now)
+            applied += closed
+            for key, exc in failed.items():  # one bad conversation never stops the others
+                log.warning("worker.close_failed", conversation=mask_key(key), error=str(exc))
         if stale_outbox:
             applied += await self._store.stale_outbox(now - STALE_OUTBOX_S)
         transitions = [t for a in applied for t in a.transitions]
@@ -298,7 +309,7 @@ class Worker:
                 if t.type.endswith(".closed"):
                     self.metrics.close_lateness.observe(max(0.0, published_at - t.time))
         with self._timed("acknowledge"):
-            await self._store.acknowledge([a.outbox for a in applied if a.outbox])
+            await self._store.acknowledge([o for a in applied for o in a.outbox])
         return len(records)
 
     async def sweep_forever(self, stop: asyncio.Event) -> None:
@@ -319,24 +330,6 @@ class Worker:
         if self._consumer is None:
             raise RuntimeError("the worker is not started")
         return self._consumer
-
-
-def link_of(event: dict[str, Any]) -> tuple[str, str] | None:
-    """The two conversation keys an event shows to be one user, ``(old, current)``: a user
-    named by both wa_id and BSUID (the wa_id key joins the BSUID key), or a number change
-    (the old number's key joins the new one's)."""
-    number = event.get("phone_number_id")
-    if not number:
-        return None
-    user = event.get("user") or {}
-    data = event.get("data") or {}
-    system = data.get("system") if event.get("kind") == "message" else None
-    if isinstance(system, dict) and system.get("type") == "user_changed_number":
-        new = system.get("user_id") or system.get("wa_id")
-        return (event["key"], f"{number}:{new}") if new else None
-    if user.get("user_id") and user.get("wa_id"):
-        return f"{number}:{user['wa_id']}", f"{number}:{user['user_id']}"
-    return None
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: dict[Any, int]) -> bool:

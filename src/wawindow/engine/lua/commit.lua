@@ -1,0 +1,65 @@
+--[[
+Writes what the rules (src/wawindow/rules) made of one conversation, atomically and only if
+nobody wrote it since it was read (optimistic concurrency on its version): the new state, its
+window events into the outbox (until Kafka acknowledges them), its next deadline, and its
+finance counter changes.
+
+KEYS[1]  conversation state (HASH: v = version, s = the state document, p = pending outbox fields)
+KEYS[2]  shard deadline index (ZSET)   KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
+All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
+
+ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
+ARGV[3]  the new state document ("": forget the conversation)
+ARGV[4]  when the state may be forgotten (Unix seconds)
+ARGV[5]  the next deadline (Unix seconds; "": none)
+ARGV[6]  now (wall-clock Unix seconds)
+ARGV[7]  the shard's counter key prefix; "<prefix><UTC day>" is a day's HASH
+ARGV[8]  how long a day's counters are kept past the day (seconds)
+ARGV[9]  the window events, a JSON array ("": none)
+ARGV[10] the pending outbox fields read with the state, still unacknowledged (comma-separated)
+ARGV[11...]  counter changes, three arguments each: UTC day, field, delta
+
+Returns 1 when written, 0 when the state changed since it was read (read again and retry).
+]]
+
+local SHARD_KEY_TTL = 9 * 86400 -- entries are due or acknowledged long before; refreshed on write
+local DAY = 86400
+local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ckey, seen, doc = ARGV[1], ARGV[2], ARGV[3]
+
+local version = redis.call("HGET", state, "v") or "0"
+if version ~= seen then return 0 end
+version = tostring(tonumber(version) + 1)
+
+local pending = ARGV[10]
+if ARGV[9] ~= "" then
+  local field = ckey .. "|v" .. version
+  redis.call("HSET", outbox, field, ARGV[9])
+  redis.call("ZADD", outq, ARGV[6], field)
+  redis.call("EXPIRE", outbox, SHARD_KEY_TTL)
+  redis.call("EXPIRE", outq, SHARD_KEY_TTL)
+  pending = pending == "" and field or pending .. "," .. field
+end
+
+if doc == "" then
+  redis.call("DEL", state)
+else
+  redis.call("HSET", state, "v", version, "s", doc)
+  if pending ~= "" then redis.call("HSET", state, "p", pending) else redis.call("HDEL", state, "p") end
+  redis.call("EXPIREAT", state, ARGV[4])
+end
+
+if ARGV[5] == "" then
+  redis.call("ZREM", due, ckey)
+else
+  redis.call("ZADD", due, ARGV[5], ckey)
+  redis.call("EXPIRE", due, SHARD_KEY_TTL)
+end
+
+local prefix, counter_ttl = ARGV[7], tonumber(ARGV[8])
+for i = 11, #ARGV, 3 do
+  local key = prefix .. ARGV[i]
+  redis.call("HINCRBY", key, ARGV[i + 1], ARGV[i + 2])
+  redis.call("EXPIREAT", key, (tonumber(ARGV[i]) + 1) * DAY + counter_ttl)
+end
+return 1

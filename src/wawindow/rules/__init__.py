@@ -1,0 +1,12 @@
+"""The rules of the tracker as plain Python, with no I/O: the executable form of the rule
+book. Start at :mod:`wawindow.rules.engine`; one module per concept:
+
+- :mod:`~wawindow.rules.service_window`: the 24-hour customer service window;
+- :mod:`~wawindow.rules.entry_point`: the free entry point window;
+- :mod:`~wawindow.rules.conversations`: conversations, finance's unit;
+- :mod:`~wawindow.rules.ledger`: statuses and the per-message pricing ledger;
+- :mod:`~wawindow.rules.opt_out`: opt-out decisions;
+- :mod:`~wawindow.rules.identity`: one user whatever ids they are named by;
+- :mod:`~wawindow.rules.publish`: from the derived truth to transitions and counts;
+- :mod:`~wawindow.rules.state`, :mod:`~wawindow.rules.transitions`: what is kept and produced.
+"""

@@ -1,0 +1,299 @@
+"""The rules as one function: ``(state, event, now) -> (state, transitions, counter changes)``.
+
+Each event adds facts to the conversation's state (:mod:`wawindow.rules.state`); the windows,
+entry point windows and conversations are then derived from all the facts
+(:mod:`~wawindow.rules.service_window`, :mod:`~wawindow.rules.entry_point`,
+:mod:`~wawindow.rules.conversations`) and compared with what was already published
+(:mod:`~wawindow.rules.publish`). ``sweep`` is the same comparison when only the wall clock
+moved: it warns and closes on time.
+
+No I/O: the store (:mod:`wawindow.engine.store`) reads a state, calls these, and writes the
+outcome back in one atomic step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wawindow.contracts import CONVERSATION_KINDS, DAY, EventKind, Metric
+from wawindow.rules import identity, ledger, opt_out, publish
+from wawindow.rules.conversations import conversations
+from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
+from wawindow.rules.service_window import add, compact, window_at, windows
+from wawindow.rules.state import Message, State
+from wawindow.rules.transitions import Changes, CounterChange, Transition
+
+# Meta's timestamps are Unix seconds; anything outside this range is not a time Meta sends
+MIN_TS, MAX_TS = 1_000_000_000, 10_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The rules' tunables."""
+
+    closing_soon_offsets_s: tuple[int, ...] = (3600,)  # largest first
+    entry_point_window_s: int = 72 * 3600
+    # Meta retries for up to 7 days: facts, ids and published marks are kept a day longer
+    history_s: int = 8 * DAY
+    # a message counted as delivered is remembered this long, so a late read never bills it again
+    billed_memory_s: int = 31 * DAY
+    # state outlives the latest end it knows by this much (late webhooks, the API)
+    grace_s: int = 8 * DAY
+    # an opted-out user's state lives this long after their last change
+    opted_out_keep_s: int = 400 * DAY
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """What became of one event: ``error`` when it cannot be applied (nothing of it was),
+    else what it repeated or corrected (``duplicate``, ``out_of_order``)."""
+
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Outcome:
+    state: State
+    transitions: list[Transition] = field(default_factory=list)
+    counters: list[CounterChange] = field(default_factory=list)
+    results: list[EventResult] = field(default_factory=list)
+    due: int | None = None  # the next wall-clock second something is to be warned or closed
+    keep_until: int = 0  # the wall-clock second the state may be forgotten
+
+
+def event_digest(event_id: str) -> str:
+    """A 48-bit digest of an event id: how an applied event is remembered."""
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def apply(
+    state: State, key: str, events: Sequence[Mapping[str, Any]], now: int, rules: Rules
+) -> Outcome:
+    """Apply a conversation's events in order, each followed by publishing what it changed."""
+    changes = _changes(key)
+    out = Outcome(state)
+    prune(state, now, rules)
+    for ev in events:
+        error = invalid(ev)
+        if error is not None:
+            out.results.append(EventResult(error=error))
+            continue
+        digest = event_digest(ev["event_id"])
+        if digest in state.applied:
+            out.results.append(EventResult(notes=("duplicate",)))
+            continue
+        state.applied[digest] = now
+        notes = _add_facts(state, ev, changes)
+        before = len(changes.counters)
+        _reconcile(state, now, rules, changes)
+        if any(
+            c.metric == Metric.CONVERSATION_DISAGREEMENTS and c.delta > 0
+            for c in changes.counters[before:]
+        ):
+            notes = (*notes, "disagreement")
+        out.results.append(EventResult(notes=notes))
+    return _finish(out, changes, now, rules)
+
+
+def sweep(state: State, key: str, now: int, rules: Rules) -> Outcome:
+    """Warn and close what the wall clock has reached."""
+    changes = _changes(key)
+    out = Outcome(state)
+    prune(state, now, rules)
+    _reconcile(state, now, rules, changes)
+    return _finish(out, changes, now, rules)
+
+
+def merge(
+    state: State,
+    key: str,
+    source: State,
+    source_key: str,
+    source_version: str,
+    now: int,
+    rules: Rules,
+) -> Outcome:
+    """Fold the state of another key of the same user into this one (once per version of
+    it, so a repeated link merges nothing twice), then publish what the merged facts say."""
+    changes = _changes(key)
+    out = Outcome(state)
+    if state.linked.get(source_key) != source_version:
+        identity.merge(state, source, changes)
+        state.linked[source_key] = source_version
+    prune(state, now, rules)
+    _reconcile(state, now, rules, changes)
+    return _finish(out, changes, now, rules)
+
+
+def _changes(key: str) -> Changes:
+    return Changes(key, key.split(":", 1)[0])
+
+
+def _finish(out: Outcome, changes: Changes, now: int, rules: Rules) -> Outcome:
+    out.transitions, out.counters = changes.transitions, changes.counters
+    out.due = next_due(out.state, rules)
+    out.keep_until = keep_until(out.state, now, rules)
+    return out
+
+
+def invalid(ev: Mapping[str, Any]) -> str | None:
+    """Why an event cannot be applied, checked before anything of it is."""
+    if not isinstance(ev, Mapping) or not isinstance(ev.get("event_id"), str):
+        return "event without an event_id"
+    if not isinstance(ev.get("data"), dict):
+        return f"event {ev['event_id']} has no data object"
+    ts = ev.get("timestamp")
+    if ev.get("kind") in CONVERSATION_KINDS and (type(ts) is not int or not MIN_TS <= ts < MAX_TS):
+        return f"event {ev['event_id']} has no Unix timestamp in range: {ts!r}"
+    if ev.get("kind") == EventKind.STATUS and not (
+        isinstance(ev["data"].get("wamid"), str) and isinstance(ev["data"].get("status"), str)
+    ):
+        return f"status {ev['event_id']} has no wamid or status"
+    return None
+
+
+def _add_facts(s: State, ev: Mapping[str, Any], changes: Changes) -> tuple[str, ...]:
+    user = ev.get("user")
+    if isinstance(user, dict) and not ev["data"].get("group_id"):  # a participant is not the group
+        s.user_id = _text(user.get("user_id")) or s.user_id
+        s.wa_id = _text(user.get("wa_id")) or s.wa_id
+    s.waba_id = _text(ev.get("waba_id")) or s.waba_id
+    kind, data, ts = ev.get("kind"), ev["data"], ev.get("timestamp")
+    notes: tuple[str, ...] = ()
+    if not isinstance(ts, int):
+        return notes
+    if kind == EventKind.MESSAGE and data.get("type") != "system":
+        if s.inbound and ts < s.inbound[-1]:
+            notes = ("out_of_order",)
+        add(s.inbound, ts)
+        changes.count(ts, Metric.INBOUND_MESSAGES)
+        if isinstance(data.get("referral"), dict):
+            add(s.referrals, ts)
+        if data.get("opt_out_keyword"):
+            opt_out.decide(s, opt_out.ALL, ts, True, "keyword")
+    elif kind == EventKind.CALL and str(data.get("direction", "")).upper() == "USER_INITIATED":
+        add(s.inbound, ts)
+        if data.get("event") == "connect":
+            changes.count(ts, Metric.INBOUND_CALLS)
+    elif kind == EventKind.STATUS:
+        notes = _status(s, ts, data)
+    elif kind == EventKind.USER_PREFERENCE:
+        value = data.get("value")
+        if data.get("category") == "marketing_messages" and value in ("stop", "resume"):
+            opt_out.decide(s, opt_out.MARKETING, ts, value == "stop", "user_preferences")
+    return notes
+
+
+def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[str, ...]:
+    wamid = data["wamid"]
+    if data.get("participant"):  # a group message is billed per participant's delivery
+        wamid = f"{wamid}|{data['participant']}"
+    if wamid in s.billed:
+        return ("duplicate",)  # counted long ago; nothing about it changes any more
+    m = s.messages.setdefault(wamid, Message())
+    late = ledger.record_status(m, data["status"], ts, data)
+    corrected = False
+    errors = data.get("errors")
+    for err in errors if isinstance(errors, list) else []:
+        code = err.get("code") if isinstance(err, dict) else None
+        if code == 131047:  # Meta: more than 24 h since the user last wrote, at ts
+            if window_at(windows(s.inbound, s.cuts), ts) is not None:
+                corrected = True  # the tracker thought the window open
+            add(s.cuts, ts)
+        elif code == 131050:  # the user stopped marketing messages
+            opt_out.decide(s, opt_out.MARKETING, ts, True, "meta_131050")
+    notes = ("out_of_order",) if late and not corrected else ()
+    return (*notes, "csw_correction") if corrected else notes
+
+
+def _reconcile(s: State, now: int, rules: Rules, changes: Changes) -> None:
+    ws = windows(s.inbound, s.cuts)
+    eps = entry_points(s.referrals, s.messages, rules.entry_point_window_s)
+    convs, disagreements = conversations(s.messages, ws, eps)
+    publish.service_windows(s, ws, now, rules.closing_soon_offsets_s, changes)
+    publish.entry_points(s, eps, now, changes)
+    publish.conversations(s, convs, now, changes)
+    publish.delivered(s, changes)
+    publish.disagreements(s, disagreements, changes)
+    publish.opt_outs(s, changes)
+
+
+def prune(s: State, now: int, rules: Rules) -> None:
+    """Forget what is older than the history (Meta's retries), with what was published of
+    it: the facts of windows and conversations that ended before a moment no window,
+    entry point or conversation spans, the billed messages past their memory, the applied
+    event ids past Meta's retries."""
+    horizon = now - rules.history_s
+    s.applied = {d: at for d, at in s.applied.items() if at >= horizon}
+    s.billed = {w: at for w, at in s.billed.items() if at >= now - rules.billed_memory_s}
+    oldest = min(
+        [
+            *s.inbound[:1],
+            *s.referrals[:1],
+            *(m.first or m.delivered or now for m in s.messages.values()),
+        ],
+        default=now,
+    )
+    if oldest >= horizon:
+        return
+    ws = windows(s.inbound, s.cuts)
+    eps = entry_points(s.referrals, s.messages, rules.entry_point_window_s)
+    convs, _ = conversations(s.messages, ws, eps)
+    spans = [(w.opened, w.expires) for w in ws] + [(e.opened, e.expires) for e in eps]
+    spans += [(c.opened, c.expires) for c in convs]
+    cut = horizon
+    moved = True
+    while moved:  # back to a moment nothing spans
+        moved = False
+        for opened, expires in spans:
+            if opened < cut < expires:
+                cut, moved = opened, True
+    s.inbound = compact(s.inbound, s.cuts, cut)
+    s.cuts = [c for c in s.cuts if c >= cut]
+    s.referrals = [r for r in s.referrals if r + REPLY_WITHIN >= cut]
+    for wamid, m in list(s.messages.items()):
+        if max(m.first or 0, m.delivered or 0) < cut:
+            del s.messages[wamid]
+            if m.counted is not None:
+                s.billed[wamid] = m.counted[0]
+    s.windows = {o: w for o, w in s.windows.items() if o >= cut}
+    s.entry_points = {o: e for o, e in s.entry_points.items() if o >= cut}
+    s.conversations = {k: c for k, c in s.conversations.items() if c[5] >= cut}
+    s.disagreements = [w for w in s.disagreements if w in s.messages]
+
+
+def next_due(s: State, rules: Rules) -> int | None:
+    """The next wall-clock second a warning or a close is due."""
+    times = []
+    offsets = rules.closing_soon_offsets_s
+    for expires, closed, warned, _ in s.windows.values():
+        if not closed:
+            times.append(expires - offsets[warned] if warned < len(offsets) else expires)
+    times += [e[0] for e in s.entry_points.values() if not e[1]]
+    times += [c[6] for c in s.conversations.values() if not c[7]]
+    return min(times, default=None)
+
+
+def keep_until(s: State, now: int, rules: Rules) -> int:
+    """When the state may be forgotten: the history past the latest end it knows, the billed
+    messages' memory, and much longer while the user is opted out."""
+    ends = [now]
+    ends += [w[0] for w in s.windows.values()]
+    ends += [e[0] for e in s.entry_points.values()]
+    ends += [c[6] for c in s.conversations.values()]
+    until = max(ends) + rules.grace_s
+    billed = [m.delivered for m in s.messages.values() if m.delivered is not None]
+    billed += list(s.billed.values())
+    if billed:
+        until = max(until, max(billed) + rules.billed_memory_s)
+    if any(opt_out.opted_out(s, f) for f in opt_out.FIELDS):
+        until = max(until, now + rules.opted_out_keep_s)
+    return until
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
