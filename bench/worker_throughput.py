@@ -40,6 +40,7 @@ from wawindow.engine.store import CSW_SECONDS, AnyRedis, EngineConfig, WindowSto
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
+from wawindow.rules.state import State
 from wawindow.split import split_body
 from wawindow.topics import create_topics
 
@@ -157,7 +158,9 @@ async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int
         await redis.aclose()
 
 
-async def redis_growth(redis_url: str, users: int, bodies: Any, per_call: int) -> int:
+async def redis_growth(
+    redis_url: str, users: int, bodies: Any, per_call: int, *, sweep: bool = False
+) -> int:
     """Apply ``bodies(u, now)`` for each user through the real script, ``per_call`` users per
     call, acknowledging the outbox as the worker does; return Redis's ``used_memory`` growth."""
     redis = await connect(redis_url)
@@ -174,6 +177,9 @@ async def redis_growth(redis_url: str, users: int, bodies: Any, per_call: int) -
                 batch.append((event.key, orjson.loads(event.encode())))
         report = await store.apply(batch, now)
         await store.acknowledge([o for a in report.applied for o in a.outbox])
+    while sweep and (due := await store.due(now, limit=2_000)):
+        closed, _ = await store.close(due, now)
+        await store.acknowledge([o for a in closed for o in a.outbox])
     after = (await redis.info("memory"))["used_memory"]
     await redis.aclose()
     return int(after - before)
@@ -215,6 +221,26 @@ async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
     return {"users": users, "bytes_total": grown, "bytes_per_user_exchange": round(grown / users)}
 
 
+async def bytes_per_billed_memory(redis_url: str, users: int) -> dict[str, Any]:
+    """The same exchange 9 days ago, swept: what a user costs while their billed message is
+    remembered (31 days), once their history (8 days) is over."""
+    pricing = samples.pmp_pricing("service", "regular")
+
+    def exchange(u: int, now: int) -> dict[str, Any]:
+        wa, t = f"4{u:010d}", now - 9 * 86_400
+        return samples.messages_change(
+            messages=[samples.text_message(f"in{u}", t - 120, wa_id=wa)],
+            statuses=[
+                samples.status(f"out{u}", "sent", t - 60, wa_id=wa, pricing=pricing),
+                samples.status(f"out{u}", "delivered", t - 59, wa_id=wa, pricing=pricing),
+                samples.status(f"out{u}", "read", t - 30, wa_id=wa),
+            ],
+        )
+
+    grown = await redis_growth(redis_url, users, exchange, 500, sweep=True)
+    return {"users": users, "bytes_total": grown, "bytes_per_billed_user": round(grown / users)}
+
+
 async def close_lateness(
     bootstrap: str, topics: Topics, redis_url: str, scheduled: int, sample: int
 ) -> dict[str, Any]:
@@ -229,10 +255,11 @@ async def close_lateness(
             key = f"{samples.PHONE_NUMBER_ID}:3{i:010d}"
             k = keys.ConversationKeys.of(key)
             ends = ends_at(i)
-            pipe.hset(k.state, mapping={
-                "waba": samples.WABA_ID, "wa_id": f"3{i:010d}",
-                "csw_opened": ends - CSW_SECONDS, "csw_expires": ends, "csw_warned": 1,
-            })  # fmt: skip
+            state = State(
+                waba_id=samples.WABA_ID, wa_id=f"3{i:010d}", inbound=[ends - CSW_SECONDS],
+                windows={ends - CSW_SECONDS: [ends, 0, 1, 0]},  # opened, warned already
+            )  # fmt: skip
+            pipe.set(k.state, b"1 " + state.encode())
             pipe.zadd(keys.deadlines(k.shard), {key: ends})
             if len(pipe) >= 20_000:
                 await pipe.execute()
@@ -312,6 +339,8 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
     if "exchange" in parts:
         results["exchange"] = await bytes_per_exchange(redis_url, args.memory_users)
+    if "billed" in parts:
+        results["billed"] = await bytes_per_billed_memory(redis_url, args.memory_users)
     if "lateness" in parts:
         closing = Topics(f"{prefix}close.")
         results["close_lateness"] = await close_lateness(
@@ -327,7 +356,7 @@ def main() -> None:
     parser.add_argument("--scheduled", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
-        "--parts", default="throughput,memory,exchange,lateness", help="which parts to run"
+        "--parts", default="throughput,memory,exchange,billed,lateness", help="which parts to run"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()

@@ -70,14 +70,9 @@ class ConversationKeys:
 
     @property
     def state(self) -> str:
-        """HASH: the conversation's windows, conversations, ids, opt-out state, and the
-        digests of the events already applied (dedupe of Meta's re-sends and of replays)."""
+        """STRING ``<version> <state document>``: the conversation's facts and what was
+        published of them (see :mod:`wawindow.rules.state`)."""
         return f"{_tag(self.shard)}:c:{self.key}"
-
-    @property
-    def messages(self) -> str:
-        """HASH: per outbound wamid, the status rank and pricing seen (the ledger)."""
-        return f"{_tag(self.shard)}:m:{self.key}"
 
 
 def deadlines(shard: int) -> str:

@@ -229,7 +229,9 @@ class WindowStore:
             calls: list[_Call] = []
             for current in todo.values():
                 k = keys.ConversationKeys.of(current)
-                calls.append(("read", [k.state, keys.outbox(k.shard), keys.alias(current)], []))
+                calls.append(
+                    ("read", [k.state, keys.outbox(k.shard), keys.alias(current)], [current])
+                )
             replies = await self._scripts(calls, list(todo.values()))
             moved: dict[str, str] = {}
             for (key, current), reply in zip(todo.items(), replies, strict=True):
@@ -273,9 +275,10 @@ class WindowStore:
                 "" if outcome.due is None else outcome.due, now,
                 keys.counters(k.shard, ""), self._config.counters_retention_days * DAY,
                 orjson.dumps([t.encode() for t in transitions]) if transitions else "",
-                ",".join(f for f, _ in r.pending), *counters,
+                *counters,
             ],
         )  # fmt: skip
+        # what an earlier write left unacknowledged (a crash before its publish) goes out too
         published = [t for _, ts in r.pending for t in ts] + transitions
         outbox = [(k.shard, f) for f, _ in r.pending] + ([(k.shard, field)] if transitions else [])
         return call, Applied(published, outbox)
@@ -482,8 +485,8 @@ class WindowStore:
 
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
-        raw = await self._redis.hget(keys.ConversationKeys.of(key).state, "s")
-        return State.decode(raw)
+        raw = await self._redis.get(keys.ConversationKeys.of(key).state)
+        return State.decode(_str(raw).split(" ", 1)[1] if raw else None)
 
     async def open_count(self) -> int:
         """Users with something still to warn about or close: members of every shard's

@@ -22,7 +22,7 @@ from wawindow.contracts import CONVERSATION_KINDS, DAY, EventKind, Metric
 from wawindow.rules import identity, ledger, opt_out, publish
 from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
-from wawindow.rules.service_window import add, compact, window_at, windows
+from wawindow.rules.service_window import CSW_SECONDS, add, compact, window_at, windows
 from wawindow.rules.state import Message, State
 from wawindow.rules.transitions import Changes, CounterChange, Transition
 
@@ -192,7 +192,7 @@ def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[str, ...]:
     wamid = data["wamid"]
     if data.get("participant"):  # a group message is billed per participant's delivery
         wamid = f"{wamid}|{data['participant']}"
-    if wamid in s.billed:
+    if event_digest(wamid) in s.billed:
         return ("duplicate",)  # counted long ago; nothing about it changes any more
     m = s.messages.setdefault(wamid, Message())
     late = ledger.record_status(m, data["status"], ts, data)
@@ -259,7 +259,7 @@ def prune(s: State, now: int, rules: Rules) -> None:
         if max(m.first or 0, m.delivered or 0) < cut:
             del s.messages[wamid]
             if m.counted is not None:
-                s.billed[wamid] = m.counted[0]
+                s.billed[event_digest(wamid)] = m.counted[0]
     s.windows = {o: w for o, w in s.windows.items() if o >= cut}
     s.entry_points = {o: e for o, e in s.entry_points.items() if o >= cut}
     s.conversations = {k: c for k, c in s.conversations.items() if c[5] >= cut}
@@ -267,15 +267,23 @@ def prune(s: State, now: int, rules: Rules) -> None:
 
 
 def next_due(s: State, rules: Rules) -> int | None:
-    """The next wall-clock second a warning or a close is due."""
-    times = []
+    """The next wall-clock second a warning or a close is due; once everything is closed,
+    when the history is over and all but the billed messages can be forgotten."""
+    times: list[int] = []
     offsets = rules.closing_soon_offsets_s
     for expires, closed, warned, _ in s.windows.values():
         if not closed:
             times.append(expires - offsets[warned] if warned < len(offsets) else expires)
     times += [e[0] for e in s.entry_points.values() if not e[1]]
     times += [c[6] for c in s.conversations.values() if not c[7]]
-    return min(times, default=None)
+    if times:
+        return int(min(times))
+    # all closed: one more sweep once the history is over, to forget all but the billed
+    ends = [ts + CSW_SECONDS for ts in s.inbound[-1:]]
+    ends += [t for m in s.messages.values() for t in (m.first, m.delivered) if t is not None]
+    ends += [e[0] for e in s.entry_points.values()]
+    ends += [c[6] for c in s.conversations.values()]
+    return int(max(ends)) + rules.history_s + 1 if ends else None
 
 
 def keep_until(s: State, now: int, rules: Rules) -> int:

@@ -65,7 +65,8 @@ class State:
     cuts: list[int] = field(default_factory=list)  # 131047 failures, sorted
     referrals: list[int] = field(default_factory=list)  # inbound messages from an ad, sorted
     messages: dict[str, Message] = field(default_factory=dict)  # the ledger, by wamid
-    billed: dict[str, int] = field(default_factory=dict)  # wamid -> delivered, past the history
+    # past the history: digest of a counted wamid -> when it was delivered
+    billed: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)  # marketing_opt_out, opted_out
     applied: dict[str, int] = field(default_factory=dict)  # event id digest -> wall clock
     # what was published (and counted), by identity

@@ -4,7 +4,8 @@ nobody wrote it since it was read (optimistic concurrency on its version): the n
 window events into the outbox (until Kafka acknowledges them), its next deadline, and its
 finance counter changes.
 
-KEYS[1]  conversation state (HASH: v = version, s = the state document, p = pending outbox fields)
+KEYS[1]  conversation state (STRING: "<version> <state document>"; a string, not a hash, since
+         a document longer than 64 bytes would turn a hash into Redis's larger encoding)
 KEYS[2]  shard deadline index (ZSET)   KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
 All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
 
@@ -15,9 +16,9 @@ ARGV[5]  the next deadline (Unix seconds; "": none)
 ARGV[6]  now (wall-clock Unix seconds)
 ARGV[7]  the shard's counter key prefix; "<prefix><UTC day>" is a day's HASH
 ARGV[8]  how long a day's counters are kept past the day (seconds)
-ARGV[9]  the window events, a JSON array ("": none)
-ARGV[10] the pending outbox fields read with the state, still unacknowledged (comma-separated)
-ARGV[11...]  counter changes, three arguments each: UTC day, field, delta
+ARGV[9]  the window events, a JSON array ("": none); they wait in the outbox under the field
+         "<conversation key>|v<new version>", which read.lua finds again
+ARGV[10...]  counter changes, three arguments each: UTC day, field, delta
 
 Returns 1 when written, 0 when the state changed since it was read (read again and retry).
 ]]
@@ -27,26 +28,23 @@ local DAY = 86400
 local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, seen, doc = ARGV[1], ARGV[2], ARGV[3]
 
-local version = redis.call("HGET", state, "v") or "0"
+local stored = redis.call("GET", state)
+local version = stored and string.match(stored, "^(%d+) ") or "0"
 if version ~= seen then return 0 end
 version = tostring(tonumber(version) + 1)
 
-local pending = ARGV[10]
 if ARGV[9] ~= "" then
   local field = ckey .. "|v" .. version
   redis.call("HSET", outbox, field, ARGV[9])
   redis.call("ZADD", outq, ARGV[6], field)
   redis.call("EXPIRE", outbox, SHARD_KEY_TTL)
   redis.call("EXPIRE", outq, SHARD_KEY_TTL)
-  pending = pending == "" and field or pending .. "," .. field
 end
 
 if doc == "" then
   redis.call("DEL", state)
 else
-  redis.call("HSET", state, "v", version, "s", doc)
-  if pending ~= "" then redis.call("HSET", state, "p", pending) else redis.call("HDEL", state, "p") end
-  redis.call("EXPIREAT", state, ARGV[4])
+  redis.call("SET", state, version .. " " .. doc, "EXAT", ARGV[4])
 end
 
 if ARGV[5] == "" then
@@ -57,7 +55,7 @@ else
 end
 
 local prefix, counter_ttl = ARGV[7], tonumber(ARGV[8])
-for i = 11, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   local key = prefix .. ARGV[i]
   redis.call("HINCRBY", key, ARGV[i + 1], ARGV[i + 2])
   redis.call("EXPIREAT", key, (tonumber(ARGV[i]) + 1) * DAY + counter_ttl)

@@ -1,27 +1,30 @@
 --[[
-Reads one conversation's state for the rules (src/wawindow/rules), with the window events it
-left in the outbox that Kafka has not acknowledged yet.
+Reads one conversation's state for the rules (src/wawindow/rules), with the window events its
+last write left in the outbox that Kafka has not acknowledged yet.
 
-KEYS[1]  conversation state (HASH: v = version, s = the state document, p = pending outbox fields)
+KEYS[1]  conversation state (STRING: "<version> <state document>")
 KEYS[2]  shard outbox (HASH)
 KEYS[3]  the key's alias (STRING: the conversation key its user was linked to)
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
+ARGV[1]  the conversation key
+
 Returns {alias} when the user lives under another key now; else
-{false, version, state document or false, field, transitions, field, transitions, ...}.
+{false, version, state document or false, outbox field, transitions} (the last two only while
+that write's window events wait in the outbox).
 ]]
 
 local alias = redis.call("GET", KEYS[3])
 if alias then return {alias} end
-local v = redis.call("HMGET", KEYS[1], "v", "s", "p")
-local out = {false, v[1] or "0", v[2] or false}
-if v[3] then
-  for field in string.gmatch(v[3], "[^,]+") do
-    local pending = redis.call("HGET", KEYS[2], field)
-    if pending then
-      out[#out + 1] = field
-      out[#out + 1] = pending
-    end
-  end
+local stored = redis.call("GET", KEYS[1])
+if not stored then return {false, "0", false} end
+local space = string.find(stored, " ", 1, true)
+local version = string.sub(stored, 1, space - 1)
+local out = {false, version, string.sub(stored, space + 1)}
+local field = ARGV[1] .. "|v" .. version
+local pending = redis.call("HGET", KEYS[2], field)
+if pending then
+  out[4] = field
+  out[5] = pending
 end
 return out
