@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,11 +78,19 @@ def services() -> Iterator[Services]:
 
 @pytest.fixture
 def topic_prefix() -> str:
+    return new_prefix()
+
+
+def new_prefix() -> str:
     return f"test.{uuid.uuid4().hex[:12]}."
 
 
 @pytest.fixture
 def settings(services: Services, topic_prefix: str) -> Settings:
+    return settings_for(services, topic_prefix)
+
+
+def settings_for(services: Services, topic_prefix: str) -> Settings:
     return Settings.from_env(
         {
             "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
@@ -130,6 +139,24 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_db1(services: Services) -> str:
     """The session's redis-server, database 1: the engine tests' own, flushed per test."""
     return services.redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@asynccontextmanager
+async def fresh_scenario(services: Services) -> AsyncIterator[Scenario]:
+    """What the ``s`` fixture gives, made anew: for a property test's every example."""
+    from tests.engine_harness import scenario
+
+    settings = settings_for(services, new_prefix())
+    assert settings.kafka_bootstrap
+    names = Topics(settings.topic_prefix)
+    await create_topics(settings.kafka_bootstrap, names, partitions=3, replication_factor=1)
+    client: Client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        async with scenario(client, settings, names, redis_db1(services)) as sc:
+            yield sc
+    finally:
+        await client.close()
 
 
 @pytest.fixture

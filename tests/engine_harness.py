@@ -66,7 +66,7 @@ class Scenario:
 
     # -- the engine ------------------------------------------------------------------------
 
-    async def worker(self, group: str = "engine") -> Worker:
+    async def worker(self, group: str = "engine", **options: Any) -> Worker:
         assert self.settings.kafka_bootstrap
         publisher = Publisher(self.settings.kafka_bootstrap, ack_timeout_ms=5000)
         await publisher.start()
@@ -76,6 +76,7 @@ class Scenario:
             group_id=group,
             store=self.store,
             publisher=publisher,
+            **options,
         )
         await worker.start()
         self.workers.append(worker)

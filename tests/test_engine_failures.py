@@ -183,7 +183,7 @@ async def test_poison_records_go_to_dead_letter_and_the_rest_goes_on(s: Scenario
     reasons = [dict(r.headers)["reason"].decode() for r in dead]
     assert len(dead) == 2
     assert reasons[0].startswith("unreadable event")
-    assert "could not apply x" in reasons[1]
+    assert "event x has no Unix timestamp" in reasons[1]  # refused before it is applied
     assert all(dict(r.headers)["source"] == b"worker" for r in dead)
 
 

@@ -12,6 +12,9 @@ from enum import StrEnum
 
 DAY = 86_400
 QUARTER = 900  # finance counters are kept per 15 minutes of Meta's time
+#: the Unix seconds an event's timestamp may be (1970 to 2286); anything else is not a time
+#: (and past year 9999 not even a date the CloudEvents can carry)
+TIMESTAMPS = range(10_000_000_000)
 
 
 class EventKind(StrEnum):

@@ -87,6 +87,16 @@ class Metrics:
             "batches rewound after a Redis or Kafka failure",
             registry=r,
         )
+        self.sweep_failures = Counter(
+            "wawindow_sweep_failures",
+            "sweeps (warning, closing, re-publishing) that failed and were retried",
+            registry=r,
+        )
+        self.conversations_quarantined = Counter(
+            "wawindow_conversations_quarantined",
+            "conversations the sweeper could not close, dead-lettered and retried later",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "wawindow_worker_consumer_lag",
             "records on this worker's partitions not yet committed",

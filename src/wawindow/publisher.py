@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from wawindow.errors import KafkaUnavailable
+from wawindow.topics import MAX_RECORD_BYTES
 
 log = structlog.get_logger("wawindow.publisher")
 
@@ -78,6 +79,8 @@ class Publisher:
             # errors surface instead of a bare timeout.
             request_timeout_ms=max(1_000, self._ack_timeout_ms),
             retry_backoff_ms=100,
+            # a whole signed body on dead-letter (see topics.MAX_RECORD_BYTES), with headers
+            max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
         )
         try:
             await producer.start()

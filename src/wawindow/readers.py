@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from wawindow.contracts import TIMESTAMPS
 from wawindow.keys import conversation_key
 
 SCHEMA_VERSION = 1
@@ -246,7 +247,7 @@ class Context:
             if conversation.get("id") is not None:
                 conv["id"] = text(conversation["id"])
             if conversation.get("expiration_timestamp") is not None:
-                conv["expiration_timestamp"] = to_int(conversation["expiration_timestamp"])
+                conv["expiration_timestamp"] = to_timestamp(conversation["expiration_timestamp"])
             origin = conversation.get("origin")
             if isinstance(origin, dict) and origin.get("type") is not None:
                 conv["origin_type"] = text(origin["type"])
@@ -347,7 +348,7 @@ class Context:
             data: dict[str, Any] = {"value_keys": sorted(self.value)}
         else:
             data = {"value": self.value}
-        timestamp = to_int(entry.get("time")) if entry.get("time") is not None else None
+        timestamp = to_timestamp(entry.get("time")) if entry.get("time") is not None else None
         return self._event(
             "change",
             f"change:{self.waba_id}:{self.field}:{timestamp}:{digest(self.value)}",
@@ -391,11 +392,20 @@ def text(value: Any) -> str | None:
     return out or None
 
 
-def to_int(value: Any) -> int:
+def to_int(value: Any, low: int = -(2**63), high: int = 2**63 - 1) -> int:
+    """An integer in ``[low, high]`` (64 bits by default: what every later stage can encode)."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise Skip(f"{value!r} is not a Unix timestamp") from None
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise Skip(f"{str(value)[:40]!r} is not an integer") from None
+    if not low <= number <= high:
+        raise Skip(f"{str(number)[:40]} is out of range")
+    return number
+
+
+def to_timestamp(value: Any) -> int:
+    """Meta's Unix seconds; a number outside the times Meta sends is not one."""
+    return to_int(value, TIMESTAMPS.start, TIMESTAMPS.stop - 1)
 
 
 def required(item: dict[str, Any], name: str) -> str:
@@ -408,11 +418,11 @@ def required(item: dict[str, Any], name: str) -> str:
 def timestamp_of(item: dict[str, Any]) -> int:
     if item.get("timestamp") is None:
         raise Skip("no timestamp")
-    return to_int(item["timestamp"])
+    return to_timestamp(item["timestamp"])
 
 
 def optional_timestamp(item: dict[str, Any]) -> int | None:
-    return to_int(item["timestamp"]) if item.get("timestamp") is not None else None
+    return to_timestamp(item["timestamp"]) if item.get("timestamp") is not None else None
 
 
 def error_list(value: Any) -> list[dict[str, Any]]:

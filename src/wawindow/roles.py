@@ -27,7 +27,7 @@ from wawindow.config import Settings
 from wawindow.engine.store import EngineConfig, WindowStore, connect
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
-from wawindow.health import PUBLISHER, STORE, add_health_routes
+from wawindow.health import PUBLISHER, STORE, WORKER, add_health_routes
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics, add_metrics_route
 from wawindow.publisher import Publisher
@@ -36,6 +36,9 @@ from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
 log = structlog.get_logger("wawindow")
 
 ROLES = ("webhook", "worker", "api")
+# how long a stopping worker may take to finish its batch before it is cancelled (its batch
+# is then delivered again, which changes nothing twice)
+SHUTDOWN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ async def run_roles(
                 )
                 await worker.start()
                 stack.push_async_callback(worker.stop)
+                app[WORKER] = worker
 
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
             await runner.setup()
@@ -144,7 +148,12 @@ async def run_roles(
                 await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stop.set()
                 stopping.cancel()
-                await consuming  # finishes its batch; raises if it died
+                try:  # the batch in hand is finished and committed, within a bound
+                    async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                        await asyncio.shield(consuming)  # raises if it died
+                except TimeoutError:
+                    log.error("wawindow.shutdown_timeout", waited_s=SHUTDOWN_TIMEOUT_S)
+                    await _cancel(consuming)
             else:
                 await stop.wait()
             log.info("wawindow.stopping")

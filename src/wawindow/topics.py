@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from wawindow.errors import KafkaUnavailable
@@ -20,6 +21,11 @@ RETENTION_MS = {
     "dead-letter": 90 * _DAY_MS,
 }
 _TOPIC_ALREADY_EXISTS = 36
+# The largest record a topic takes. Kafka's default is 1 MB, and a signed body Meta may send
+# (up to 3 MB) must fit whole on dead-letter, so that topic takes up to this much; the
+# receiver keeps a digest and an excerpt of anything larger (see webhook.app).
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+TOPIC_CONFIGS = {"dead-letter": {"max.message.bytes": str(MAX_RECORD_BYTES)}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ async def create_topics(
                 topic_configs={
                     "retention.ms": str(RETENTION_MS[name.removeprefix(topics.prefix)]),
                     "min.insync.replicas": str(min(2, rf)),
+                    **TOPIC_CONFIGS.get(name.removeprefix(topics.prefix), {}),
                 },
             )
             for name in topics.all()
@@ -75,6 +82,15 @@ async def create_topics(
         ]
         if failed:
             raise KafkaUnavailable(f"could not create topics: {failed}")
+        # a topic made by an earlier release gets the record size it needs now
+        existing = [
+            ConfigResource(ConfigResourceType.TOPIC, name, configs)
+            for name in topics.all()
+            if name not in created
+            and (configs := TOPIC_CONFIGS.get(name.removeprefix(topics.prefix)))
+        ]
+        if existing:
+            await admin.alter_configs(existing)
         return await _wait_for_leaders(admin, topics, created, timeout_s)
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot create topics on {bootstrap}: {exc}") from exc

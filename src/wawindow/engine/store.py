@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
@@ -58,9 +60,25 @@ AnyRedis = Redis | RedisCluster
 _Call = tuple[str, list[str], list[Any]]  # (script sha, keys, args)
 
 
+# Every Redis call is bounded, a pooled connection is checked before use after a pause, and a
+# call that meets a dropped connection (a Redis restarted since) is retried on a new one.
+REDIS_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 5.0,
+    "health_check_interval": 15,
+}
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
+
+
 async def connect(url: str) -> AnyRedis:
     """A client for ``url``: a cluster client when the server is a Redis Cluster node."""
-    client = Redis.from_url(url)
+    client = Redis.from_url(
+        url, retry=_retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **REDIS_OPTIONS,
+    )  # fmt: skip
     try:
         info = await client.info("cluster")
     except RedisError:
@@ -68,7 +86,7 @@ async def connect(url: str) -> AnyRedis:
         raise
     if info.get("cluster_enabled") in (1, "1"):
         await client.aclose()
-        return RedisCluster.from_url(url)
+        return RedisCluster.from_url(url, retry=_retry(), **REDIS_OPTIONS)
     return client
 
 
@@ -304,7 +322,7 @@ class WindowStore:
             for r, keys_here in by_key.values():
                 try:
                     runs.append((r, keys_here, rules(r, keys_here)))
-                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
                     for key in keys_here:  # a bug or a state the rules cannot read: this one only
                         out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
             calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
@@ -482,6 +500,18 @@ class WindowStore:
     def redis(self) -> AnyRedis:
         """The client, for read-only views (finance's counts)."""
         return self._redis
+
+    async def raw_state(self, key: str) -> bytes | None:
+        """The stored bytes of a conversation's state, as they are (for dead-letter)."""
+        raw = await self._redis.get(keys.ConversationKeys.of(key).state)
+        return raw if isinstance(raw, bytes) else None
+
+    async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
+        """Move conversations' next deadline to ``until`` (a sweep that failed on them)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in conversation_keys:
+            pipe.zadd(keys.deadlines(keys.shard_of(key)), {key: until})
+        await pipe.execute()
 
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""

@@ -35,11 +35,12 @@ from redis.exceptions import RedisError
 from wawindow.contracts import CONVERSATION_KINDS
 from wawindow.engine import cloudevents
 from wawindow.engine.store import Applied, WindowStore
-from wawindow.errors import KafkaUnavailable
+from wawindow.errors import KafkaUnavailable, WawindowError
 from wawindow.keys import Topics
 from wawindow.logs import mask_key
 from wawindow.metrics import Metrics
 from wawindow.publisher import Publisher, Record
+from wawindow.rules.engine import invalid
 from wawindow.rules.identity import links_of
 from wawindow.rules.transitions import Transition
 from wawindow.topics import wait_for_group_coordinator
@@ -48,6 +49,14 @@ log = structlog.get_logger("wawindow.worker")
 
 SWEEP_INTERVAL_S = 0.25
 STALE_OUTBOX_S = 30
+OBSERVE_INTERVAL_S = 5.0
+# a sweeper failing again waits longer, up to this, before the next try
+MAX_BACKOFF_S = 5.0
+# a conversation that cannot be swept is tried again this much later
+QUARANTINE_S = 60
+# the consume loop and the sweeper each report progress; past this without any, the worker
+# is not live (a stuck loop), and a sweeper failing this long makes it not ready
+STALL_S = 60.0
 
 
 class Worker:
@@ -64,6 +73,7 @@ class Worker:
         batch_size: int = 500,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
         self._bootstrap = bootstrap
         self._topics = topics
@@ -76,6 +86,11 @@ class Worker:
         self.processed = 0
         self.metrics = metrics or Metrics()
         self._by_type: dict[str, Any] = {}
+        # monotonic times of the last turn of the consume loop, of the last sweep that
+        # succeeded, and since when sweeps have been failing (None: they are not)
+        self._consumed_at = self._swept_at = time.monotonic()
+        self._sweeps_failing_since: float | None = None
+        self._stall_s = stall_s
 
     async def start(self) -> None:
         # on a fresh broker the offsets topic does not exist yet, and a consumer joining then
@@ -98,15 +113,35 @@ class Worker:
             await consumer.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and sweep until ``stop`` is set; the batch in hand is finished first."""
-        sweeper = asyncio.create_task(self.sweep_forever(stop), name="wawindow-sweeper")
+        """Consume and sweep until ``stop`` is set; the batch in hand is finished first.
+
+        The sweeper and the gauges run beside the consume loop from the start, so closes do
+        not wait for the group to assign partitions (after a restart, that waits for the dead
+        member's session to time out)."""
+        helpers = [
+            asyncio.create_task(self.sweep_forever(stop), name="wawindow-sweeper"),
+            asyncio.create_task(self.observe_forever(stop), name="wawindow-observer"),
+        ]
         try:
             while not stop.is_set():
+                self._consumed_at = time.monotonic()
                 await self.run_once()
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def health(self) -> dict[str, bool]:
+        """``live``: both loops made progress lately; ``sweeping``: sweeps succeed."""
+        now = time.monotonic()
+        failing = self._sweeps_failing_since
+        stall = self._stall_s
+        return {
+            "live": now - self._consumed_at < stall and now - self._swept_at < stall,
+            "sweeping": failing is None or now - failing < stall,
+        }
 
     async def run_once(self, timeout_ms: int = 500) -> int:
         """Fetch and handle one batch; returns how many records it held. On a Redis or
@@ -181,16 +216,16 @@ class Worker:
         for r in records:
             try:
                 event = orjson.loads(r.value)
-                key = event["key"]
-                if not isinstance(event, dict) or not isinstance(key, str):
-                    raise TypeError("not an event object with a key")
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                problem = invalid(event)
+            except orjson.JSONDecodeError as exc:
+                problem = f"not JSON: {exc}"
+            if problem is not None:  # checked before anything of it is used
                 origin = f"{r.topic}/{r.partition}/{r.offset}"
-                dead.append(self._dead_letter(r.value, f"unreadable event: {exc}", origin))
+                dead.append(self._dead_letter(r.value, f"unreadable event: {problem}", origin))
                 continue
             links += links_of(event)
-            if event.get("kind") in CONVERSATION_KINDS:
-                events.append((key, event))
+            if event["kind"] in CONVERSATION_KINDS:
+                events.append((event["key"], event))
                 raws.append(r.value)
         now = int(self._clock())
         applied: list[Applied] = []
@@ -295,8 +330,8 @@ class Worker:
             with self._timed("close"):
                 closed, failed = await self._store.close(due, now)
             applied += closed
-            for key, exc in failed.items():  # one bad conversation never stops the others
-                log.warning("worker.close_failed", conversation=mask_key(key), error=str(exc))
+            if failed:  # one bad conversation never stops the others: set aside, kept, retried
+                await self._quarantine(failed, now)
         if stale_outbox:
             applied += await self._store.stale_outbox(now - STALE_OUTBOX_S)
         transitions = [t for a in applied for t in a.transitions]
@@ -312,19 +347,50 @@ class Worker:
             await self._store.acknowledge([o for a in applied for o in a.outbox])
         return len(records)
 
+    async def _quarantine(self, failed: dict[str, Exception], now: int) -> None:
+        """Conversations that could not be swept: their state goes to dead-letter with the
+        reason, and they are tried again in QUARANTINE_S (not 4 times a second)."""
+        records = []
+        for key, exc in failed.items():
+            log.warning("worker.close_failed", conversation=mask_key(key), error=str(exc))
+            raw = await self._store.raw_state(key)
+            records.append(self._dead_letter(raw or key.encode(), f"cannot sweep {key}: {exc}"))
+        await self._store.postpone(list(failed), now + QUARANTINE_S)
+        await self._publisher.publish(records)
+        self.metrics.conversations_quarantined.inc(len(failed))
+        self.metrics.dead_letters.labels("worker").inc(len(records))
+
     async def sweep_forever(self, stop: asyncio.Event) -> None:
-        """Sweep every quarter second (stale outbox and gauges every five) until ``stop``."""
+        """Sweep every quarter second (stale outbox every five) until ``stop``; a failing
+        sweep is logged, counted and retried with a growing pause."""
         ticks = 0
+        backoff = SWEEP_INTERVAL_S
         while not stop.is_set():
             try:
                 await self.sweep(stale_outbox=ticks % 20 == 0)
-                if ticks % 20 == 0:
-                    await self.observe()
-            except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
-                log.warning("worker.sweep_failed", error=str(exc))
+                self._swept_at = time.monotonic()
+                self._sweeps_failing_since = None
+                backoff = SWEEP_INTERVAL_S
+            except (RedisError, KafkaUnavailable, KafkaError, OSError, WawindowError) as exc:
+                self.metrics.sweep_failures.inc()
+                if self._sweeps_failing_since is None:
+                    self._sweeps_failing_since = time.monotonic()
+                log.warning("worker.sweep_failed", error=str(exc), retry_in_s=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             ticks += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+                await asyncio.wait_for(stop.wait(), backoff)
+
+    async def observe_forever(self, stop: asyncio.Event) -> None:
+        """Refresh the gauges every few seconds, each time within a bound of its own."""
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(OBSERVE_INTERVAL_S):
+                    await self.observe()
+            except (RedisError, KafkaError, OSError, TimeoutError) as exc:
+                log.info("worker.observe_skipped", error=str(exc) or type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), OBSERVE_INTERVAL_S)
 
     def _running(self) -> AIOKafkaConsumer:
         if self._consumer is None:

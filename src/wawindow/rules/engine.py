@@ -18,16 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wawindow.contracts import CONVERSATION_KINDS, DAY, EventKind, Metric
+from wawindow.contracts import CONVERSATION_KINDS, DAY, TIMESTAMPS, EventKind, Metric
 from wawindow.rules import identity, ledger, opt_out, publish
 from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
 from wawindow.rules.service_window import CSW_SECONDS, add, compact, window_at, windows
 from wawindow.rules.state import Message, State
 from wawindow.rules.transitions import Changes, CounterChange, Transition
-
-# Meta's timestamps are Unix seconds; anything outside this range is not a time Meta sends
-MIN_TS, MAX_TS = 1_000_000_000, 10_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +141,12 @@ def invalid(ev: Mapping[str, Any]) -> str | None:
     """Why an event cannot be applied, checked before anything of it is."""
     if not isinstance(ev, Mapping) or not isinstance(ev.get("event_id"), str):
         return "event without an event_id"
+    if not isinstance(ev.get("key"), str) or not isinstance(ev.get("kind"), str):
+        return f"event {ev['event_id']} has no key or kind"
     if not isinstance(ev.get("data"), dict):
         return f"event {ev['event_id']} has no data object"
     ts = ev.get("timestamp")
-    if ev.get("kind") in CONVERSATION_KINDS and (type(ts) is not int or not MIN_TS <= ts < MAX_TS):
+    if ev.get("kind") in CONVERSATION_KINDS and (type(ts) is not int or ts not in TIMESTAMPS):
         return f"event {ev['event_id']} has no Unix timestamp in range: {ts!r}"
     if ev.get("kind") == EventKind.STATUS and not (
         isinstance(ev["data"].get("wamid"), str) and isinstance(ev["data"].get("status"), str)

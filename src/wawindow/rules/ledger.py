@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wawindow.contracts import TIMESTAMPS
 from wawindow.rules.state import Message
 
 RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 9}
@@ -65,7 +66,9 @@ def record_status(m: Message, status: str, ts: int, data: dict[str, Any]) -> boo
             m.origin = _name(conversation.get("origin_type")) or m.origin
             m.meta_id = _name(conversation.get("id")) or m.meta_id
             expires = conversation.get("expiration_timestamp")
-            m.meta_expires = expires if isinstance(expires, int) else m.meta_expires
+            m.meta_expires = (
+                expires if type(expires) is int and expires in TIMESTAMPS else m.meta_expires
+            )
             m.meta_rank = rank
         if conversation.get("origin_type") == "referral_conversion":
             m.meta_entry_point = True

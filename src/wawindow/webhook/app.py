@@ -13,6 +13,7 @@ Kafka:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics, add_metrics_route
 from wawindow.publisher import Publisher, Record
 from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
+from wawindow.topics import MAX_RECORD_BYTES
 from wawindow.webhook import signature
 
 log = structlog.get_logger("wawindow.webhook")
@@ -60,6 +62,8 @@ class ReceiverConfig:
 
 
 CONFIG = web.AppKey("config", ReceiverConfig)
+# what a dead-letter record keeps of a body, whole below it (the topic takes MAX_RECORD_BYTES)
+DEAD_LETTER_BODY_BYTES = MAX_RECORD_BYTES - 256 * 1024
 
 
 def create_app(
@@ -191,18 +195,19 @@ def _records(topics: Topics, split: Split, raw: bytes, received_at_ms: int) -> l
     ]
     reason = split.reason
     if reason is not None:
-        records.append(
-            Record(
-                topics.dead_letter,
-                raw,
-                None,
-                (
-                    ("reason", reason.encode()),
-                    ("source", b"webhook"),
-                    ("received_at_ms", str(received_at_ms).encode()),
-                ),
-            )
+        headers: tuple[tuple[str, bytes], ...] = (
+            ("reason", reason[:4096].encode()),
+            ("source", b"webhook"),
+            ("received_at_ms", str(received_at_ms).encode()),
         )
+        kept = raw
+        if len(raw) > DEAD_LETTER_BODY_BYTES:  # larger than the topic takes: digest, excerpt
+            kept = raw[:DEAD_LETTER_BODY_BYTES]
+            headers += (
+                ("truncated_from_bytes", str(len(raw)).encode()),
+                ("sha256", hashlib.sha256(raw).hexdigest().encode()),
+            )
+        records.append(Record(topics.dead_letter, kept, None, headers))
     return records
 
 

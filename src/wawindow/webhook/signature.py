@@ -22,8 +22,8 @@ def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> bool:
     (Meta escapes non-ASCII, and any re-encoding changes the hash). Every secret is tried,
     and compared in constant time, so timing says nothing about which one matched.
     """
-    if not header or not header.startswith(_PREFIX):
-        return False
+    if not header or not header.isascii() or not header.startswith(_PREFIX):
+        return False  # a header of other bytes than a hex digest is simply wrong
     claimed = header[len(_PREFIX) :].strip().lower().encode()
     if len(claimed) != 64:
         return False
