@@ -23,7 +23,7 @@ from wawindow.config import Settings, cache_dir
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
 from wawindow.roles import required_settings
-from wawindow.topics import RETENTION_MS
+from wawindow.topics import RETENTION_MS, TOPIC_CONFIGS
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "k8s"
@@ -273,6 +273,8 @@ def test_the_worker_autoscaler_stops_at_the_partition_count(overlay: str) -> Non
         assert name in topics.all()
         retention = RETENTION_MS[name.removeprefix(topics.prefix)]
         assert topic["spec"]["config"]["retention.ms"] == str(retention)
+        for setting, value in TOPIC_CONFIGS.get(name.removeprefix(topics.prefix), {}).items():
+            assert topic["spec"]["config"][setting] == value
         if name == topics.webhook_events:
             assert topic["spec"]["partitions"] == partitions
 

@@ -273,3 +273,28 @@ async def _mangled(services: Services, events: list[bytes]) -> None:
         await s.inbound("wamid.after", s.now - 60, user="16505559999")
         await s.process()
         assert any(e["data"]["user"]["wa_id"] == "16505559999" for e in await s.events())
+
+
+async def test_topics_create_gives_an_older_dead_letter_topic_the_record_size_it_needs(
+    services: Services,
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from tests.conftest import new_prefix
+    from wawindow.keys import Topics
+    from wawindow.topics import MAX_RECORD_BYTES, create_topics
+
+    topics = Topics(new_prefix())
+    admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
+    await admin.start()
+    try:  # as an earlier release made it: Kafka's default record size
+        await admin.create_topics([NewTopic(topics.dead_letter, 1, 1)])
+        await create_topics(services.kafka_bootstrap, topics, partitions=1, replication_factor=1)
+        [described] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics.dead_letter)]
+        )
+        configs = {c[0]: c[1] for c in described.resources[0][4]}
+        assert configs["max.message.bytes"] == str(MAX_RECORD_BYTES)
+    finally:
+        await admin.close()
