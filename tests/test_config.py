@@ -52,6 +52,8 @@ def test_secrets_come_from_files(tmp_path: Path) -> None:
         ({"WAWINDOW_COUNTS_RETENTION_DAYS": "0"}, "WAWINDOW_COUNTS_RETENTION_DAYS"),
         ({"WAWINDOW_KEEP_CONTENT": "maybe"}, "WAWINDOW_KEEP_CONTENT"),
         ({"WAWINDOW_LOG_LEVEL": "loud"}, "WAWINDOW_LOG_LEVEL"),
+        ({"WAWINDOW_REDIS_DURABILITY": "replicas:0"}, "WAWINDOW_REDIS_DURABILITY"),
+        ({"WAWINDOW_REDIS_DURABILITY": "fsync"}, "WAWINDOW_REDIS_DURABILITY"),
         ({"WAWINDOW_API_TOKENS": "tok="}, "WAWINDOW_API_TOKENS"),
         ({"WAWINDOW_APP_SECRETS_FILE": "/nonexistent/secret"}, "WAWINDOW_APP_SECRETS_FILE"),
         (

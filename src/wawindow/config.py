@@ -9,6 +9,7 @@ Every ``WAWINDOW_*`` variable is read here and nowhere else. Secrets may come fr
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -84,6 +85,10 @@ class Settings:
     free_entry_point_hours: int = 72
     pricing_rules_file: str | None = None
     rate_card_file: str | None = None
+    # how durable a batch's Redis writes must be before its Kafka offsets are committed:
+    # auto, none, aof, or replicas:<n> (see docs/operations.md, "Durability")
+    redis_durability: str = "auto"
+    redis_durability_timeout_ms: int = 2_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -119,6 +124,10 @@ class Settings:
             ),
             pricing_rules_file=reader.text("PRICING_RULES_FILE"),
             rate_card_file=reader.text("RATE_CARD_FILE"),
+            redis_durability=_durability(reader.text("REDIS_DURABILITY", "auto") or "auto"),
+            redis_durability_timeout_ms=reader.integer(
+                "REDIS_DURABILITY_TIMEOUT_MS", 2_000, low=10, high=60_000
+            ),
         )
 
     def require(self, *names: str) -> None:
@@ -138,6 +147,14 @@ class Settings:
                 value = f"<{len(value)} secret(s)>"
             out[f.name] = value
         return out
+
+
+def _durability(value: str) -> str:
+    if value in ("auto", "none", "aof") or re.fullmatch(r"replicas:[1-9][0-9]?", value):
+        return value
+    raise ConfigError(
+        f"{PREFIX}REDIS_DURABILITY must be auto, none, aof or replicas:<n>, not {value!r}"
+    )
 
 
 def _secret(value: str | None) -> Secret | None:

@@ -7,7 +7,8 @@ Our exception hierarchy::
     ├── KafkaUnavailable     Kafka did not acknowledge in time; the webhook answers 503
     ├── EventRejected        the engine cannot apply an event; it goes to dead-letter
     ├── ServiceStartError    a local Kafka or redis-server could not be started
-    └── StoreConflict        conversations kept changing under an update; the batch is retried
+    ├── StoreConflict        conversations kept changing under an update; the batch is retried
+    └── StoreNotDurable      Redis's replicas or AOF did not confirm a batch in time; retried
 
 Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
 talks to that library, so callers handle one family.
@@ -40,3 +41,8 @@ class ServiceStartError(WawindowError):
 class StoreConflict(WawindowError):
     """Conversations kept changing under an update (other processes writing them); the batch
     is tried again."""
+
+
+class StoreNotDurable(WawindowError):
+    """Redis did not confirm, within the bound, that a batch's writes reached its replicas or
+    its AOF; the batch is tried again and its offsets are not committed meanwhile."""

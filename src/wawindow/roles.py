@@ -105,6 +105,8 @@ async def run_roles(
                         closing_soon_offsets_s=settings.closing_soon_offsets,
                         entry_point_window_s=settings.free_entry_point_hours * 3600,
                         counters_retention_days=settings.counts_retention_days,
+                        durability=settings.redis_durability,
+                        durability_timeout_ms=settings.redis_durability_timeout_ms,
                     ),
                 )
                 await store.load()

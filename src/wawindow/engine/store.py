@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import structlog
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -38,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wawindow import contracts, keys
 from wawindow.contracts import CounterField
-from wawindow.errors import EventRejected, StoreConflict
+from wawindow.errors import EventRejected, StoreConflict, StoreNotDurable
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.service_window import CSW_SECONDS as CSW
@@ -57,6 +58,7 @@ MAX_CONFLICTS = 8
 CLUSTER_CONCURRENCY = 64
 
 AnyRedis = Redis | RedisCluster
+log = structlog.get_logger("wawindow.store")
 _Call = tuple[str, list[str], list[Any]]  # (script sha, keys, args)
 
 
@@ -106,6 +108,11 @@ class EngineConfig:
     # Window state outlives its window by this much, for late webhooks and the API.
     state_grace_s: int = 8 * DAY
     counters_retention_days: int = 400
+    # how durable a batch's writes must be before the worker commits its offsets:
+    # "auto", "none", "aof" (WAITAOF: fsynced to the primary's AOF; Redis 7.2+ or Valkey)
+    # or "replicas:<n>" (WAIT: on n replicas)
+    durability: str = "auto"
+    durability_timeout_ms: int = 2_000
 
     @property
     def rules(self) -> Rules:
@@ -176,33 +183,71 @@ class WindowStore:
         self._rules = config.rules
         self._cluster = isinstance(redis, RedisCluster)
         self._sha: dict[str, str] = {}
+        self._wait: tuple[Any, ...] | None = None  # decided at load
 
     @property
     def rules(self) -> Rules:
         return self._rules
 
     async def load(self) -> None:
-        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT."""
+        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
+        The first time, decide how durable writes are made (``durability``)."""
         for name, source in (("read", READ), ("commit", COMMIT)):
             self._sha[name] = str(await self._redis.script_load(source))
+        if self._wait is None:
+            self._wait = await self._durability()
+            log.info("store.durability", mode=self._wait[0] if self._wait else "none")
 
-    async def _scripts(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
+    async def _durability(self) -> tuple[Any, ...] | tuple[()]:
+        """The command that makes a batch's writes durable, appended to its pipeline (WAIT
+        and WAITAOF count the writes of their own connection), or ``()`` for none."""
+        mode, timeout = self._config.durability, self._config.durability_timeout_ms
+        if mode == "none":
+            return ()
+        if self._cluster:
+            log.warning("store.durability_unsupported", mode=mode, reason="Redis Cluster")
+            return ()
+        if mode.startswith("replicas:"):
+            return ("WAIT", int(mode.split(":")[1]), timeout)
+        if mode == "aof":
+            return ("WAITAOF", 1, 0, timeout)
+        replication = await self._redis.info("replication")
+        replicas = int(replication.get("connected_slaves", 0))
+        if replicas:
+            return ("WAIT", 1, timeout)
+        server, persistence = (
+            await self._redis.info("server"),
+            await self._redis.info("persistence"),
+        )
+        version = tuple(int(v) for v in str(server.get("redis_version", "0")).split(".")[:2])
+        if persistence.get("aof_enabled") in (1, "1") and version >= (7, 2):
+            return ("WAITAOF", 1, 0, timeout)
+        return ()
+
+    async def _scripts(
+        self, calls: Sequence[_Call], groups: Sequence[str], *, durable: bool = False
+    ) -> list[Any]:
         """Run script calls, results in call order, a failed call's exception in its place.
-        One pipeline on a single Redis."""
+        One pipeline on a single Redis; ``durable``: it ends with the durability wait."""
         if not calls:
             return []
         if not self._sha:
             await self.load()
+        wait = self._wait if durable else ()
         results = await (
-            self._scripts_cluster(calls, groups) if self._cluster else self._scripts_pipeline(calls)
+            self._scripts_cluster(calls, groups)
+            if self._cluster
+            else self._scripts_pipeline(calls, wait or ())
         )
         if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
             await self.load()
             results = await (
                 self._scripts_cluster(calls, groups)
                 if self._cluster
-                else self._scripts_pipeline(calls)
+                else self._scripts_pipeline(calls, wait or ())
             )
+        if wait:
+            self._check_durable(wait, results.pop())
         # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
         # fault: raise, so the worker retries the batch instead of dead-lettering its events
         for r in results:
@@ -210,11 +255,23 @@ class WindowStore:
                 raise r
         return results
 
-    async def _scripts_pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+    async def _scripts_pipeline(self, calls: Sequence[_Call], wait: tuple[Any, ...]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for sha, ks, args in calls:
             pipe.evalsha(self._sha[sha], len(ks), *ks, *args)
+        if wait:
+            pipe.execute_command(*wait)
         return list(await pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _check_durable(wait: tuple[Any, ...], reply: Any) -> None:
+        if isinstance(reply, Exception):
+            raise StoreNotDurable(f"{wait[0]} failed: {reply}")
+        confirmed = int(reply[0] if wait[0] == "WAITAOF" else reply)
+        needed = 1 if wait[0] == "WAITAOF" else int(wait[1])
+        if confirmed < needed:
+            what = "the AOF" if wait[0] == "WAITAOF" else f"{needed} replica(s)"
+            raise StoreNotDurable(f"{what} confirmed the writes within {wait[-1]} ms: {reply}")
 
     async def _scripts_cluster(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
         results: list[Any] = [None] * len(calls)
@@ -302,7 +359,12 @@ class WindowStore:
         return call, Applied(published, outbox)
 
     async def _run(
-        self, asked: Sequence[str], rules: Callable[[_Read, list[str]], Outcome], now: int
+        self,
+        asked: Sequence[str],
+        rules: Callable[[_Read, list[str]], Outcome],
+        now: int,
+        *,
+        durable: bool = False,
     ) -> dict[str, tuple[Outcome, Applied] | Exception]:
         """Read the conversations of ``asked`` keys, run ``rules`` on each (given the state
         and the asked keys that live there), and write the outcomes back; a conversation
@@ -326,7 +388,9 @@ class WindowStore:
                     for key in keys_here:  # a bug or a state the rules cannot read: this one only
                         out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
             calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
-            replies = await self._scripts([c for c, _ in calls], [r.key for r, _, _ in runs])
+            replies = await self._scripts(
+                [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
+            )
             todo = []
             for (_r, keys_here, outcome), (_, applied), reply in zip(
                 runs, calls, replies, strict=True
@@ -357,7 +421,7 @@ class WindowStore:
             indexes = sorted(i for key in asked for i in groups[key])
             return engine.apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
 
-        done = await self._run(list(groups), run, now)
+        done = await self._run(list(groups), run, now, durable=True)
         results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
         applied: dict[int, Applied] = {}
         for key, result in done.items():
@@ -439,7 +503,7 @@ class WindowStore:
         def run(r: _Read, _: list[str]) -> Outcome:
             return engine.merge(r.state, r.key, source.state, src, source.version, now, self._rules)
 
-        done = (await self._run([dst], run, now))[dst]
+        done = (await self._run([dst], run, now, durable=True))[dst]
         if isinstance(done, Exception):
             raise done
         # the source is forgotten only as the version that was merged

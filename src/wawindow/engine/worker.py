@@ -155,7 +155,7 @@ class Worker:
         try:
             transitions, dead = await self._handle(records)
             await consumer.commit()
-        except (RedisError, KafkaUnavailable, KafkaError, OSError) as exc:
+        except (RedisError, KafkaError, OSError, WawindowError) as exc:
             # rewind what is still ours; a partition a rebalance took away is redone by its
             # new owner from the last commit, which changes nothing twice
             assigned = consumer.assignment()
