@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap deploy-tools dev test check lint format typecheck pytest bench clean
+.PHONY: help bootstrap deploy-tools dev test check lint format typecheck pytest faults bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ typecheck:
 
 pytest:
 	$(BIN)/pytest
+
+faults: bootstrap  ## the fault, fuzz and durability tests, with five times the examples
+	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/test_faults.py tests/test_durability.py \
+		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
 bench: bootstrap  ## run the benchmarks (results go to bench/results/)
 	$(BIN)/python bench/webhook_throughput.py
