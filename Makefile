@@ -36,7 +36,7 @@ pytest:
 	$(BIN)/pytest
 
 faults: bootstrap  ## the fault, fuzz and durability tests, with five times the examples
-	HYPOTHESIS_PROFILE=dev $(BIN)/pytest tests/test_faults.py tests/test_durability.py \
+	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "" tests/test_faults.py tests/test_durability.py \
 		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
 bench: bootstrap  ## run the benchmarks (results go to bench/results/)

@@ -244,3 +244,42 @@ async def test_a_killed_broker_restarted_loses_and_doubles_nothing(
             worker.send_signal(signal.SIGTERM)
             worker.wait(40)
         broker.stop()
+
+
+@pytest.mark.faults
+async def test_closes_stay_within_2_s_of_expiry_across_a_worker_restart(
+    receiver: Client, topics: Topics, services: Services, own_redis: RedisServer
+) -> None:
+    """A worker SIGKILLed and replaced while windows are about to end: the new worker's
+    sweeper closes them on time, without waiting for the group to give it partitions (which
+    waits for the dead member's session to time out). Timed, so it runs in ``make faults``."""
+    first = start_worker(services, topics, own_redis.url)
+    ends = int(time.time()) + 12
+    raws = []
+    for u in range(20):
+        message = samples.text_message(f"wamid.r{u}", ends - 24 * 3600, wa_id=f"1650001{u:04d}")
+        raws.append(samples.encode(samples.body(samples.messages_change(messages=[message]))))
+    second = None
+    try:
+        await send_like_meta(receiver, raws)
+        await worker_at_work(services, topics, first)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = start_worker(services, topics, own_redis.url)
+        closed: dict[str, float] = {}
+        for _ in range(600):
+            for r in await read_all(services.kafka_bootstrap, topics.window_events):
+                event = orjson.loads(r.value)
+                if event["type"] == "wawindow.service_window.closed":
+                    closed[event["subject"]] = r.timestamp / 1000 - ends
+            if len(closed) == len(raws):
+                break
+            assert second.poll() is None, "the new worker died"
+            await asyncio.sleep(0.1)
+        assert len(closed) == len(raws)
+        assert max(closed.values()) < 2.0, closed
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(40)
