@@ -283,3 +283,40 @@ async def test_closes_stay_within_2_s_of_expiry_across_a_worker_restart(
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(40)
+
+
+async def test_a_black_holed_link_to_redis_loses_and_doubles_nothing(
+    receiver: Client, topics: Topics, services: Services, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The worker reaches Redis through Toxiproxy; a third of the way in, the link turns into
+    a black hole (connections stay open, nothing is answered: what a half-open connection
+    does), and is healed once the sender is done."""
+    from wawindow.config import cache_dir
+    from wawindow.devservices.toxiproxy import Toxiproxy
+
+    proxy = Toxiproxy(cache_dir() / "bin" / "toxiproxy-server", tmp_path)
+    proxy.start()
+    port = proxy.proxy("redis", own_redis.port)
+    worker = start_worker(services, topics, f"redis://127.0.0.1:{port}/0")
+    try:
+        raws = bodies(int(time.time()))
+
+        async def cut_a_third_in(sent: int) -> None:
+            if sent == len(raws) // 3:
+                await worker_at_work(services, topics, worker)
+                proxy.black_hole("redis")
+
+        await send_like_meta(receiver, raws, cut_a_third_in)
+        from tests.test_engine_failures import group_lag
+
+        lag = await group_lag(services.kafka_bootstrap, GROUP, topics.webhook_events)
+        assert lag > 0, "the worker caught up through the black hole: the fault missed"
+        proxy.heal("redis")
+        await wait_for_lag_zero(services.kafka_bootstrap, GROUP, topics.webhook_events, worker)
+        assert worker.poll() is None, "the worker died"
+        await assert_exact(services, topics, own_redis.url)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(40)
+        proxy.stop()
