@@ -320,3 +320,68 @@ async def test_a_black_holed_link_to_redis_loses_and_doubles_nothing(
             worker.send_signal(signal.SIGTERM)
             worker.wait(40)
         proxy.stop()
+
+
+@pytest.mark.faults
+async def test_a_partition_leader_killed_in_a_3_broker_cluster_loses_and_doubles_nothing(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """Three KRaft brokers, topics with replication factor 3 and ``min.insync.replicas`` 2;
+    the leader of ``webhook-events`` partition 0 is SIGKILLed a third of the way in and
+    stays dead. Slow (three brokers on two cores), so it runs in ``make faults``."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from tests.conftest import VERIFY_TOKEN
+    from wawindow.config import Settings, cache_dir
+    from wawindow.devservices.broker import KafkaCluster, fetch_jars
+    from wawindow.topics import create_topics
+    from wawindow.webhook.app import create_app
+
+    cluster = KafkaCluster(fetch_jars(cache_dir()), tmp_path / "kafka")
+    await asyncio.to_thread(cluster.start)
+    topics = Topics("faults3.")
+    settings = Settings.from_env({
+        "WAWINDOW_KAFKA_BOOTSTRAP": cluster.bootstrap, "WAWINDOW_APP_SECRETS": APP_SECRET,
+        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN, "WAWINDOW_TOPIC_PREFIX": topics.prefix,
+        "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "5000",
+    })  # fmt: skip
+    own = Services(cluster.bootstrap, own_redis.url, None)
+    client: Client = TestClient(TestServer(create_app(settings)))
+    worker = None
+    try:
+        [result, *_] = await create_topics(cluster.bootstrap, topics, partitions=3)
+        assert result.replication_factor == 3
+        await client.start_server()
+        worker = start_worker(own, topics, own_redis.url)
+        raws = bodies(int(time.time()))
+        killed: list[int] = []
+
+        async def kill_the_leader_a_third_in(sent: int) -> None:
+            if sent != len(raws) // 3:
+                return
+            assert worker is not None
+            await worker_at_work(own, topics, worker)
+            admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+            await admin.start()
+            try:
+                [described] = await admin.describe_topics([topics.webhook_events])
+            finally:
+                await admin.close()
+            leader = next(p["leader"] for p in described["partitions"] if p["partition"] == 0)
+            broker = cluster.brokers[leader - 1]
+            assert broker.pid
+            os.kill(broker.pid, signal.SIGKILL)
+            killed.append(leader)
+
+        await send_like_meta(client, raws, kill_the_leader_a_third_in)
+        assert killed, "the leader was never killed"
+        await wait_for_lag_zero(cluster.bootstrap, GROUP, topics.webhook_events, worker)
+        assert worker.poll() is None, "the worker died"
+        await assert_exact(own, topics, own_redis.url)
+    finally:
+        await client.close()
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(40)
+        cluster.stop()

@@ -74,7 +74,15 @@ class KafkaBroker:
         controller_port: int | None = None,
         heap_mb: int = 512,
         die_with_parent: bool = True,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
+        """One node; with ``voters`` (``1@host:port,2@…``) a node of a cluster of that many
+        controllers, formatted with the cluster's shared ``cluster_id``."""
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
         self.libs = libs
         self.run_dir = run_dir
         self.port = port or free_port()
@@ -115,15 +123,27 @@ class KafkaBroker:
         data.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         template = (_FILES / "server.properties.in").read_text()
+        nodes = len(self.voters.split(",")) if self.voters else 1
+        quorum = (
+            f"controller.quorum.voters={self.voters}"
+            if self.voters
+            else f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"
+        )
         config = (
             template.replace("@DATA_DIR@", str(data))
+            .replace("@QUORUM@", quorum)
+            .replace("@NODE_ID@", str(self.node_id))
+            .replace("@RF@", str(min(3, nodes)))
+            .replace("@MIN_ISR@", str(min(2, nodes)))
             .replace("@PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(self.controller_port))
         )
         (self.run_dir / "server.properties").write_text(config)
         (self.run_dir / "log4j2.yaml").write_bytes((_FILES / "log4j2.yaml").read_bytes())
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        format_storage(self.libs, self.run_dir / "server.properties", cluster_id)
+        cluster_id = self.cluster_id or new_cluster_id()
+        format_storage(
+            self.libs, self.run_dir / "server.properties", cluster_id, standalone=not self.voters
+        )
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start and wait until a real client round trip succeeds."""
@@ -158,13 +178,21 @@ async def _describe(bootstrap: str) -> bool:
         await admin.close()
 
 
-def format_storage(libs: Path, properties: Path, cluster_id: str) -> None:
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def format_storage(
+    libs: Path, properties: Path, cluster_id: str, *, standalone: bool = True
+) -> None:
     """``kafka-storage format``. A random cluster id may begin with ``-``, so it is passed as
-    ``--cluster-id=…``, never as a separate argument the parser would take for an option."""
+    ``--cluster-id=…``, never as a separate argument the parser would take for an option.
+    A node of a cluster with static voters is formatted without ``--standalone``."""
     result = subprocess.run(
         [
-            "java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-            "format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(properties),
+            "java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+            *(["--standalone"] if standalone else []),
+            f"--cluster-id={cluster_id}", "-c", str(properties),
         ],
         capture_output=True,
         text=True,
@@ -172,3 +200,39 @@ def format_storage(libs: Path, properties: Path, cluster_id: str) -> None:
     )  # fmt: skip
     if result.returncode != 0:
         raise ServiceStartError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+
+
+class KafkaCluster:
+    """``nodes`` KRaft nodes, each broker and controller, with static voters: for the fault
+    tests that kill a partition leader (replication factor 3, ``min.insync.replicas`` 2)."""
+
+    def __init__(self, libs: Path, run_dir: Path, *, nodes: int = 3, heap_mb: int = 384) -> None:
+        controller_ports = [free_port() for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
+        cluster_id = new_cluster_id()
+        self.brokers = [
+            KafkaBroker(
+                libs, run_dir / f"node{i + 1}", controller_port=controller_ports[i],
+                heap_mb=heap_mb, node_id=i + 1, voters=voters, cluster_id=cluster_id,
+            )
+            for i in range(nodes)
+        ]  # fmt: skip
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        """Start every node first (a controller quorum needs a majority to answer), then
+        wait until each answers a metadata request."""
+        for broker in self.brokers:
+            if not (broker.libs / _COMPLETE).exists():
+                raise ServiceStartError(f"no Kafka jars in {broker.libs}")
+            broker._prepare()
+            broker._process.start()
+        for broker in self.brokers:
+            broker._process.wait_until(broker._answers, timeout_s, "answering in the cluster")
+
+    def stop(self) -> None:
+        for broker in self.brokers:
+            broker.stop()
