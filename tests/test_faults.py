@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,40 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         if server.pid:
             os.kill(server.pid, signal.SIGCONT)
         server.stop()
+
+
+@asynccontextmanager
+async def on_own_kafka(
+    bootstrap: str, redis_url: str, prefix: str, *, replication_factor: int | None
+) -> AsyncIterator[tuple[Client, Topics, Services, subprocess.Popen[bytes]]]:
+    """The receiver and a worker process on a Kafka of the test's own (which the test will
+    break), with its topics; yields the receiver's client, the topics, the services and the
+    worker."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.conftest import VERIFY_TOKEN
+    from wawindow.config import Settings
+    from wawindow.topics import create_topics
+    from wawindow.webhook.app import create_app
+
+    topics = Topics(prefix)
+    settings = Settings.from_env({
+        "WAWINDOW_KAFKA_BOOTSTRAP": bootstrap, "WAWINDOW_APP_SECRETS": APP_SECRET,
+        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN, "WAWINDOW_TOPIC_PREFIX": prefix,
+        "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "3000",
+    })  # fmt: skip
+    own = Services(bootstrap, redis_url, None)
+    await create_topics(bootstrap, topics, partitions=3, replication_factor=replication_factor)
+    client: Client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    worker = start_worker(own, topics, redis_url)
+    try:
+        yield client, topics, own, worker
+    finally:
+        await client.close()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(40)
 
 
 def bodies(now: int) -> list[bytes]:
@@ -191,58 +226,39 @@ async def test_a_killed_broker_restarted_loses_and_doubles_nothing(
 ) -> None:
     """The receiver answers 503 while the broker is gone, the sender re-sends, the worker
     reconnects: the broker is SIGKILLed a third of the way in and restarted on its data."""
-    from aiohttp.test_utils import TestClient, TestServer
 
-    from tests.conftest import VERIFY_TOKEN
-    from wawindow.config import Settings, cache_dir
+    from wawindow.config import cache_dir
     from wawindow.devservices.broker import KafkaBroker, fetch_jars
-    from wawindow.topics import create_topics
-    from wawindow.webhook.app import create_app
 
     broker = KafkaBroker(fetch_jars(cache_dir()), tmp_path / "kafka", heap_mb=384)
     broker.start()
-    topics = Topics("faults.")
-    settings = Settings.from_env({
-        "WAWINDOW_KAFKA_BOOTSTRAP": broker.bootstrap, "WAWINDOW_APP_SECRETS": APP_SECRET,
-        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN, "WAWINDOW_TOPIC_PREFIX": topics.prefix,
-        "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "1500",
-    })  # fmt: skip
-    own = Services(broker.bootstrap, own_redis.url, None)
-    client: Client = TestClient(TestServer(create_app(settings)))
-    worker = None
     try:
-        await create_topics(broker.bootstrap, topics, partitions=3, replication_factor=1)
-        await client.start_server()
-        worker = start_worker(own, topics, own_redis.url)
-        raws = bodies(int(time.time()))
+        async with on_own_kafka(
+            broker.bootstrap, own_redis.url, "faults.", replication_factor=1
+        ) as (client, topics, own, worker):
+            raws = bodies(int(time.time()))
+            killed = asyncio.Event()
 
-        killed = asyncio.Event()
+            async def kill_a_third_in(sent: int) -> None:
+                if sent == len(raws) // 3:
+                    await worker_at_work(own, topics, worker)
+                    assert broker.pid
+                    os.kill(broker.pid, signal.SIGKILL)
+                    broker.stop()
+                    killed.set()
 
-        async def kill_a_third_in(sent: int) -> None:
-            if sent == len(raws) // 3:
-                assert worker is not None
-                await worker_at_work(own, topics, worker)
-                assert broker.pid
-                os.kill(broker.pid, signal.SIGKILL)
-                broker.stop()
-                killed.set()
-
-        task = asyncio.create_task(send_like_meta(client, raws, kill_a_third_in))
-        await asyncio.wait({task, asyncio.create_task(killed.wait())}, timeout=120,
-                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-        assert killed.is_set()
-        # back on the same ports and data while the sender keeps re-sending what got 503
-        await asyncio.to_thread(broker.start)
-        posts = await asyncio.wait_for(task, 300)
-        assert posts > len(raws), "no body was ever refused: the fault missed the stream"
-        await wait_for_lag_zero(broker.bootstrap, GROUP, topics.webhook_events, worker)
-        assert worker.poll() is None, "the worker died"
-        await assert_exact(own, topics, own_redis.url)
+            task = asyncio.create_task(send_like_meta(client, raws, kill_a_third_in))
+            await asyncio.wait({task, asyncio.create_task(killed.wait())}, timeout=120,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            assert killed.is_set()
+            # back on the same ports and data while the sender keeps re-sending what got 503
+            await asyncio.to_thread(broker.start)
+            posts = await asyncio.wait_for(task, 300)
+            assert posts > len(raws), "no body was ever refused: the fault missed the stream"
+            await wait_for_lag_zero(broker.bootstrap, GROUP, topics.webhook_events, worker)
+            assert worker.poll() is None, "the worker died"
+            await assert_exact(own, topics, own_redis.url)
     finally:
-        await client.close()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(40)
         broker.stop()
 
 
@@ -329,59 +345,41 @@ async def test_a_partition_leader_killed_in_a_3_broker_cluster_loses_and_doubles
     """Three KRaft brokers, topics with replication factor 3 and ``min.insync.replicas`` 2;
     the leader of ``webhook-events`` partition 0 is SIGKILLed a third of the way in and
     stays dead. Slow (three brokers on two cores), so it runs in ``make faults``."""
-    from aiohttp.test_utils import TestClient, TestServer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from tests.conftest import VERIFY_TOKEN
-    from wawindow.config import Settings, cache_dir
+    from wawindow.config import cache_dir
     from wawindow.devservices.broker import KafkaCluster, fetch_jars
-    from wawindow.topics import create_topics
-    from wawindow.webhook.app import create_app
 
     cluster = KafkaCluster(fetch_jars(cache_dir()), tmp_path / "kafka")
     await asyncio.to_thread(cluster.start)
-    topics = Topics("faults3.")
-    settings = Settings.from_env({
-        "WAWINDOW_KAFKA_BOOTSTRAP": cluster.bootstrap, "WAWINDOW_APP_SECRETS": APP_SECRET,
-        "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN, "WAWINDOW_TOPIC_PREFIX": topics.prefix,
-        "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "5000",
-    })  # fmt: skip
-    own = Services(cluster.bootstrap, own_redis.url, None)
-    client: Client = TestClient(TestServer(create_app(settings)))
-    worker = None
     try:
-        [result, *_] = await create_topics(cluster.bootstrap, topics, partitions=3)
-        assert result.replication_factor == 3
-        await client.start_server()
-        worker = start_worker(own, topics, own_redis.url)
-        raws = bodies(int(time.time()))
-        killed: list[int] = []
+        async with on_own_kafka(
+            cluster.bootstrap, own_redis.url, "faults3.", replication_factor=None
+        ) as (client, topics, own, worker):
+            raws = bodies(int(time.time()))
+            killed: list[int] = []
 
-        async def kill_the_leader_a_third_in(sent: int) -> None:
-            if sent != len(raws) // 3:
-                return
-            assert worker is not None
-            await worker_at_work(own, topics, worker)
-            admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
-            await admin.start()
-            try:
-                [described] = await admin.describe_topics([topics.webhook_events])
-            finally:
-                await admin.close()
-            leader = next(p["leader"] for p in described["partitions"] if p["partition"] == 0)
-            broker = cluster.brokers[leader - 1]
-            assert broker.pid
-            os.kill(broker.pid, signal.SIGKILL)
-            killed.append(leader)
+            async def kill_the_leader_a_third_in(sent: int) -> None:
+                if sent != len(raws) // 3:
+                    return
+                await worker_at_work(own, topics, worker)
+                admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+                await admin.start()
+                try:
+                    [described] = await admin.describe_topics([topics.webhook_events])
+                finally:
+                    await admin.close()
+                assert len(described["partitions"][0]["replicas"]) == 3
+                leader = next(p["leader"] for p in described["partitions"] if p["partition"] == 0)
+                broker = cluster.brokers[leader - 1]
+                assert broker.pid
+                os.kill(broker.pid, signal.SIGKILL)
+                killed.append(leader)
 
-        await send_like_meta(client, raws, kill_the_leader_a_third_in)
-        assert killed, "the leader was never killed"
-        await wait_for_lag_zero(cluster.bootstrap, GROUP, topics.webhook_events, worker)
-        assert worker.poll() is None, "the worker died"
-        await assert_exact(own, topics, own_redis.url)
+            await send_like_meta(client, raws, kill_the_leader_a_third_in)
+            assert killed, "the leader was never killed"
+            await wait_for_lag_zero(cluster.bootstrap, GROUP, topics.webhook_events, worker)
+            assert worker.poll() is None, "the worker died"
+            await assert_exact(own, topics, own_redis.url)
     finally:
-        await client.close()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(40)
         cluster.stop()
