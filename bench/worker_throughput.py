@@ -121,10 +121,10 @@ async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
 
 
 async def new_worker(
-    bootstrap: str, topics: Topics, redis: AnyRedis, group: str
+    bootstrap: str, topics: Topics, redis: AnyRedis, group: str, config: EngineConfig | None = None
 ) -> tuple[Worker, Publisher]:
     """A worker on ``redis`` with its own started publisher (the caller stops both)."""
-    store = WindowStore(redis, EngineConfig())
+    store = WindowStore(redis, config or EngineConfig())
     await store.load()
     publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
     await publisher.start()
@@ -134,9 +134,16 @@ async def new_worker(
     return worker, publisher
 
 
-async def worker_rate(bootstrap: str, topics: Topics, redis_url: str, count: int) -> dict[str, Any]:
+async def worker_rate(
+    bootstrap: str,
+    topics: Topics,
+    redis_url: str,
+    count: int,
+    config: EngineConfig | None = None,
+    group: str = "bench",
+) -> dict[str, Any]:
     redis = await connect(redis_url)
-    worker, publisher = await new_worker(bootstrap, topics, redis, "bench")
+    worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
     try:
         started = time.perf_counter()
@@ -219,6 +226,41 @@ async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
 
     grown = await redis_growth(redis_url, users, exchange, 500)
     return {"users": users, "bytes_total": grown, "bytes_per_user_exchange": round(grown / users)}
+
+
+async def durability_cost(
+    bootstrap: str, prefix: str, services: LocalServices, users: int
+) -> dict[str, Any]:
+    """The worker's events/s with durability ``none`` and ``replicas:1`` (a replica of the
+    benchmark's Redis attached for this part), alternately, twice each, on the same records."""
+    import tempfile
+
+    from wawindow.devservices.redis_server import RedisServer
+
+    primary_port = int(services.redis_url.rsplit(":", 1)[1].split("/")[0])
+    replica = RedisServer(
+        Path(tempfile.mkdtemp()) / "replica", extra_config=(f"replicaof 127.0.0.1 {primary_port}",)
+    )
+    replica.start()
+    out: dict[str, list[int]] = {"none": [], "replicas:1": []}
+    try:
+        for run in range(2):
+            for mode in out:
+                topics = Topics(f"{prefix}d{run}{mode.replace(':', '')}.")
+                await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+                events = realistic_events(users, int(time.time()))
+                await produce(bootstrap, topics.webhook_events, events)
+                client = await connect(services.redis_url)
+                await client.flushdb()
+                await client.aclose()
+                rate = await worker_rate(
+                    bootstrap, topics, services.redis_url, len(events),
+                    EngineConfig(durability=mode), group=f"bench-{run}-{mode}",
+                )  # fmt: skip
+                out[mode].append(rate["events_per_s"])
+    finally:
+        replica.stop()
+    return {"users": users, "events_per_s": out}
 
 
 async def bytes_per_billed_memory(redis_url: str, users: int) -> dict[str, Any]:
@@ -335,6 +377,8 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         await client.aclose()
         results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
         results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
+    if "durability" in parts:
+        results["durability"] = await durability_cost(bootstrap, prefix, services, args.users)
     if "memory" in parts:
         results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
     if "exchange" in parts:
@@ -356,7 +400,9 @@ def main() -> None:
     parser.add_argument("--scheduled", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
-        "--parts", default="throughput,memory,exchange,billed,lateness", help="which parts to run"
+        "--parts",
+        default="throughput,durability,memory,exchange,billed,lateness",
+        help="which parts to run",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
