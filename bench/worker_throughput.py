@@ -36,7 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from wawindow import keys, samples
 from wawindow.config import cache_dir
 from wawindow.devservices.stack import LocalServices
-from wawindow.engine.store import CSW_SECONDS, AnyRedis, EngineConfig, WindowStore, connect
+from wawindow.engine.connection import AnyRedis, connect
+from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record

@@ -16,7 +16,10 @@ from tests.conftest import APP_SECRET, Client
 from tests.kafkautil import read_all, values
 from wawindow import samples
 from wawindow.config import Settings
-from wawindow.engine.store import DAY, AnyRedis, EngineConfig, WindowStore, connect, read_counters
+from wawindow.contracts import DAY
+from wawindow.engine.connection import AnyRedis, connect
+from wawindow.engine.counts import read_counters
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher

@@ -17,7 +17,8 @@ import pytest
 import redis
 
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.store import EngineConfig, WindowStore, connect
+from wawindow.engine.connection import connect
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.errors import StoreNotDurable
 
 pytestmark = [pytest.mark.redis]

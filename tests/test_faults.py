@@ -30,7 +30,8 @@ from tests.kafkautil import read_all
 from tests.test_engine_failures import wait_for_lag_zero
 from wawindow import samples
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.store import connect, read_counters
+from wawindow.engine.connection import connect
+from wawindow.engine.counts import read_counters
 from wawindow.keys import Topics
 from wawindow.webhook.signature import HEADER, sign
 

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from tests.conftest import Services, examples
 from tests.timelines import DAY, Delivery, events_of, timelines
 from wawindow.contracts import CounterField
-from wawindow.engine.store import EngineConfig, WindowStore, connect, read_counters
+from wawindow.engine.connection import connect
+from wawindow.engine.counts import read_counters
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import view_of
 from wawindow.rules import engine
 from wawindow.rules.identity import links_of

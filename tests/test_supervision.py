@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.engine_harness import HOUR, PN, Scenario
 from wawindow import keys
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.store import EngineConfig, WindowStore, connect
+from wawindow.engine.connection import connect
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import window_view
 from wawindow.health import PUBLISHER, STORE, WORKER, add_health_routes
 

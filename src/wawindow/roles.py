@@ -24,7 +24,8 @@ from aiohttp import web
 from wawindow.api.app import API, ApiConfig, add_api_routes
 from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
-from wawindow.engine.store import EngineConfig, WindowStore, connect
+from wawindow.engine.connection import connect
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
 from wawindow.health import PUBLISHER, STORE, WORKER, add_health_routes

@@ -21,13 +21,11 @@ from wawindow import demo
 from wawindow.cli.finance import counts_table
 from wawindow.cli.output import out, settings_from
 from wawindow.config import Settings, cache_dir
+from wawindow.contracts import DAY
 from wawindow.devservices import stack
 from wawindow.engine.counts import (
     CountsQuery,
     counts,
-)
-from wawindow.engine.store import (
-    DAY,
 )
 from wawindow.engine.views import window_view
 from wawindow.errors import WawindowError

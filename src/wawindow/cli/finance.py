@@ -17,11 +17,9 @@ from wawindow.engine.counts import (
     CountsQuery,
     counts,
     parse_instant,
-)
-from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
-from wawindow.engine.store import (
     read_counters,
 )
+from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
 from wawindow.errors import ConfigError
 
 

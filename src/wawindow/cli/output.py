@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wawindow import logs
 from wawindow.config import Settings
-from wawindow.engine.store import AnyRedis, connect
+from wawindow.engine.connection import AnyRedis, connect
 from wawindow.errors import ConfigError
 from wawindow.roles import ROLES
 

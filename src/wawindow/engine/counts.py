@@ -13,7 +13,52 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wawindow.engine.store import DAY, AnyRedis, read_counters
+from wawindow import keys
+from wawindow.contracts import DAY, CounterField
+from wawindow.engine.connection import AnyRedis, text
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    """One stored finance counter: a quarter hour of one UTC day, one number, one metric."""
+
+    day: int  # days since 1970-01-01, UTC
+    quarter: int  # 0-95 within the day
+    waba_id: str
+    phone_number_id: str
+    metric: str
+    dimensions: tuple[str, ...]
+    count: int
+
+    @property
+    def start(self) -> int:
+        """The quarter hour's start, Unix seconds."""
+        return self.day * DAY + self.quarter * 900
+
+
+async def read_counters(redis: AnyRedis, first_day: int, last_day: int) -> list[CounterRow]:
+    """Every counter of the UTC days ``first_day`` to ``last_day`` (inclusive), all shards."""
+    pipe = redis.pipeline(transaction=False)
+    days = range(first_day, last_day + 1)
+    for day in days:
+        for shard in range(keys.SHARDS):
+            pipe.hgetall(keys.counters(shard, str(day)))
+    results = await pipe.execute()
+    rows = []
+    for i, fields in enumerate(results):
+        day = days[i // keys.SHARDS]
+        for raw_field, raw_count in fields.items():
+            count = int(raw_count)
+            if count == 0:
+                continue
+            f = CounterField.decode(day, text(raw_field))
+            rows.append(
+                CounterRow(
+                    f.day, f.quarter, f.waba_id, f.phone_number_id, f.metric, f.dimensions, count
+                )
+            )
+    return rows
+
 
 GRANULARITIES = ("half_hour", "hour", "day", "month")
 DIMENSIONS = {

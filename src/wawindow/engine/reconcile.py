@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wawindow.engine.store import DAY, CounterRow
+from wawindow.contracts import DAY
+from wawindow.engine.counts import CounterRow
 
 ANY = "*"  # a dimension the response does not break down by
 KINDS = {

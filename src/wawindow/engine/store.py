@@ -19,26 +19,12 @@ from typing import Any
 
 import orjson
 import structlog
-from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    AskError,
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    MovedError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from wawindow import contracts, keys
 from wawindow.contracts import CounterField
+from wawindow.engine.connection import AnyRedis, text, transient
 from wawindow.errors import EventRejected, StoreConflict, StoreNotDurable
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
@@ -57,39 +43,8 @@ MAX_CONFLICTS = 8
 # concurrently, at most this many at a time.
 CLUSTER_CONCURRENCY = 64
 
-AnyRedis = Redis | RedisCluster
 log = structlog.get_logger("wawindow.store")
 _Call = tuple[str, list[str], list[Any]]  # (script sha, keys, args)
-
-
-# Every Redis call is bounded, a pooled connection is checked before use after a pause, and a
-# call that meets a dropped connection (a Redis restarted since) is retried on a new one.
-REDIS_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 5.0,
-    "socket_connect_timeout": 5.0,
-    "health_check_interval": 15,
-}
-
-
-def _retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
-
-
-async def connect(url: str) -> AnyRedis:
-    """A client for ``url``: a cluster client when the server is a Redis Cluster node."""
-    client = Redis.from_url(
-        url, retry=_retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        **REDIS_OPTIONS,
-    )  # fmt: skip
-    try:
-        info = await client.info("cluster")
-    except RedisError:
-        await client.aclose()
-        raise
-    if info.get("cluster_enabled") in (1, "1"):
-        await client.aclose()
-        return RedisCluster.from_url(url, retry=_retry(), **REDIS_OPTIONS)
-    return client
 
 
 CSW_SECONDS = CSW
@@ -149,24 +104,6 @@ class _Read:
     version: str
     state: State
     pending: list[tuple[str, list[Transition]]]
-
-
-_TRANSIENT_ERRORS = (
-    RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
-    TryAgainError, ClusterDownError, MasterDownError, MovedError, AskError,
-)  # fmt: skip
-_TRANSIENT_PREFIXES = (
-    "OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS",
-)  # fmt: skip
-
-
-def _transient(exc: RedisError) -> bool:
-    """A refusal by Redis that passes (as opposed to a script failing on a bad event)."""
-    return isinstance(exc, _TRANSIENT_ERRORS) or str(exc).startswith(_TRANSIENT_PREFIXES)
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _transitions(raw: bytes | str | None) -> list[Transition]:
@@ -251,7 +188,7 @@ class WindowStore:
         # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
         # fault: raise, so the worker retries the batch instead of dead-lettering its events
         for r in results:
-            if isinstance(r, RedisError) and _transient(r):
+            if isinstance(r, RedisError) and transient(r):
                 raise r
         return results
 
@@ -313,7 +250,7 @@ class WindowStore:
                 if isinstance(reply, Exception):
                     out[key] = reply
                 elif reply[0]:
-                    moved[key] = _str(reply[0])
+                    moved[key] = text(reply[0])
                 else:
                     out[key] = self._decode(current, reply)
             todo = moved
@@ -325,9 +262,9 @@ class WindowStore:
     def _decode(key: str, reply: list[Any]) -> _Read | Exception:
         try:
             pending = [
-                (_str(reply[i]), _transitions(reply[i + 1])) for i in range(3, len(reply), 2)
+                (text(reply[i]), _transitions(reply[i + 1])) for i in range(3, len(reply), 2)
             ]
-            return _Read(key, _str(reply[1]), State.decode(reply[2]), pending)
+            return _Read(key, text(reply[1]), State.decode(reply[2]), pending)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
 
@@ -464,7 +401,7 @@ class WindowStore:
             moved = []
             for k, target in zip(pending, targets, strict=True):
                 if target is not None:
-                    resolved[k] = _str(target)
+                    resolved[k] = text(target)
                     moved.append(k)
             pending = moved
         return resolved
@@ -530,7 +467,7 @@ class WindowStore:
         for shard in range(keys.SHARDS):
             pipe.zrangebyscore(key_of(shard), "-inf", until, start=0, num=limit)
         return [
-            (shard, _str(m)) for shard, members in enumerate(await pipe.execute()) for m in members
+            (shard, text(m)) for shard, members in enumerate(await pipe.execute()) for m in members
         ]
 
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
@@ -580,7 +517,7 @@ class WindowStore:
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
-        return State.decode(_str(raw).split(" ", 1)[1] if raw else None)
+        return State.decode(text(raw).split(" ", 1)[1] if raw else None)
 
     async def open_count(self) -> int:
         """Users with something still to warn about or close: members of every shard's
@@ -608,45 +545,3 @@ class WindowStore:
             return bool(await self._redis.ping())
         except RedisError:
             return False
-
-
-@dataclass(frozen=True, slots=True)
-class CounterRow:
-    """One stored finance counter: a quarter hour of one UTC day, one number, one metric."""
-
-    day: int  # days since 1970-01-01, UTC
-    quarter: int  # 0-95 within the day
-    waba_id: str
-    phone_number_id: str
-    metric: str
-    dimensions: tuple[str, ...]
-    count: int
-
-    @property
-    def start(self) -> int:
-        """The quarter hour's start, Unix seconds."""
-        return self.day * DAY + self.quarter * 900
-
-
-async def read_counters(redis: AnyRedis, first_day: int, last_day: int) -> list[CounterRow]:
-    """Every counter of the UTC days ``first_day`` to ``last_day`` (inclusive), all shards."""
-    pipe = redis.pipeline(transaction=False)
-    days = range(first_day, last_day + 1)
-    for day in days:
-        for shard in range(keys.SHARDS):
-            pipe.hgetall(keys.counters(shard, str(day)))
-    results = await pipe.execute()
-    rows = []
-    for i, fields in enumerate(results):
-        day = days[i // keys.SHARDS]
-        for raw_field, raw_count in fields.items():
-            count = int(raw_count)
-            if count == 0:
-                continue
-            f = CounterField.decode(day, _str(raw_field))
-            rows.append(
-                CounterRow(
-                    f.day, f.quarter, f.waba_id, f.phone_number_id, f.metric, f.dimensions, count
-                )
-            )
-    return rows
