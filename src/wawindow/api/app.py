@@ -33,6 +33,7 @@ from wawindow.health import STORE
 from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
 from wawindow.ratecard import ENDPOINTS, RateCard, estimate, load_rate_cards, rate_for
+from wawindow.rules.send_check import decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +166,8 @@ async def send_check(request: web.Request) -> web.Response:
     fep = (view or {}).get("entry_point_window") or {}
     csw_open, fep_open = bool(csw.get("open")), bool(fep.get("open"))
     now = int(time.time())
-    reason = None
-    if kind == "free_form" and not csw_open:
-        reason = "window_closed_template_required"
-    elif kind != "free_form" and view is not None and view["opted_out"]:
-        reason = "opted_out"
-    elif kind == "template:marketing" and view is not None and view["marketing_opt_out"]:
-        reason = "marketing_opted_out"
+    # consent is not recorded yet (issue 11): the policy is "off", today's behaviour
+    answer = decide(view, None, "off", kind)
     config = request.app[API]
     charge = expected_charge(
         config.rules, kind, now, service_window_open=csw_open, entry_point_open=fep_open
@@ -195,9 +191,9 @@ async def send_check(request: web.Request) -> web.Response:
     )
     return web.json_response(
         {
-            "allowed": reason is None,
-            "reason": reason,
-            "requires_template": not csw_open,
+            "allowed": answer.allowed,
+            "reason": answer.reason,
+            "requires_template": answer.requires_template,
             "service_window_expires_at": csw.get("expires_at") if csw_open else None,
             "entry_point_window_expires_at": fep.get("expires_at") if fep_open else None,
             "expected_charge": charge,

@@ -1,0 +1,105 @@
+"""The send-check decision, pure, over every combination of window, webhook opt-outs,
+consent on file, policy and kind."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from wawindow.pricing import KINDS
+from wawindow.rules.consent import ALL, Consent, Decision
+from wawindow.rules.send_check import POLICIES, decide
+
+T = 4_000_000_000
+CONSENTS = {
+    "none": Consent(),
+    "marketing_in": Consent({"marketing": Decision(T, True, "marketing")}),
+    "all_in": Consent({ALL: Decision(T, True, ALL)}),
+    "all_in_then_marketing_out": Consent(
+        {ALL: Decision(T, True, ALL), "marketing": Decision(T + 1, False, "marketing")}
+    ),
+    "marketing_out_then_all_in": Consent(
+        {"marketing": Decision(T, False, "marketing"), ALL: Decision(T + 1, True, ALL)}
+    ),
+}
+
+
+def view(window_open: bool | None, opted_out: bool, marketing_opt_out: bool) -> dict[str, Any]:
+    window = None if window_open is None else {"open": window_open}
+    return {
+        "service_window": window,
+        "opted_out": opted_out,
+        "marketing_opt_out": marketing_opt_out,
+    }
+
+
+def expected(
+    window_open: bool | None,
+    opted_out: bool,
+    marketing: bool,
+    consent: str,
+    policy: str,
+    kind: str,
+) -> str | None:
+    """The rule, written out the long way."""
+    if kind == "free_form":
+        return None if window_open else "window_closed_template_required"
+    if opted_out:
+        return "opted_out"
+    if kind == "template:marketing" and marketing:
+        return "marketing_opted_out"
+    if policy != "enforce":
+        return None
+    category = kind.removeprefix("template:")
+    on_file = {
+        "none": None,
+        "marketing_in": category == "marketing",
+        "all_in": True,
+        "all_in_then_marketing_out": category != "marketing",
+        "marketing_out_then_all_in": True,
+    }[consent]
+    if on_file is None or (consent == "marketing_in" and category != "marketing"):
+        return "no_opt_in"
+    return None if on_file else "opted_out_of_category"
+
+
+COMBINATIONS = list(
+    itertools.product((None, False, True), (False, True), (False, True), CONSENTS, POLICIES, KINDS)
+)
+
+
+@pytest.mark.parametrize(
+    ("window_open", "opted_out", "marketing", "consent", "policy", "kind"), COMBINATIONS
+)
+def test_every_combination(
+    window_open: bool | None,
+    opted_out: bool,
+    marketing: bool,
+    consent: str,
+    policy: str,
+    kind: str,
+) -> None:
+    answer = decide(view(window_open, opted_out, marketing), CONSENTS[consent], policy, kind)
+    want = expected(window_open, opted_out, marketing, consent, policy, kind)
+    assert (answer.allowed, answer.reason) == (want is None, want)
+    assert answer.requires_template is (not window_open)
+    assert (answer.consent is None) == (policy == "off" or kind == "free_form")
+
+
+def test_a_user_never_seen_may_get_a_template_unless_consent_is_enforced() -> None:
+    assert decide(None, None, "off", "template:utility").allowed
+    assert decide(None, None, "enforce", "template:utility").reason == "no_opt_in"
+    assert decide(None, None, "off", "free_form").reason == "window_closed_template_required"
+
+
+def test_the_newest_consent_decision_wins_and_a_tie_goes_to_the_opt_out() -> None:
+    c = Consent()
+    assert c.record(Decision(T + 10, True, "marketing"))
+    assert not c.record(Decision(T + 5, False, "marketing"))  # older: kept out
+    assert c.state("marketing") == "opted_in"
+    assert c.record(Decision(T + 10, False, "marketing"))  # same second: the opt-out
+    assert c.state("marketing") == "opted_out"
+    assert c.record(Decision(T + 20, True, ALL))
+    assert c.state("marketing") == "opted_in"  # a newer "all" holds for every category
