@@ -6,11 +6,14 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import aiohttp
 import pytest
 
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
+from wawindow.devservices.process import free_port
 
 WAWINDOW = [sys.executable, "-m", "wawindow"]
 
@@ -46,3 +49,26 @@ async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
                 pass
             await asyncio.sleep(0.1)
     pytest.fail("wawindow never became ready")
+
+
+@contextmanager
+def run_all(
+    services: Services, prefix: str, redis_db: int, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``wawindow run all`` on a free port, its topics created, on the session's Kafka and
+    Redis database ``redis_db``; yields its base URL and the process (terminated after)."""
+    env = base_env(services, prefix)
+    assert run(["topics", "create", "--partitions", "2"], env).returncode == 0
+    port = free_port()
+    env |= {
+        "WAWINDOW_HTTP_PORT": str(port),
+        "WAWINDOW_REDIS_URL": services.redis_url.rsplit("/", 1)[0] + f"/{redis_db}",
+        "WAWINDOW_WORKER_GROUP": f"{prefix}worker",
+        **settings,
+    }
+    proc = subprocess.Popen([*WAWINDOW, "run", "all"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -8,8 +8,8 @@ process on the session's Kafka and Redis.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
@@ -19,10 +19,9 @@ import schemathesis
 from hypothesis import settings
 from schemathesis import checks
 
-from tests.cliutil import WAWINDOW, base_env, run, wait_healthy
+from tests.cliutil import run_all, wait_healthy
 from tests.conftest import Services, examples, new_prefix
 from tests.test_openapi import TOKEN
-from wawindow.devservices.process import free_port
 
 DOC = json.loads((files("wawindow") / "api" / "openapi.json").read_text())
 schema = schemathesis.openapi.from_dict(DOC)
@@ -31,27 +30,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 @pytest.fixture(scope="module")
 def service(services: Services) -> Iterator[str]:
-    prefix = new_prefix()
-    env = base_env(services, prefix)
-    assert run(["topics", "create", "--partitions", "2"], env).returncode == 0
-    port = free_port()
-    env |= {
-        "WAWINDOW_HTTP_PORT": str(port),
-        "WAWINDOW_REDIS_URL": services.redis_url.rsplit("/", 1)[0] + "/4",
-        "WAWINDOW_API_TOKENS": TOKEN,
-        "WAWINDOW_WORKER_GROUP": f"{prefix}worker",
-        "WAWINDOW_LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen([*WAWINDOW, "run", "all"], env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import asyncio
-
+    with run_all(
+        services, new_prefix(), 4, WAWINDOW_API_TOKENS=TOKEN, WAWINDOW_LOG_LEVEL="warning"
+    ) as (base, proc):
         asyncio.run(wait_healthy(base, proc))
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @schema.parametrize()

@@ -19,12 +19,12 @@ from redis.asyncio import Redis
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.cliutil import WAWINDOW, base_env, run, wait_healthy
+from tests.cliutil import run_all as run_all_process
+from tests.cliutil import wait_healthy
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
 from wawindow import demo
 from wawindow.api.app import add_api_routes
 from wawindow.api.openapi import DOCUMENT, add_openapi_route
-from wawindow.devservices.process import free_port
 from wawindow.health import add_health_routes
 from wawindow.metrics import add_metrics_route
 from wawindow.webhook.app import add_routes
@@ -81,21 +81,8 @@ def check(method: str, path: str, status: int, content_type: str, body: Any) -> 
 
 @pytest.fixture
 def run_all(services: Services, topic_prefix: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    env = base_env(services, topic_prefix)
-    assert run(["topics", "create", "--partitions", "2"], env).returncode == 0
-    port = free_port()
-    env |= {
-        "WAWINDOW_HTTP_PORT": str(port),
-        "WAWINDOW_REDIS_URL": services.redis_url.rsplit("/", 1)[0] + "/2",
-        "WAWINDOW_API_TOKENS": TOKEN,
-        "WAWINDOW_WORKER_GROUP": f"{topic_prefix}worker",
-    }
-    proc = subprocess.Popen([*WAWINDOW, "run", "all"], env=env, stderr=subprocess.DEVNULL)
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with run_all_process(services, topic_prefix, 2, WAWINDOW_API_TOKENS=TOKEN) as running:
+        yield running
 
 
 @pytest.mark.kafka
