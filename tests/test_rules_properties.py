@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Services, examples
-from tests.timelines import DAY, T0, Delivery, events_of, timelines
+from tests.timelines import DAY, T0, USER, Delivery, events_of, timelines
+from wawindow import samples
 from wawindow.contracts import CounterField
 from wawindow.engine.connection import connect
 from wawindow.engine.counts import read_counters
@@ -173,3 +174,44 @@ def test_what_the_rules_make_independent_of_arrival_order_is(
         assert view_of(a.state(key), number, end, RULES) == view_of(
             b.state(key), number, end, RULES
         )
+
+
+@settings(max_examples=examples(100))
+@given(timelines(), st.integers(0, 20), st.integers(1, 3), st.randoms(use_true_random=False))
+def test_an_erasure_leaves_the_same_in_every_arrival_order_and_nothing_before_it(
+    deliveries: list[Delivery], position: int, later: int, random: Any
+) -> None:
+    """A person erased after every fact of a timeline, the erasure arriving anywhere among
+    its bodies, then writing again: whatever the order, no fact of before the erasure is
+    kept, every view is what the new messages alone make, and nothing of it is counted
+    twice by a replay of all of it."""
+    end = max(e["timestamp"] or 0 for d in deliveries for e in events_of(d))
+    erased_at = end + 1
+    fresh = [
+        Delivery(samples.encode(samples.body(samples.messages_change(messages=[
+            samples.text_message(f"wamid.new{i}", erased_at + 600 * i, wa_id=USER)]))), end + 1)
+        for i in range(1, later + 1)
+    ]  # fmt: skip
+    arrivals = [Delivery(d.body, end) for d in deliveries] + fresh
+    random.shuffle(arrivals)
+    cut = min(position, len(arrivals))
+
+    key = f"{samples.PHONE_NUMBER_ID}:{USER}"
+    model = Model()
+    for d in arrivals[:cut]:
+        model.deliver(events_of(d), d.arrives)
+    engine.erase(model.state(key), key, erased_at, end + 1, RULES)
+    for d in arrivals[cut:]:
+        model.deliver(events_of(d), max(d.arrives, end + 1))
+    for d in deliveries:  # a replay of every older webhook changes nothing
+        model.deliver(events_of(d), end + 2)
+    alone = model_run(fresh)
+
+    state = model.state(key)
+    assert all(t > erased_at for t in state.inbound + state.cuts + state.referrals)
+    assert all(d.at > erased_at for d in state.decisions.values())
+    assert all(m.first is None or m.first > erased_at for m in state.messages.values())
+    number = samples.PHONE_NUMBER_ID
+    assert view_of(state, number, end + 2, RULES) == view_of(
+        alone.state(key), number, end + 2, RULES
+    )

@@ -23,6 +23,20 @@ CONSENTS = {
     "marketing_out_then_all_in": Consent(
         {"marketing": Decision(T, False, "marketing"), ALL: Decision(T + 1, True, ALL)}
     ),
+    # webhook-borne decisions, as the handler joins them (see rules.consent.from_webhooks)
+    "keyword_out": Consent({ALL: Decision(T, False, ALL, "whatsapp_keyword")}),
+    "keyword_out_then_utility_in": Consent(
+        {
+            ALL: Decision(T, False, ALL, "whatsapp_keyword"),
+            "utility": Decision(T + 1, True, "utility", "website_form"),
+        }
+    ),
+    "all_in_then_preferences_stop": Consent(
+        {
+            ALL: Decision(T, True, ALL),
+            "marketing": Decision(T + 1, False, "marketing", "user_preferences"),
+        }
+    ),
 }
 
 
@@ -46,23 +60,25 @@ def expected(
     """The rule, written out the long way."""
     if kind == "free_form":
         return None if window_open else "window_closed_template_required"
-    if opted_out:
-        return "opted_out"
-    if kind == "template:marketing" and marketing:
-        return "marketing_opted_out"
-    if policy != "enforce":
-        return None
     category = kind.removeprefix("template:")
-    on_file = {
-        "none": None,
-        "marketing_in": category == "marketing",
-        "all_in": True,
-        "all_in_then_marketing_out": category != "marketing",
-        "marketing_out_then_all_in": True,
+    if policy != "enforce":  # the webhooks' opt-outs, as the view shows them
+        if opted_out:
+            return "opted_out"
+        if kind == "template:marketing" and marketing:
+            return "marketing_opted_out"
+        return None
+    # enforce: the newest decision on file for the category or all, whichever channel
+    marketing_cat = category == "marketing"
+    return {
+        "none": "no_opt_in",
+        "marketing_in": None if marketing_cat else "no_opt_in",
+        "all_in": None,
+        "all_in_then_marketing_out": "opted_out_of_category" if marketing_cat else None,
+        "marketing_out_then_all_in": None,
+        "keyword_out": "opted_out",
+        "keyword_out_then_utility_in": None if category == "utility" else "opted_out",
+        "all_in_then_preferences_stop": "marketing_opted_out" if marketing_cat else None,
     }[consent]
-    if on_file is None or (consent == "marketing_in" and category != "marketing"):
-        return "no_opt_in"
-    return None if on_file else "opted_out_of_category"
 
 
 COMBINATIONS = list(
@@ -103,3 +119,24 @@ def test_the_newest_consent_decision_wins_and_a_tie_goes_to_the_opt_out() -> Non
     assert c.state("marketing") == "opted_out"
     assert c.record(Decision(T + 20, True, ALL))
     assert c.state("marketing") == "opted_in"  # a newer "all" holds for every category
+
+
+def test_an_operator_category_is_checked_instead_of_the_templates() -> None:
+    offers = Consent({"offers": Decision(T, True, "offers")})
+    assert decide(None, offers, "enforce", "template:marketing", "offers").allowed
+    refused = decide(None, offers, "enforce", "template:marketing", "order_updates")
+    assert (refused.reason, refused.consent) == ("no_opt_in", {"order_updates": "unknown"})
+    recorded = decide(None, offers, "record", "template:marketing", "offers")
+    assert (recorded.allowed, recorded.consent) == (True, {"offers": "opted_in"})
+
+
+def test_webhook_opt_outs_read_as_consent_decisions() -> None:
+    from wawindow.rules.consent import from_webhooks
+
+    got = from_webhooks(
+        {"opted_out": (T, True, "keyword"), "marketing_opt_out": (T + 1, False, "user_preferences")}
+    )
+    assert [(d.category, d.opt_in, d.source, d.at) for d in got] == [
+        (ALL, False, "whatsapp_keyword", T),
+        ("marketing", True, "user_preferences", T + 1),
+    ]

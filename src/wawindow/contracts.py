@@ -28,6 +28,13 @@ class EventKind(StrEnum):
     CHANGE = "change"
 
 
+class ChangeKind(StrEnum):
+    """``kind`` of a record on ``consent-events`` (see :mod:`wawindow.consent_records`)."""
+
+    CONSENT = "consent"
+    ERASURE = "erasure"
+
+
 #: the kinds that belong to a conversation (the others are keyed by WABA and change no state)
 CONVERSATION_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.STATUS, EventKind.USER_PREFERENCE, EventKind.CALL}
@@ -50,6 +57,9 @@ class TransitionType(StrEnum):
     CONVERSATION_CLOSED = "conversation.closed"
     CONVERSATION_RETRACTED = "conversation.retracted"
     OPT_OUT_CHANGED = "opt_out.changed"
+    # a person's, at WABA scope (see :mod:`wawindow.rules.people`)
+    CONSENT_CHANGED = "consent.changed"
+    USER_ERASED = "user.erased"
 
     @property
     def cloudevent_type(self) -> str:

@@ -8,7 +8,9 @@ or for ``all`` of them.
 - A decision keeps how it was given (source, wording or form version, proof reference, who
   recorded it): what a compliance officer is asked for.
 
-Pure: the store keeps these per person and WABA (see issue 11's consent topic).
+Pure. A person's recorded decisions are kept in :mod:`wawindow.rules.people`; the decisions
+webhooks bring (a STOP keyword, ``user_preferences``, a 131050 failure) are read from the
+conversations and join them here (:func:`from_webhooks`): one history.
 """
 
 from __future__ import annotations
@@ -30,6 +32,26 @@ class Decision:
     wording: str = ""  # the wording or form version shown
     proof: str = ""  # a reference to the record of it
     recorded_by: str = ""
+    id: str = ""  # the change's id (the same request always has the same id)
+    recorded_at: int = 0  # Unix seconds: when the tracker was told
+
+    @property
+    def decision(self) -> str:
+        return "opt_in" if self.opt_in else "opt_out"
+
+    def show(self) -> dict[str, object]:
+        """The public form (API, CLI, events)."""
+        return {
+            "id": self.id,
+            "category": self.category,
+            "decision": self.decision,
+            "at": self.at,
+            "source": self.source,
+            "wording": self.wording,
+            "proof": self.proof,
+            "recorded_by": self.recorded_by,
+            "recorded_at": self.recorded_at,
+        }
 
 
 @dataclass(slots=True)
@@ -56,3 +78,30 @@ class Consent:
         if d is None:
             return "unknown"
         return "opted_in" if d.opt_in else "opted_out"
+
+    @classmethod
+    def of(cls, decisions: list[Decision]) -> Consent:
+        out = cls()
+        for d in decisions:
+            out.record(d)
+        return out
+
+
+#: how a webhook-borne decision reads as consent: (opt-out field, reason) -> (category, source)
+WEBHOOK_SOURCES = {
+    "keyword": (ALL, "whatsapp_keyword"),
+    "user_preferences": ("marketing", "user_preferences"),
+    "meta_131050": ("marketing", "meta_131050"),
+}
+
+
+def from_webhooks(decisions: dict[str, tuple[int, bool, str]]) -> list[Decision]:
+    """A conversation's opt-out decisions (field -> (at, stop, reason), see
+    :mod:`wawindow.rules.opt_out`) as consent decisions of the person."""
+    out = []
+    for field_name, (at, stop, reason) in decisions.items():
+        category, source = WEBHOOK_SOURCES.get(reason, (ALL, reason))
+        if field_name == "marketing_opt_out":
+            category = "marketing"
+        out.append(Decision(at, not stop, category, source, id=f"{source}:{at}"))
+    return out

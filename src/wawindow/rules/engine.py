@@ -22,6 +22,7 @@ from wawindow.contracts import CONVERSATION_KINDS, DAY, TIMESTAMPS, EventKind, M
 from wawindow.rules import identity, ledger, opt_out, publish
 from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
+from wawindow.rules.erasure import forget
 from wawindow.rules.service_window import CSW_SECONDS, add, compact, window_at, windows
 from wawindow.rules.state import Message, State
 from wawindow.rules.transitions import Changes, CounterChange, Transition
@@ -79,6 +80,9 @@ def apply(
         if error is not None:
             out.results.append(EventResult(error=error))
             continue
+        if ev.get("kind") in CONVERSATION_KINDS and ev["timestamp"] <= state.erased:
+            out.results.append(EventResult(notes=("erased",)))  # never brings the person back
+            continue
         digest = event_digest(ev["event_id"])
         if digest in state.applied:
             out.results.append(EventResult(notes=("duplicate",)))
@@ -124,6 +128,16 @@ def merge(
     prune(state, now, rules)
     _reconcile(state, now, rules, changes)
     return _finish(out, changes, now, rules)
+
+
+def erase(state: State, key: str, at: int, now: int, rules: Rules) -> Outcome:
+    """Forget the person up to Meta's time ``at``: every fact of that time or before and
+    what was published of it, without transitions (subscribers are told ``user.erased``) and
+    without moving the counts (aggregates, which hold no personal data, stay). What remains
+    is a tombstone that keeps older events, replayed or late, from bringing them back."""
+    state.erased = max(state.erased, at)
+    forget(state)
+    return _finish(Outcome(state), _changes(key), now, rules)
 
 
 def _changes(key: str) -> Changes:
@@ -297,7 +311,7 @@ def keep_until(s: State, now: int, rules: Rules) -> int:
     billed += list(s.billed.values())
     if billed:
         until = max(until, max(billed) + rules.billed_memory_s)
-    if any(opt_out.opted_out(s, f) for f in opt_out.FIELDS):
+    if s.erased or any(opt_out.opted_out(s, f) for f in opt_out.FIELDS):
         until = max(until, now + rules.opted_out_keep_s)
     return until
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from wawindow.contracts import EventKind, Metric
 from wawindow.keys import conversation_key
+from wawindow.rules.erasure import forget
 from wawindow.rules.service_window import add
 from wawindow.rules.state import State
 from wawindow.rules.transitions import Changes
@@ -114,6 +115,8 @@ def merge(target: State, source: State, changes: Changes) -> State:
         elif wamid not in t.disagreements:
             t.disagreements.append(wamid)
     t.disagreements.sort()
+    t.erased = max(t.erased, source.erased)
+    forget(t)
     return t
 
 

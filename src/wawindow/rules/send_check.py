@@ -6,10 +6,12 @@ person now, and if not, why?
 - A template is refused to a person who opted out of everything on WhatsApp (``opted_out``,
   a keyword such as STOP), and a marketing template to one who stopped marketing messages
   (``marketing_opted_out``, from ``user_preferences`` or a 131050 failure).
-- Under the consent policy ``enforce``, a template also needs an opt-in on record for its
-  category (or for ``all``) and no newer opt-out: else ``no_opt_in`` or
-  ``opted_out_of_category``. Under ``record`` the answer is as under ``off`` and says what
-  consent is on file; ``off`` ignores consent.
+- Under the consent policy ``enforce``, a template needs an opt-in on record for its
+  category (or for ``all``) and no newer opt-out, from any channel: else ``no_opt_in``, or
+  for an opt-out the reason of where it came from (``opted_out`` for a keyword,
+  ``marketing_opted_out`` for ``user_preferences`` or 131050, ``opted_out_of_category`` for
+  one recorded by the business). Under ``record`` the answer is as under ``off`` and says
+  what consent is on file; ``off`` ignores recorded consent.
 """
 
 from __future__ import annotations
@@ -30,27 +32,47 @@ class Answer:
     consent: dict[str, State] | None = None  # what is on file, under "record" and "enforce"
 
 
-def decide(view: dict[str, Any] | None, consent: Consent | None, policy: str, kind: str) -> Answer:
-    """``view``: the user's window view (``None``: never seen); ``kind``: ``free_form`` or
-    ``template:<category>``."""
+#: why an opt-out on file refuses a template, by where it came from
+_OPT_OUT_REASONS = {
+    "whatsapp_keyword": "opted_out",
+    "user_preferences": "marketing_opted_out",
+    "meta_131050": "marketing_opted_out",
+}
+
+
+def decide(
+    view: dict[str, Any] | None,
+    consent: Consent | None,
+    policy: str,
+    kind: str,
+    consent_category: str | None = None,
+) -> Answer:
+    """``view``: the user's window view (``None``: never seen); ``consent``: what is on file,
+    recorded and webhook-borne decisions together; ``kind``: ``free_form`` or
+    ``template:<category>``; ``consent_category``: an operator's finer category to check
+    instead of the template's."""
     window = (view or {}).get("service_window") or {}
     window_open = bool(window.get("open"))
     category = kind.removeprefix("template:") if kind != "free_form" else None
+    checked = consent_category or category
+    consent = consent or Consent()
     on_file = None
-    if policy != "off" and category is not None:
-        on_file = {category: (consent or Consent()).state(category)}
+    if policy != "off" and checked is not None and category is not None:
+        on_file = {checked: consent.state(checked)}
     reason = None
     if category is None:
         if not window_open:
             reason = "window_closed_template_required"
+    elif policy == "enforce" and checked is not None:
+        # the newest decision on file, from any channel: a keyword STOP is lifted by a newer
+        # opt-in, and a newer opt-out refuses whatever came before
+        d = consent.deciding(checked)
+        if d is None:
+            reason = "no_opt_in"
+        elif not d.opt_in:
+            reason = _OPT_OUT_REASONS.get(d.source, "opted_out_of_category")
     elif view is not None and view.get("opted_out"):
         reason = "opted_out"
     elif category == "marketing" and view is not None and view.get("marketing_opt_out"):
         reason = "marketing_opted_out"
-    elif policy == "enforce" and on_file is not None:
-        state = on_file[category]
-        if state == "opted_out":
-            reason = "opted_out_of_category"
-        elif state == "unknown":
-            reason = "no_opt_in"
     return Answer(reason is None, reason, not window_open, on_file)

@@ -79,10 +79,19 @@ class State:
     opt_outs: dict[str, bool] = field(default_factory=dict)  # field -> value published
     disagreements: list[str] = field(default_factory=list)  # wamids counted as disagreements
     linked: dict[str, str] = field(default_factory=dict)  # merged key -> its version merged
+    # the person was erased up to this Meta time: older events are ignored (0: never)
+    erased: int = 0
 
     @property
     def empty(self) -> bool:
-        return not (self.inbound or self.messages or self.decisions or self.billed or self.applied)
+        return not (
+            self.inbound
+            or self.messages
+            or self.decisions
+            or self.billed
+            or self.applied
+            or self.erased
+        )
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {}
@@ -123,7 +132,7 @@ _SHORT = {
     "waba_id": "w", "user_id": "u", "wa_id": "a", "inbound": "i", "cuts": "x", "referrals": "r",
     "messages": "m", "billed": "b", "decisions": "d", "applied": "s", "windows": "pw",
     "entry_points": "pf", "conversations": "pc", "opt_outs": "po", "disagreements": "dg",
-    "linked": "l",
+    "linked": "l", "erased": "e",
 }  # fmt: skip
 _LONG = {v: k for k, v in _SHORT.items()}
 _MSHORT = {

@@ -1,0 +1,169 @@
+"""The records of ``consent-events``: consent changes and erasures, as the API and the CLI
+make them and the worker reads them. Pure: no I/O.
+
+A record is JSON::
+
+    {"kind": "consent", "event_id", "waba_id", "user", "category", "decision", "at",
+     "source", "wording", "proof", "recorded_by", "recorded_at"}
+    {"kind": "erasure", "event_id", "waba_id", "user", "at", "recorded_by", "recorded_at"}
+
+keyed by its ``event_id`` on a compacted topic (see :mod:`wawindow.topics`). A change's id is
+a hash of what it says (WABA, user, category, decision, time, source, wording, proof), so the
+same request, sent twice or imported twice, is one change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from wawindow.contracts import TIMESTAMPS, ChangeKind
+from wawindow.rules.consent import ALL, DEFAULT_CATEGORIES
+
+DECISIONS = ("opt_in", "opt_out")
+#: a user: a wa_id (digits) or a BSUID (country code, a dot, then letters and digits)
+USER = re.compile(r"[0-9]{5,20}|[A-Z]{2}\.[A-Za-z0-9._-]{1,120}")
+WABA = re.compile(r"[0-9A-Za-z_-]{1,64}")
+CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_TEXT = 500  # source, wording, proof, recorded_by
+
+
+class BadField(ValueError):
+    """A field of a consent request that cannot be taken; ``field`` names it."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Categories:
+    """The consent categories the operator defines (``WAWINDOW_CONSENT_CATEGORIES``); ``all``
+    is always one."""
+
+    names: tuple[str, ...] = DEFAULT_CATEGORIES
+
+    def __contains__(self, name: object) -> bool:
+        return name == ALL or name in self.names
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        return (*self.names, ALL)
+
+
+def consent_record(body: Any, now: int, categories: Categories, recorded_by: str) -> dict[str, Any]:
+    """A consent change from a request body (API or CLI); raises :class:`BadField`."""
+    if not isinstance(body, Mapping):
+        raise BadField("body", "must be a JSON object")
+    waba_id, user = waba_and_user(body.get("waba_id"), body.get("user"))
+    category = body.get("category")
+    if not isinstance(category, str) or category not in categories:
+        raise BadField("category", f"must be one of {', '.join(categories.shown)}")
+    decision = body.get("decision")
+    if decision not in DECISIONS:
+        raise BadField("decision", "must be opt_in or opt_out")
+    at = instant("at", body.get("at"), now)
+    if at > now + 300:
+        raise BadField("at", "is in the future")
+    texts = {name: _text(name, body.get(name)) for name in ("source", "wording", "proof")}
+    by = _text("recorded_by", body.get("recorded_by")) or recorded_by
+    parts = (waba_id, user, category, decision, str(at), *texts.values())
+    return {
+        "kind": ChangeKind.CONSENT.value,
+        "event_id": _digest("consent", *parts),
+        "waba_id": waba_id,
+        "user": user,
+        "category": category,
+        "decision": decision,
+        "at": at,
+        **texts,
+        "recorded_by": by,
+        "recorded_at": now,
+    }
+
+
+def erasure_record(waba_id: Any, user: Any, now: int, recorded_by: str) -> dict[str, Any]:
+    """An erasure of a person at a WABA, as of ``now``."""
+    waba, person = waba_and_user(waba_id, user)
+    return {
+        "kind": ChangeKind.ERASURE.value,
+        "event_id": _digest("erasure", waba, person, str(now)),
+        "waba_id": waba,
+        "user": person,
+        "at": now,
+        "recorded_by": recorded_by,
+        "recorded_at": now,
+    }
+
+
+def waba_and_user(waba_id: Any, user: Any) -> tuple[str, str]:
+    if not isinstance(waba_id, str) or not WABA.fullmatch(waba_id):
+        raise BadField("waba_id", "must be a WABA id")
+    if not isinstance(user, str) or not USER.fullmatch(user):
+        raise BadField("user", "must be a wa_id (digits) or a BSUID (such as US.13491208655)")
+    return waba_id, user
+
+
+def instant(name: str, value: Any, now: int) -> int:
+    """Unix seconds from an ISO 8601 string or a number; ``now`` when absent."""
+    if value is None or value == "":
+        return now
+    if isinstance(value, bool):
+        raise BadField(name, "must be an ISO 8601 time or Unix seconds")
+    if isinstance(value, int | float):
+        ts = int(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadField(name, f"{value!r} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = int(parsed.timestamp())
+    else:
+        raise BadField(name, "must be an ISO 8601 time or Unix seconds")
+    if ts not in TIMESTAMPS or ts == 0:
+        raise BadField(name, "is out of range")
+    return ts
+
+
+def invalid(rec: Any) -> str | None:
+    """Why a record of ``consent-events`` cannot be applied (checked before anything is).
+    A category the operator no longer defines still applies: the history stays whole."""
+    if not isinstance(rec, Mapping) or not isinstance(rec.get("event_id"), str):
+        return "record without an event_id"
+    kind = rec.get("kind")
+    if kind not in (ChangeKind.CONSENT, ChangeKind.ERASURE):
+        return f"record {rec['event_id']} has kind {kind!r}"
+    try:
+        waba_and_user(rec.get("waba_id"), rec.get("user"))
+    except BadField as exc:
+        return f"record {rec['event_id']}: {exc}"
+    at = rec.get("at")
+    if type(at) is not int or at not in TIMESTAMPS:
+        return f"record {rec['event_id']} has no Unix time in range: {at!r}"
+    if kind == ChangeKind.CONSENT:
+        category = rec.get("category")
+        if not isinstance(category, str) or not (category == ALL or CATEGORY.fullmatch(category)):
+            return f"record {rec['event_id']} has no category"
+        if rec.get("decision") not in DECISIONS:
+            return f"record {rec['event_id']} has no decision"
+    return None
+
+
+def _text(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadField(name, "must be a string")
+    if len(value) > MAX_TEXT:
+        raise BadField(name, f"must be at most {MAX_TEXT} characters")
+    return value
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

@@ -1,0 +1,38 @@
+"""Erasure of a person from a conversation: what is forgotten, and what stays.
+
+A person erased up to Meta's time ``erased`` keeps no fact of that time or before (messages,
+calls, statuses, opt-out decisions, referrals, the ledger and the billed memory), nor what
+was published of those facts, nor their ids; the counts stay (aggregates hold no personal
+data). Facts after that time are a new contact and are kept. The state that remains is a
+tombstone: older events, late or replayed, are ignored by :func:`wawindow.rules.engine.apply`.
+"""
+
+from __future__ import annotations
+
+from wawindow.rules.state import Message, State
+
+
+def forget(s: State) -> None:
+    """Drop the facts and marks of ``s`` up to ``s.erased``."""
+    cut = s.erased
+    if not cut:
+        return
+    s.inbound = [t for t in s.inbound if t > cut]
+    s.cuts = [t for t in s.cuts if t > cut]
+    s.referrals = [t for t in s.referrals if t > cut]
+    s.messages = {w: m for w, m in s.messages.items() if _began(m) > cut}
+    s.billed = {}
+    s.decisions = {k: d for k, d in s.decisions.items() if d.at > cut}
+    s.windows = {o: w for o, w in s.windows.items() if o > cut}
+    s.entry_points = {o: e for o, e in s.entry_points.items() if o > cut}
+    s.conversations = {k: c for k, c in s.conversations.items() if c[5] > cut}
+    s.opt_outs = {k: v for k, v in s.opt_outs.items() if k in s.decisions}
+    s.disagreements = [w for w in s.disagreements if w in s.messages]
+    if not (s.inbound or s.messages or s.decisions):
+        s.user_id = s.wa_id = None
+
+
+def _began(m: Message) -> int:
+    """When a business message is first known to have been sent (0: no time known)."""
+    times = [t for t in (m.first, m.delivered) if t is not None]
+    return min(times) if times else 0
