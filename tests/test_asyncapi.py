@@ -16,8 +16,11 @@ from referencing.jsonschema import DRAFT7
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
 from wawindow import samples
-from wawindow.contracts import EventKind, TransitionType
-from wawindow.keys import Topics
+from wawindow.consent_records import Categories, consent_record, erasure_record
+from wawindow.contracts import ChangeKind, EventKind, TransitionType
+from wawindow.engine.cloudevents import to_cloudevent
+from wawindow.keys import Topics, person_key
+from wawindow.rules import people
 
 DOC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent.parent / "docs" / "asyncapi.yaml").read_text()
@@ -39,6 +42,11 @@ CORRECTIONS = {
         TransitionType.CONVERSATION_UPDATED,
         TransitionType.CONVERSATION_RETRACTED,
     )
+}
+#: a person's events (consent, erasure) come from consent-events, not from webhooks: see
+#: test_a_persons_events_fit_the_documented_schemas and tests/test_consent.py
+PERSON = {
+    f"wawindow.{t.value}" for t in (TransitionType.CONSENT_CHANGED, TransitionType.USER_ERASED)
 }
 
 
@@ -117,6 +125,77 @@ def test_the_webhook_event_kinds_are_the_contracts_event_kinds() -> None:
     assert set(kinds) == {k.value for k in EventKind}
 
 
+def record_messages() -> dict[str, dict[str, Any]]:
+    """The record schemas of ``consent-events`` by message name (tombstones aside)."""
+    channel = DOC["channels"]["consentEvents"]["messages"]
+    payloads = {name: resolve(resolve(ref)["payload"]) for name, ref in channel.items()}
+    return {name: p for name, p in payloads.items() if "kind" in p.get("properties", {})}
+
+
+def test_the_consent_record_kinds_are_the_contracts_change_kinds() -> None:
+    kinds = [k for p in record_messages().values() for k in p["properties"]["kind"]["enum"]]
+
+    assert sorted(kinds) == sorted(k.value for k in ChangeKind)  # each kind has one schema
+    for payload in record_messages().values():
+        assert set(payload["properties"]) == set(payload["required"])
+
+
+def test_the_records_the_api_and_cli_make_fit_the_documented_schemas() -> None:
+    now = 1_750_000_000
+    body = {
+        "waba_id": "102290129340398",
+        "user": "US.13491208655",
+        "category": "marketing",
+        "decision": "opt_in",
+        "at": "2025-06-15T10:00:00Z",
+        "source": "website_form",
+        "wording": "v3",
+        "proof": "form-123",
+    }
+    consent = consent_record(body, now, Categories(), "api:abc")
+    bare = consent_record({**body, "user": "16505550000", "category": "all"}, now, Categories(),
+                          "cli")  # fmt: skip
+    erasure = erasure_record("102290129340398", "16505550000", now, "api:abc")
+
+    for record in (consent, bare):
+        valid("consentChange", record)
+        assert set(record) == declared(record_messages()["consentChange"])[0]
+    valid("erasure", erasure)
+    assert set(erasure) == declared(record_messages()["erasure"])[0]
+    valid("consentTombstone", None)
+    with pytest.raises(ValidationError):
+        valid("erasure", consent)
+    with pytest.raises(ValidationError):
+        valid("consentChange", {**consent, "decision": "maybe"})
+    with pytest.raises(ValidationError):
+        valid("consentChange", {k: v for k, v in consent.items() if k != "recorded_at"})
+
+
+def test_a_persons_events_fit_the_documented_schemas() -> None:
+    now = 1_750_000_000
+    waba = "102290129340398"
+    events = []
+    for user in ("US.13491208655", "16505550000"):
+        body = {"waba_id": waba, "user": user, "category": "marketing", "decision": "opt_out"}
+        records = [
+            consent_record(body, now - 60, Categories(), "api:abc"),
+            {**erasure_record(waba, user, now, "api:abc"), "ids": [user]},
+        ]
+        out = people.apply(people.Person(), person_key(waba, user), records, now)
+        events += [to_cloudevent(t) for t in out.transitions]
+
+    assert [e["type"] for e in events] == [
+        "wawindow.consent.changed", "wawindow.user.erased"
+    ] * 2  # fmt: skip
+    fit(events)
+    for event in events:
+        assert event["source"] == f"wawindow/waba/{waba}"
+        assert "phone_number_id" not in event["data"]
+    assert events[0]["data"]["user"] == {"user_id": "US.13491208655", "wa_id": None}
+    assert events[2]["data"]["user"] == {"user_id": None, "wa_id": "16505550000"}
+    assert events[0]["data"]["state"] == "opted_out"
+
+
 async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
     t0 = s.now - 30 * HOUR
     fep = samples.pmp_pricing("referral_conversion", "free_entry_point")
@@ -134,7 +213,8 @@ async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
     assert s.settings.kafka_bootstrap is not None
     raw = values(await read_all(s.settings.kafka_bootstrap, s.topics.webhook_events))
 
-    assert {e["type"] for e in events} == TYPES - CORRECTIONS  # every type but those, for real
+    # every type but those, for real
+    assert {e["type"] for e in events} == TYPES - CORRECTIONS - PERSON
     fit(events)
     for record in raw:
         valid("webhookEvent", record)

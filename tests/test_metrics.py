@@ -60,13 +60,19 @@ async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
     # the worker's lag before it consumed anything, then its batches
     await worker.run_once(100)  # joins the group and may take a first batch
     await worker.observe()
-    lag_before = sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3))
+    lag_before = sum(
+        value(wm, "wawindow_worker_consumer_lag", topic="webhook-events", partition=str(p))
+        for p in range(3)
+    )
     await s.status("wamid.o1", "read", s.now - HOUR)  # read before delivered: out of order
     await s.status("wamid.o1", "delivered", s.now - HOUR - 1)
     await s.inbound("wamid.1", s.now - 2 * HOUR)  # Meta's re-send: a duplicate
     await s.status("wamid.o2", "failed", s.now - 60, error_code=131047)
     await worker.observe()
-    lag_posted = sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3))
+    lag_posted = sum(
+        value(wm, "wawindow_worker_consumer_lag", topic="webhook-events", partition=str(p))
+        for p in range(3)
+    )
     poison = AIOKafkaProducer(bootstrap_servers=s.settings.kafka_bootstrap)
     await poison.start()
     try:
@@ -77,7 +83,13 @@ async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
     await worker.observe()
 
     assert lag_posted > lag_before
-    assert sum(value(wm, "wawindow_worker_consumer_lag", partition=str(p)) for p in range(3)) == 0
+    assert (
+        sum(
+            value(wm, "wawindow_worker_consumer_lag", topic="webhook-events", partition=str(p))
+            for p in range(3)
+        )
+        == 0
+    )
     assert value(wm, "wawindow_worker_records_total") >= 6
     assert value(wm, "wawindow_worker_batch_records_count") >= 1
     assert value(wm, "wawindow_worker_batch_seconds_count") >= 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 WEBHOOK_EVENTS = "webhook-events"
 WINDOW_EVENTS = "window-events"
 DEAD_LETTER = "dead-letter"
+CONSENT_EVENTS = "consent-events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +29,12 @@ class Topics:
     def dead_letter(self) -> str:
         return self.prefix + DEAD_LETTER
 
+    @property
+    def consent_events(self) -> str:
+        return self.prefix + CONSENT_EVENTS
+
     def all(self) -> tuple[str, ...]:
-        return (self.webhook_events, self.window_events, self.dead_letter)
+        return (self.webhook_events, self.window_events, self.dead_letter, self.consent_events)
 
 
 def conversation_key(phone_number_id: str, user: str) -> str:
@@ -99,3 +104,43 @@ def counters(shard: int, day: str) -> str:
 def alias(key: str) -> str:
     """STRING: the conversation key this (older) key's user now lives under."""
     return f"{_tag(shard_of(key))}:a:{key}"
+
+
+def person_key(waba_id: str, user: str) -> str:
+    """A person at a business: ``k:<waba>:<user>``, the key of their consent and erasure (a
+    person consents to a business, not to one of its numbers). Never a conversation key,
+    which starts with a phone number id."""
+    return f"k:{waba_id}:{user}"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonKeys:
+    """The Redis keys of one person at one WABA, all in one slot."""
+
+    key: str
+    shard: int
+
+    @classmethod
+    def of(cls, waba_id: str, user: str) -> PersonKeys:
+        key = person_key(waba_id, user)
+        return cls(key, shard_of(key))
+
+    @property
+    def state(self) -> str:
+        """STRING ``<version> <document>``: the person's consent history and erasures (see
+        :mod:`wawindow.rules.people`); no expiry: consent lives as long as the relationship."""
+        return f"{_tag(self.shard)}:{self.key}"
+
+
+def document_keys(key: str) -> tuple[str, int]:
+    """The state key and shard of a stored document: a conversation or a person."""
+    if key.startswith("k:"):
+        shard = shard_of(key)
+        return f"{_tag(shard)}:{key}", shard
+    k = ConversationKeys.of(key)
+    return k.state, k.shard
+
+
+#: HASH: phone number id -> its WABA, for every number the worker has seen; how a person's
+#: conversations are found at erasure, and a number's WABA for consent
+NUMBERS = "ww:numbers"

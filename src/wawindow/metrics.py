@@ -99,8 +99,9 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "wawindow_worker_consumer_lag",
-            "records on this worker's partitions not yet committed",
-            ["partition"],
+            "records on this worker's partitions not yet committed, per topic (without the"
+            " prefix: webhook-events, consent-events) and partition",
+            ["topic", "partition"],
             registry=r,
         )
         self.redis_seconds = Histogram(

@@ -36,7 +36,7 @@ log = structlog.get_logger("wawindow.publisher")
 @dataclass(frozen=True, slots=True)
 class Record:
     topic: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (a compacted topic then forgets the key)
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
 
@@ -47,6 +47,9 @@ def _key_hash(key: bytes) -> int:
     conversations repeat, and the pure-Python hash is not free."""
     return int(murmur2(key)) & 0x7FFFFFFF
 
+
+# how much longer than the acknowledgement bound stopping the producer may take
+STOP_GRACE_S = 2.0
 
 _Waiters = list[tuple[Sequence[Record], "asyncio.Future[None]"]]
 
@@ -104,7 +107,11 @@ class Publisher:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-        await producer.stop()
+        try:  # with Kafka gone, aiokafka would wait for it to flush forever
+            async with asyncio.timeout(self._ack_timeout_ms / 1000 + STOP_GRACE_S):
+                await producer.stop()
+        except TimeoutError:
+            log.warning("publisher.stop_timeout", waited_s=self._ack_timeout_ms / 1000)
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send ``records`` and wait until Kafka has acknowledged all of them."""
@@ -181,7 +188,7 @@ class Publisher:
                         is None
                     ):
                         raise KafkaError(
-                            f"a record of {len(record.value)} bytes does not fit in a batch"
+                            f"a record of {len(record.value or b'')} bytes does not fit in a batch"
                         )
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures

@@ -1,4 +1,4 @@
-"""``wawindow topics create``: the three topics, with partitions, replication and retention."""
+"""``wawindow topics create``: the topics, with partitions, replication and retention."""
 
 from __future__ import annotations
 
@@ -19,13 +19,20 @@ RETENTION_MS = {
     "webhook-events": 30 * _DAY_MS,
     "window-events": 7 * _DAY_MS,
     "dead-letter": 90 * _DAY_MS,
+    # consent is kept for years and rebuilt from here: nothing expires by age; compaction
+    # (below) keeps every change (each has its own key) and forgets the ones an erasure
+    # tombstoned
+    "consent-events": -1,
 }
 _TOPIC_ALREADY_EXISTS = 36
 # The largest record a topic takes. Kafka's default is 1 MB, and a signed body Meta may send
 # (up to 3 MB) must fit whole on dead-letter, so that topic takes up to this much; the
 # receiver keeps a digest and an excerpt of anything larger (see webhook.app).
 MAX_RECORD_BYTES = 8 * 1024 * 1024
-TOPIC_CONFIGS = {"dead-letter": {"max.message.bytes": str(MAX_RECORD_BYTES)}}
+TOPIC_CONFIGS = {
+    "dead-letter": {"max.message.bytes": str(MAX_RECORD_BYTES)},
+    "consent-events": {"cleanup.policy": "compact"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +67,16 @@ async def create_topics(
             raise KafkaUnavailable(
                 f"replication factor {rf} needs {rf} brokers; the cluster has {brokers}"
             )
-        new = [
-            NewTopic(
-                name,
-                partitions,
-                rf,
-                topic_configs={
-                    "retention.ms": str(RETENTION_MS[name.removeprefix(topics.prefix)]),
-                    "min.insync.replicas": str(min(2, rf)),
-                    **TOPIC_CONFIGS.get(name.removeprefix(topics.prefix), {}),
-                },
-            )
-            for name in topics.all()
-        ]
+
+        def configs(name: str) -> dict[str, str]:
+            base = name.removeprefix(topics.prefix)
+            return {
+                "retention.ms": str(RETENTION_MS[base]),
+                "min.insync.replicas": str(min(2, rf)),
+                **TOPIC_CONFIGS.get(base, {}),
+            }
+
+        new = [NewTopic(name, partitions, rf, topic_configs=configs(name)) for name in topics.all()]
         response = await admin.create_topics(new)
         created = {name for name, code, *_ in response.topic_errors if code == 0}
         failed = [
@@ -82,12 +86,12 @@ async def create_topics(
         ]
         if failed:
             raise KafkaUnavailable(f"could not create topics: {failed}")
-        # a topic made by an earlier release gets the record size it needs now
+        # a topic made by an earlier release gets what it needs now (the whole set: Kafka's
+        # AlterConfigs resets what it is not given)
         existing = [
-            ConfigResource(ConfigResourceType.TOPIC, name, configs)
+            ConfigResource(ConfigResourceType.TOPIC, name, configs(name))
             for name in topics.all()
-            if name not in created
-            and (configs := TOPIC_CONFIGS.get(name.removeprefix(topics.prefix)))
+            if name not in created and name.removeprefix(topics.prefix) in TOPIC_CONFIGS
         ]
         if existing:
             await admin.alter_configs(existing)

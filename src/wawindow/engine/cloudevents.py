@@ -9,7 +9,7 @@ import orjson
 
 from wawindow.rules.transitions import Transition
 
-_TIME_FIELDS = ("opened_at", "expires_at", "closed_at")
+_TIME_FIELDS = ("opened_at", "expires_at", "closed_at", "at", "erased_at", "recorded_at")
 
 
 def iso(ts: int) -> str:
@@ -19,17 +19,16 @@ def iso(ts: int) -> str:
 
 def to_cloudevent(t: Transition) -> dict[str, Any]:
     """The published form of a transition; ``id`` is the transition's deterministic id."""
-    data: dict[str, Any] = {
-        "waba_id": t.waba_id,
-        "phone_number_id": t.phone_number_id,
-        "user": {"user_id": t.user_id, "wa_id": t.wa_id},
-    }
+    data: dict[str, Any] = {"waba_id": t.waba_id}
+    if t.phone_number_id is not None:  # a person's events (consent, erasure) are the WABA's
+        data["phone_number_id"] = t.phone_number_id
+    data["user"] = {"user_id": t.user_id, "wa_id": t.wa_id}
     for name, value in t.data.items():
         data[name] = iso(int(value)) if name in _TIME_FIELDS and value is not None else value
     return {
         "specversion": "1.0",
         "id": t.id,
-        "source": f"wawindow/{t.phone_number_id}",
+        "source": f"wawindow/{t.phone_number_id or 'waba/' + str(t.waba_id)}",
         "type": f"wawindow.{t.type}",
         "subject": t.user_id or t.wa_id,
         "time": iso(t.time),

@@ -15,7 +15,7 @@ import asyncio
 import importlib.resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
@@ -30,7 +30,7 @@ from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.service_window import CSW_SECONDS as CSW
 from wawindow.rules.state import State
-from wawindow.rules.transitions import Transition
+from wawindow.rules.transitions import CounterChange, Transition
 
 _LUA = importlib.resources.files(__package__) / "lua"
 READ = (_LUA / "read.lua").read_text()
@@ -99,11 +99,29 @@ class Report:
 
 
 @dataclass(slots=True)
-class _Read:
+class Read:
+    """A stored document as read: a conversation's :class:`State` or a person's
+    :class:`~wawindow.rules.people.Person`, its version, and its unacknowledged events."""
+
     key: str
     version: str
-    state: State
+    state: Any
     pending: list[tuple[str, list[Transition]]]
+
+
+class Written(Protocol):
+    """What the rules made of a document, to be written back."""
+
+    @property
+    def state(self) -> Any: ...  # has encode() and waba_id
+
+    transitions: list[Transition]
+    counters: list[CounterChange]
+    due: int | None
+    keep_until: int
+
+
+W = TypeVar("W", bound=Written)
 
 
 def _transitions(raw: bytes | str | None) -> list[Transition]:
@@ -125,6 +143,11 @@ class WindowStore:
     @property
     def rules(self) -> Rules:
         return self._rules
+
+    @property
+    def retention_s(self) -> int:
+        """How long counters (and what outlives a conversation) are kept."""
+        return self._config.counters_retention_days * DAY
 
     async def load(self) -> None:
         """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
@@ -231,18 +254,20 @@ class WindowStore:
 
     # -- reading and writing one conversation ------------------------------------------------
 
-    async def _read(self, asked: Sequence[str]) -> dict[str, _Read | Exception]:
+    async def _read(
+        self, asked: Sequence[str], decode: Callable[[str | None], Any] = State.decode
+    ) -> dict[str, Read | Exception]:
         """Each key's state, where its user lives now (aliases followed)."""
-        out: dict[str, _Read | Exception] = {}
+        out: dict[str, Read | Exception] = {}
         todo = {k: k for k in asked}
         for _ in range(MAX_ALIAS_HOPS + 1):
             if not todo:
                 break
             calls: list[_Call] = []
             for current in todo.values():
-                k = keys.ConversationKeys.of(current)
+                state_key, shard = keys.document_keys(current)
                 calls.append(
-                    ("read", [k.state, keys.outbox(k.shard), keys.alias(current)], [current])
+                    ("read", [state_key, keys.outbox(shard), keys.alias(current)], [current])
                 )
             replies = await self._scripts(calls, list(todo.values()))
             moved: dict[str, str] = {}
@@ -252,25 +277,25 @@ class WindowStore:
                 elif reply[0]:
                     moved[key] = text(reply[0])
                 else:
-                    out[key] = self._decode(current, reply)
+                    out[key] = self._decode(current, reply, decode)
             todo = moved
         for key in todo:
             out[key] = EventRejected(f"{key}: links chained more than {MAX_ALIAS_HOPS} times")
         return out
 
     @staticmethod
-    def _decode(key: str, reply: list[Any]) -> _Read | Exception:
+    def _decode(key: str, reply: list[Any], decode: Callable[[Any], Any]) -> Read | Exception:
         try:
             pending = [
                 (text(reply[i]), _transitions(reply[i + 1])) for i in range(3, len(reply), 2)
             ]
-            return _Read(key, text(reply[1]), State.decode(reply[2]), pending)
+            return Read(key, text(reply[1]), decode(reply[2]), pending)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
 
-    def _commit(self, r: _Read, outcome: Outcome, now: int) -> tuple[_Call, Applied]:
+    def _commit(self, r: Read, outcome: Written, now: int) -> tuple[_Call, Applied]:
         """The script call that writes ``outcome``, and what it publishes once written."""
-        k = keys.ConversationKeys.of(r.key)
+        state_key, shard = keys.document_keys(r.key)
         waba, number = outcome.state.waba_id or "", r.key.split(":", 1)[0]
         totals: dict[tuple[int, str], int] = {}
         for c in outcome.counters:
@@ -281,43 +306,45 @@ class WindowStore:
         field = f"{r.key}|v{int(r.version) + 1}"
         call: _Call = (
             "commit",
-            [k.state, keys.deadlines(k.shard), keys.outbox(k.shard), keys.outbox_queue(k.shard)],
+            [state_key, keys.deadlines(shard), keys.outbox(shard), keys.outbox_queue(shard)],
             [
                 r.key, r.version, outcome.state.encode(), outcome.keep_until,
                 "" if outcome.due is None else outcome.due, now,
-                keys.counters(k.shard, ""), self._config.counters_retention_days * DAY,
+                keys.counters(shard, ""), self._config.counters_retention_days * DAY,
                 orjson.dumps([t.encode() for t in transitions]) if transitions else "",
                 *counters,
             ],
         )  # fmt: skip
         # what an earlier write left unacknowledged (a crash before its publish) goes out too
         published = [t for _, ts in r.pending for t in ts] + transitions
-        outbox = [(k.shard, f) for f, _ in r.pending] + ([(k.shard, field)] if transitions else [])
+        outbox = [(shard, f) for f, _ in r.pending] + ([(shard, field)] if transitions else [])
         return call, Applied(published, outbox)
 
-    async def _run(
+    async def run(
         self,
         asked: Sequence[str],
-        rules: Callable[[_Read, list[str]], Outcome],
+        rules: Callable[[Read, list[str]], W],
         now: int,
         *,
         durable: bool = False,
-    ) -> dict[str, tuple[Outcome, Applied] | Exception]:
-        """Read the conversations of ``asked`` keys, run ``rules`` on each (given the state
-        and the asked keys that live there), and write the outcomes back; a conversation
-        that another process wrote meanwhile is read and run again."""
-        out: dict[str, tuple[Outcome, Applied] | Exception] = {}
+        decode: Callable[[Any], Any] = State.decode,
+    ) -> dict[str, tuple[W, Applied] | Exception]:
+        """Read the documents of ``asked`` keys (conversations, or people with ``decode``),
+        run ``rules`` on each (given the state and the asked keys that live there), and write
+        the outcomes back; a document that another process wrote meanwhile is read and run
+        again. The one read-decide-write path of every stored document."""
+        out: dict[str, tuple[W, Applied] | Exception] = {}
         todo = list(asked)
         for _ in range(MAX_CONFLICTS):
-            reads = await self._read(todo)
-            by_key: dict[str, tuple[_Read, list[str]]] = {}
+            reads = await self._read(todo, decode)
+            by_key: dict[str, tuple[Read, list[str]]] = {}
             for key in todo:
                 r = reads[key]
                 if isinstance(r, Exception):
                     out[key] = r
                 else:
                     by_key.setdefault(r.key, (r, []))[1].append(key)
-            runs = []
+            runs: list[tuple[Read, list[str], W]] = []
             for r, keys_here in by_key.values():
                 try:
                     runs.append((r, keys_here, rules(r, keys_here)))
@@ -354,11 +381,11 @@ class WindowStore:
         for i, (key, _) in enumerate(events):
             groups.setdefault(key, []).append(i)
 
-        def run(r: _Read, asked: list[str]) -> Outcome:
+        def run(r: Read, asked: list[str]) -> Outcome:
             indexes = sorted(i for key in asked for i in groups[key])
             return engine.apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
 
-        done = await self._run(list(groups), run, now, durable=True)
+        done = await self.run(list(groups), run, now, durable=True)
         results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
         applied: dict[int, Applied] = {}
         for key, result in done.items():
@@ -379,10 +406,10 @@ class WindowStore:
         """Warn or close each conversation whose time has come; safe to race with others.
         Returns the writes to publish, and the conversations that could not be swept."""
 
-        def run(r: _Read, _: list[str]) -> Outcome:
+        def run(r: Read, _: list[str]) -> Outcome:
             return engine.sweep(r.state, r.key, now, self._rules)
 
-        done = await self._run(conversation_keys, run, now)
+        done = await self.run(conversation_keys, run, now)
         applied = {id(r[1]): r[1] for r in done.values() if not isinstance(r, Exception)}
         failed = {k: r for k, r in done.items() if isinstance(r, Exception)}
         return list(applied.values()), failed
@@ -437,20 +464,20 @@ class WindowStore:
         if source.state.empty and not source.pending:
             return []
 
-        def run(r: _Read, _: list[str]) -> Outcome:
+        def run(r: Read, _: list[str]) -> Outcome:
             return engine.merge(r.state, r.key, source.state, src, source.version, now, self._rules)
 
-        done = (await self._run([dst], run, now, durable=True))[dst]
+        done = (await self.run([dst], run, now, durable=True))[dst]
         if isinstance(done, Exception):
             raise done
         # the source is forgotten only as the version that was merged
-        k = keys.ConversationKeys.of(src)
+        shard = keys.shard_of(src)
         gone = Outcome(State())
-        call, _ = self._commit(_Read(src, source.version, State(), []), gone, now)
+        call, _ = self._commit(Read(src, source.version, State(), []), gone, now)
         call[2][2] = ""
         await self._scripts([call], [src])
         pending = Applied(
-            [t for _, ts in source.pending for t in ts], [(k.shard, f) for f, _ in source.pending]
+            [t for _, ts in source.pending for t in ts], [(shard, f) for f, _ in source.pending]
         )
         return [done[1], pending]
 

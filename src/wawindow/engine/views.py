@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from wawindow.consent_records import Categories
 from wawindow.engine.cloudevents import iso
+from wawindow.engine.people import OnFile
 from wawindow.engine.store import WindowStore
 from wawindow.rules import opt_out
+from wawindow.rules.consent import Consent
 from wawindow.rules.conversations import conversations
 from wawindow.rules.engine import Rules
 from wawindow.rules.entry_point import entry_points
@@ -61,3 +64,31 @@ async def window_view(
     key = f"{phone_number_id}:{user}"
     resolved = (await store.resolve([key]))[key]
     return view_of(await store.conversation(resolved), phone_number_id, now, store.rules)
+
+
+def consent_view(
+    waba_id: str, user: str, on_file: OnFile, categories: Categories
+) -> dict[str, Any]:
+    """The shape of ``GET /v1/consents/…`` (and ``wawindow consent show``)."""
+    consent = Consent.of(on_file.decisions)
+    shown: dict[str, Any] = {}
+    for category in categories.shown:
+        d = consent.deciding(category)
+        shown[category] = {
+            "state": consent.state(category),
+            "at": iso(d.at) if d else None,
+            "source": d.source if d else None,
+        }
+    history = []
+    for d in reversed(on_file.decisions):
+        item = d.show()
+        item["at"] = iso(d.at)
+        item["recorded_at"] = iso(d.recorded_at) if d.recorded_at else None
+        history.append(item)
+    return {
+        "waba_id": waba_id,
+        "user": user,
+        "ids": on_file.ids,
+        "categories": shown,
+        "history": history,
+    }

@@ -32,8 +32,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from wawindow import consent_records
 from wawindow.contracts import CONVERSATION_KINDS
 from wawindow.engine import cloudevents
+from wawindow.engine.people import People
 from wawindow.engine.store import Applied, WindowStore
 from wawindow.errors import KafkaUnavailable, WawindowError
 from wawindow.keys import Topics
@@ -79,6 +81,7 @@ class Worker:
         self._topics = topics
         self._group_id = group_id
         self._store = store
+        self._people = People(store)
         self._publisher = publisher
         self._batch_size = batch_size
         self._clock = clock
@@ -98,6 +101,7 @@ class Worker:
         await wait_for_group_coordinator(self._bootstrap, self._group_id)
         self._consumer = AIOKafkaConsumer(
             self._topics.webhook_events,
+            self._topics.consent_events,
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             client_id="wawindow-worker",
@@ -213,7 +217,24 @@ class Worker:
         events: list[tuple[str, dict[str, Any]]] = []
         raws: list[bytes] = []
         links: list[tuple[str, str]] = []
+        changes: list[dict[str, Any]] = []  # consent changes and erasures
+        change_raws: list[bytes] = []
         for r in records:
+            if r.topic == self._topics.consent_events:
+                if r.value is None:
+                    continue  # a tombstone of an erased change
+                try:
+                    change = orjson.loads(r.value)
+                    problem = consent_records.invalid(change)
+                except orjson.JSONDecodeError as exc:
+                    problem = f"not JSON: {exc}"
+                if problem is not None:
+                    origin = f"{r.topic}/{r.partition}/{r.offset}"
+                    dead.append(self._dead_letter(r.value, f"unreadable change: {problem}", origin))
+                else:
+                    changes.append(change)
+                    change_raws.append(r.value)
+                continue
             try:
                 event = orjson.loads(r.value)
                 problem = invalid(event)
@@ -245,6 +266,25 @@ class Worker:
                 continue
             self._count_notes(result.notes)
         applied += report.applied
+        await self._people.note_numbers(
+            ((e.get("phone_number_id"), e.get("waba_id")) for _, e in events), now
+        )
+        tombstones: list[Record] = []
+        if changes:  # after the batch's webhooks: an erasure also erases what they brought
+            with self._timed("people"):
+                people = await self._people.apply(changes, now)
+            for change, raw, outcome in zip(changes, change_raws, people.results, strict=True):
+                if isinstance(outcome, Exception) or outcome.error is not None:
+                    why = outcome if isinstance(outcome, Exception) else outcome.error
+                    dead.append(
+                        self._dead_letter(
+                            raw, f"worker could not apply {change['event_id']}: {why}"
+                        )
+                    )
+            applied += people.applied
+            tombstones = [
+                Record(self._topics.consent_events, None, key.encode()) for key in people.tombstones
+            ]
         transitions: list[Transition] = []
         seen: set[str] = set()
         for a in applied:
@@ -253,7 +293,7 @@ class Worker:
                     seen.add(t.id)
                     transitions.append(t)
         publish = self._window_events(transitions)
-        await self._publisher.publish(publish + dead)
+        await self._publisher.publish(publish + dead + tombstones)
         self._count_published(transitions)
         self.metrics.dead_letters.labels("worker").inc(len(dead))
         with self._timed("acknowledge"):
@@ -303,7 +343,8 @@ class Worker:
             lags = await self._lags(self._consumer)
             self.metrics.consumer_lag.clear()
             for tp, behind in lags.items():
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(behind)
+                topic = tp.topic.removeprefix(self._topics.prefix)
+                self.metrics.consumer_lag.labels(topic, str(tp.partition)).set(behind)
         self.metrics.windows_open.set(await self._store.open_count())
         used, limit = await self._store.memory()
         self.metrics.redis_used_memory.set(used)

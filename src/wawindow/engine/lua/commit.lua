@@ -4,14 +4,14 @@ nobody wrote it since it was read (optimistic concurrency on its version): the n
 window events into the outbox (until Kafka acknowledges them), its next deadline, and its
 finance counter changes.
 
-KEYS[1]  conversation state (STRING: "<version> <state document>"; a string, not a hash, since
+KEYS[1]  conversation (or person) state (STRING: "<version> <state document>"; a string, not a hash, since
          a document longer than 64 bytes would turn a hash into Redis's larger encoding)
 KEYS[2]  shard deadline index (ZSET)   KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
 All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
 ARGV[3]  the new state document ("": forget the conversation)
-ARGV[4]  when the state may be forgotten (Unix seconds)
+ARGV[4]  when the state may be forgotten (Unix seconds; "0": never, a person's consent)
 ARGV[5]  the next deadline (Unix seconds; "": none)
 ARGV[6]  now (wall-clock Unix seconds)
 ARGV[7]  the shard's counter key prefix; "<prefix><UTC day>" is a day's HASH
@@ -44,7 +44,11 @@ end
 if doc == "" then
   redis.call("DEL", state)
 else
-  redis.call("SET", state, version .. " " .. doc, "EXAT", ARGV[4])
+  if ARGV[4] == "0" then
+    redis.call("SET", state, version .. " " .. doc)
+  else
+    redis.call("SET", state, version .. " " .. doc, "EXAT", ARGV[4])
+  end
 end
 
 if ARGV[5] == "" then

@@ -2,7 +2,7 @@
 Reads one conversation's state for the rules (src/wawindow/rules), with the window events its
 last write left in the outbox that Kafka has not acknowledged yet.
 
-KEYS[1]  conversation state (STRING: "<version> <state document>")
+KEYS[1]  conversation (or person) state (STRING: "<version> <state document>")
 KEYS[2]  shard outbox (HASH)
 KEYS[3]  the key's alias (STRING: the conversation key its user was linked to)
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.

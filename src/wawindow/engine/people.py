@@ -1,0 +1,221 @@
+"""People in Redis: consent and erasure, through the conversations' read-decide-write path
+(:meth:`wawindow.engine.store.WindowStore.run`), so order, repeats and replays behave as they
+do for webhooks.
+
+- A person's document (:mod:`wawindow.rules.people`) lives at ``{ww:n}:k:<waba>:<user>``,
+  without expiry.
+- An erasure first turns every conversation of the person at the WABA into a tombstone (on
+  every number of the WABA the worker has seen, under each id the person is known by: the
+  one asked, and the wa_id or BSUID their conversations name), drops the links between those
+  ids, then erases the person's documents under each id. Each step can be repeated.
+- Consent on file joins the person's recorded decisions under each of their ids with the
+  opt-outs their conversations learned from webhooks: one history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from wawindow import keys
+from wawindow.contracts import DAY, ChangeKind
+from wawindow.engine.connection import text
+from wawindow.engine.store import Applied, Read, WindowStore
+from wawindow.errors import EventRejected
+from wawindow.keys import conversation_key
+from wawindow.rules import engine, people
+from wawindow.rules.consent import Decision, from_webhooks
+from wawindow.rules.engine import EventResult
+from wawindow.rules.people import Person
+from wawindow.rules.state import State
+
+log = structlog.get_logger("wawindow.people")
+
+
+@dataclass(slots=True)
+class PeopleReport:
+    """Per record its result (or the error that kept it from being applied), the writes
+    whose events are to be published, and the consent records to tombstone on Kafka."""
+
+    results: list[EventResult | Exception]
+    applied: list[Applied] = field(default_factory=list)
+    tombstones: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OnFile:
+    """What the tracker holds of a person at a WABA."""
+
+    decisions: list[Decision]  # recorded and webhook-borne, oldest first
+    ids: list[str]  # the ids they are known by
+    conversations: int  # conversations with facts (not tombstones)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.decisions or self.conversations)
+
+
+class People:
+    """Consent and erasure of people, on the conversations' store."""
+
+    def __init__(self, store: WindowStore) -> None:
+        self._store = store
+        self._redis = store.redis
+        self._noted: dict[str, tuple[str, float]] = {}  # number -> (WABA, when written)
+
+    # -- the numbers of a WABA ----------------------------------------------------------------
+
+    async def note_numbers(self, pairs: Iterable[tuple[Any, Any]], now: float) -> None:
+        """Remember which WABA each phone number id belongs to: written once a day per
+        process, and kept as long as the counts after the last write."""
+        new: dict[Any, Any] = {
+            n: w
+            for n, w in pairs
+            if isinstance(n, str)
+            and isinstance(w, str)
+            and n
+            and w
+            and (self._noted.get(n, ("", 0.0))[0] != w or now - self._noted[n][1] > DAY)
+        }
+        if new:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(keys.NUMBERS, mapping=new)
+            pipe.expire(keys.NUMBERS, self._store.retention_s)
+            await pipe.execute()
+            self._noted.update({n: (w, now) for n, w in new.items()})
+
+    async def numbers_of(self, waba_id: str) -> list[str]:
+        raw = await self._redis.hgetall(keys.NUMBERS)
+        return sorted(text(n) for n, w in raw.items() if text(w) == waba_id)
+
+    async def waba_of(self, phone_number_id: str) -> str | None:
+        raw = await self._redis.hget(keys.NUMBERS, phone_number_id)
+        return text(raw) if raw is not None else None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def person(self, waba_id: str, user: str) -> Person:
+        raw = await self._redis.get(keys.PersonKeys.of(waba_id, user).state)
+        return Person.decode(text(raw).split(" ", 1)[1] if raw else None)
+
+    async def conversations(self, users: Iterable[str], numbers: Iterable[str]) -> dict[str, State]:
+        """The conversations of ``users`` on ``numbers``, by the key they live under."""
+        asked = [conversation_key(n, u) for n in numbers for u in users]
+        where = await self._store.resolve(asked)
+        out: dict[str, State] = {}
+        for key in dict.fromkeys(where.values()):
+            out[key] = await self._store.conversation(key)
+        return out
+
+    async def on_file(
+        self, waba_id: str, user: str, numbers: Sequence[str] | None = None
+    ) -> OnFile:
+        """Consent on file for a person: their recorded decisions under each id they are
+        known by, and the webhook-borne opt-outs of their conversations on ``numbers``
+        (default: every number of the WABA)."""
+        if numbers is None:
+            numbers = await self.numbers_of(waba_id)
+        convs = await self.conversations([user], numbers)
+        ids = {user} | {i for s in convs.values() for i in (s.wa_id, s.user_id) if i}
+        more = ids - {user}
+        if more:
+            convs |= await self.conversations(more, numbers)
+        decisions: list[Decision] = []
+        for person_id in sorted(ids):
+            decisions += (await self.person(waba_id, person_id)).history
+        for s in convs.values():
+            decisions += from_webhooks(
+                {k: (d.at, d.value, d.reason) for k, d in s.decisions.items()}
+            )
+        decisions.sort(key=lambda d: (d.at, d.id))
+        facts = sum(1 for s in convs.values() if s.inbound or s.messages or s.decisions)
+        return OnFile(decisions, sorted(ids), facts)
+
+    # -- applying consent-events --------------------------------------------------------------
+
+    async def apply(self, records: Sequence[Mapping[str, Any]], now: int) -> PeopleReport:
+        """Apply consent changes and erasures (checked records), per person in order."""
+        report = PeopleReport([EventRejected("not applied")] * len(records))
+        todo: list[tuple[int | None, dict[str, Any]]] = []
+        for i, rec in enumerate(records):
+            if rec["kind"] != ChangeKind.ERASURE:
+                todo.append((i, dict(rec)))
+                continue
+            try:
+                ids, applied = await self._erase_conversations(
+                    str(rec["waba_id"]), str(rec["user"]), int(rec["at"]), now
+                )
+            except EventRejected as exc:
+                report.results[i] = exc
+                continue
+            report.applied += applied
+            todo.append((i, {**rec, "ids": ids}))
+            for other in ids:  # the same person's documents under their other ids, quietly
+                if other != rec["user"]:
+                    quiet = {**rec, "user": other, "event_id": f"{rec['event_id']}:{other}"}
+                    todo.append((None, {**quiet, "linked": True}))
+        groups: dict[str, list[int]] = {}
+        for n, (_, rec) in enumerate(todo):
+            key = keys.person_key(str(rec["waba_id"]), str(rec["user"]))
+            groups.setdefault(key, []).append(n)
+
+        def run(r: Read, asked: list[str]) -> people.PersonOutcome:
+            ns = sorted(n for key in asked for n in groups[key])
+            return people.apply(r.state, r.key, [todo[n][1] for n in ns], now)
+
+        done = await self._store.run(list(groups), run, now, durable=True, decode=Person.decode)
+        for key, result in done.items():
+            ns = groups[key]
+            if isinstance(result, Exception):
+                for n in ns:
+                    if (j := todo[n][0]) is not None:
+                        report.results[j] = result
+                continue
+            outcome, written = result
+            report.applied.append(written)
+            report.tombstones += outcome.tombstones
+            for n, res in zip(ns, outcome.results, strict=True):
+                if (j := todo[n][0]) is not None:
+                    report.results[j] = res
+        report.tombstones = list(dict.fromkeys(report.tombstones))
+        return report
+
+    async def _erase_conversations(
+        self, waba_id: str, user: str, at: int, now: int
+    ) -> tuple[list[str], list[Applied]]:
+        """Make every conversation of the person at the WABA a tombstone; returns the ids
+        they were known by and the writes to publish (what earlier writes left pending)."""
+        numbers = await self.numbers_of(waba_id)
+        ids = {user}
+        found: set[str] = set()
+        for _ in range(3):  # the ids the conversations name, and theirs
+            asked = {conversation_key(n, u) for n in numbers for u in ids} - found
+            if not asked:
+                break
+            found |= asked
+            where = await self._store.resolve(sorted(asked))
+            found |= set(where.values())
+            for key in set(where.values()):
+                s = await self._store.conversation(key)
+                ids |= {i for i in (s.wa_id, s.user_id) if i}
+        found |= {conversation_key(n, u) for n in numbers for u in ids}
+        if not found:
+            return sorted(ids), []
+        # links first: each id's key then holds its own tombstone, whatever a replay names
+        await self._redis.delete(*(keys.alias(k) for k in sorted(found)))
+        rules = self._store.rules
+
+        def run(r: Read, _: list[str]) -> engine.Outcome:
+            return engine.erase(r.state, r.key, at, now, rules)
+
+        done = await self._store.run(sorted(found), run, now, durable=True)
+        applied: list[Applied] = []
+        for key, result in done.items():
+            if isinstance(result, Exception):
+                raise EventRejected(f"cannot erase {key}: {result}")
+            applied.append(result[1])
+        log.info("people.erased", conversations=len(found), numbers=len(numbers))
+        return sorted(ids), applied
