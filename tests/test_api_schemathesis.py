@@ -21,7 +21,7 @@ from schemathesis import checks
 
 from tests.cliutil import run_all, wait_healthy
 from tests.conftest import Services, examples, new_prefix
-from tests.test_openapi import TOKEN
+from tests.test_openapi import TOKEN, WRITE_TOKEN
 
 DOC = json.loads((files("wawindow") / "api" / "openapi.json").read_text())
 schema = schemathesis.openapi.from_dict(DOC)
@@ -31,7 +31,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 @pytest.fixture(scope="module")
 def service(services: Services) -> Iterator[str]:
     with run_all(
-        services, new_prefix(), 4, WAWINDOW_API_TOKENS=TOKEN, WAWINDOW_LOG_LEVEL="warning"
+        services,
+        new_prefix(),
+        4,
+        WAWINDOW_API_TOKENS=TOKEN,
+        WAWINDOW_API_WRITE_TOKENS=WRITE_TOKEN,
+        WAWINDOW_CONSENT_POLICY="enforce",
+        WAWINDOW_LOG_LEVEL="warning",
     ) as (base, proc):
         asyncio.run(wait_healthy(base, proc))
         yield base
@@ -40,8 +46,12 @@ def service(services: Services) -> Iterator[str]:
 @schema.parametrize()
 @settings(max_examples=examples(25), deadline=None)
 def test_every_operation_answers_as_documented(case: schemathesis.Case[Any], service: str) -> None:
-    # half of the cases carry the operator's token, so the routes behind it are reached too
-    headers = {"Authorization": f"Bearer {TOKEN}"} if hash(repr(case.query)) % 2 else {}
+    # a third of the cases carry no token, a third a read-only one and a third a write token,
+    # so the routes behind them are reached too (and consent writes are refused, or taken)
+    token = (None, TOKEN, WRITE_TOKEN)[
+        hash(repr((case.path_parameters, case.query, case.body))) % 3
+    ]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     # the API has rules across parameters that a schema cannot say (``to`` after ``from``, at
     # most 400 days apart; ``endpoint=marketing_messages`` only for a marketing template), so
     # a schema-valid request may rightly be refused with a 400 naming the parameter

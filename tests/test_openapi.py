@@ -30,7 +30,9 @@ from wawindow.metrics import add_metrics_route
 from wawindow.webhook.app import add_routes
 from wawindow.webhook.signature import HEADER, sign
 
-TOKEN = "openapi-test-token"
+TOKEN = "openapi-test-token"  # read-only
+WRITE_TOKEN = "openapi-write-token"
+LIMITED_TOKEN = "openapi-limited-token"  # writes, but only WABA 999
 DOC: dict[str, Any] = json.loads(DOCUMENT.read_text())
 REGISTRY: Registry[Any] = Registry().with_resource(
     "urn:openapi", Resource.from_contents(DOC, default_specification=DRAFT202012)
@@ -81,7 +83,15 @@ def check(method: str, path: str, status: int, content_type: str, body: Any) -> 
 
 @pytest.fixture
 def run_all(services: Services, topic_prefix: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    with run_all_process(services, topic_prefix, 2, WAWINDOW_API_TOKENS=TOKEN) as running:
+    with run_all_process(
+        services,
+        topic_prefix,
+        2,
+        WAWINDOW_API_TOKENS=TOKEN,
+        WAWINDOW_API_WRITE_TOKENS=f"{WRITE_TOKEN},{LIMITED_TOKEN}=999",
+        WAWINDOW_CONSENT_POLICY="enforce",
+        WAWINDOW_CONSENT_CATEGORIES="marketing,utility,authentication,offers",
+    ) as running:
         yield running
 
 
@@ -139,6 +149,52 @@ async def test_every_answer_of_the_running_server_matches_the_document(
         bad = await call("get", "/v1/send-check", "/v1/send-check", expect=400,
                          params={"phone_number_id": user.phone_number_id, "user": user.wa_id,
                                  "kind": "pigeon"})  # fmt: skip
+        waba, writer = demo.WABA_ID, {"Authorization": f"Bearer {WRITE_TOKEN}"}
+        limited = {"Authorization": f"Bearer {LIMITED_TOKEN}"}
+        nobody = {"Authorization": "Bearer x"}
+        change = {"waba_id": waba, "user": user.wa_id, "category": "marketing",
+                  "decision": "opt_in", "at": int(time.time()) - 60, "source": "website_form",
+                  "wording": "signup-form-v3", "proof": "form-submission-88"}  # fmt: skip
+        recorded = [
+            (await call("post", "/v1/consents", "/v1/consents", expect=202, json=c,
+                        headers=writer))["id"]
+            for c in (change, {**change, "category": "utility", "decision": "opt_out"})
+        ]  # fmt: skip
+        await call("post", "/v1/consents", "/v1/consents", expect=400,
+                   json={**change, "decision": "maybe"}, headers=writer)  # fmt: skip
+        await call("post", "/v1/consents", "/v1/consents", expect=403, json=change)
+        await call("post", "/v1/consents", "/v1/consents", expect=404, json=change, headers=limited)
+        await call("post", "/v1/consents", "/v1/consents", expect=401, json=change, headers=nobody)
+        await call("post", "/v1/consents", "/v1/consents", expect=413,
+                   json={**change, "proof": "x" * 70_000}, headers=writer)  # fmt: skip
+        consents, ctemplate = f"/v1/consents/{waba}/{user.wa_id}", "/v1/consents/{waba_id}/{user}"
+        async with asyncio.timeout(60):
+            while True:  # the worker has applied the changes once they are in the history
+                async with session.get(base + consents) as r:
+                    if r.status == 200 and set(recorded) <= {
+                        h["id"] for h in (await r.json())["history"]
+                    }:
+                        break
+                await asyncio.sleep(0.1)
+        shown = await call("get", ctemplate, consents, expect=200)
+        await call("get", ctemplate, f"/v1/consents/{waba}/nobody", expect=400)
+        await call("get", ctemplate, f"/v1/consents/{waba}/19990000000", expect=404)
+        await call("get", ctemplate, consents, expect=401, headers=nobody)
+        consent_checks = []
+        for category in ("marketing", "offers", "utility"):
+            consent_checks.append(await call(
+                "get", "/v1/send-check", "/v1/send-check", expect=200,
+                params={"phone_number_id": user.phone_number_id, "user": user.wa_id,
+                        "kind": "template:marketing", "consent_category": category,
+                        "waba_id": waba}))  # fmt: skip
+        erased = demo.USERS[4]
+        stopped = await call("get", ctemplate, f"/v1/consents/{waba}/{erased.wa_id}", expect=200)
+        erase, etemplate = f"/v1/users/{waba}/{erased.wa_id}", "/v1/users/{waba_id}/{user}"
+        await call("delete", etemplate, erase, expect=403)
+        await call("delete", etemplate, erase, expect=404, headers=limited)
+        await call("delete", etemplate, erase, expect=401, headers=nobody)
+        await call("delete", etemplate, f"/v1/users/{waba}/nobody", expect=400, headers=writer)
+        await call("delete", etemplate, erase, expect=202, headers=writer)
         span = {"from": "2026-01-01", "to": "2027-01-01", "granularity": "month"}
         counted = await call("get", "/v1/counts", "/v1/counts", expect=200, params=span)
         await call("get", "/v1/counts", "/v1/counts", expect=200, params={**span, "format": "meta"})
@@ -155,6 +211,18 @@ async def test_every_answer_of_the_running_server_matches_the_document(
     assert view["entry_point_window"]["open"] is True
     assert "kind" in bad["detail"]
     assert counted["rows"]
+    assert shown["categories"]["marketing"]["state"] == "opted_in"
+    assert shown["categories"]["utility"]["state"] == "opted_out"
+    assert shown["categories"]["offers"]["state"] == "unknown"
+    assert stopped["categories"]["all"]["state"] == "opted_out"
+    assert ("whatsapp_keyword", None) in {
+        (h["source"], h["recorded_at"]) for h in stopped["history"]
+    }
+    assert consent_checks[0]["allowed"] is True
+    assert consent_checks[0]["consent"] == {"marketing": "opted_in"}
+    assert consent_checks[1]["reason"] == "no_opt_in"
+    assert consent_checks[1]["consent"] == {"offers": "unknown"}
+    assert consent_checks[2]["reason"] == "opted_out_of_category"
     documented = {
         (m, p, int(s)) for p, ops in DOC["paths"].items() for m, op in ops.items()
         for s in op["responses"]
@@ -164,5 +232,7 @@ async def test_every_answer_of_the_running_server_matches_the_document(
     untested = {("post", "/webhook", 413), ("post", "/webhook", 503), ("get", "/readyz", 503),
                 ("get", "/healthz", 503),
                 ("get", "/v1/counts", 401), ("get", "/v1/counts", 404),
-                ("get", "/v1/send-check", 401), ("get", "/v1/send-check", 404)}  # fmt: skip
+                ("get", "/v1/send-check", 401), ("get", "/v1/send-check", 404),
+                ("post", "/v1/consents", 503),
+                ("delete", "/v1/users/{waba_id}/{user}", 503)}  # fmt: skip
     assert documented - seen == untested

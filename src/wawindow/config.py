@@ -52,6 +52,7 @@ class ApiToken:
 
     token: Secret
     waba_ids: frozenset[str] | None
+    write: bool = False  # may record consent and erase (WAWINDOW_API_WRITE_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +90,27 @@ class Settings:
     # auto, none, aof, or replicas:<n> (see docs/operations.md, "Durability")
     redis_durability: str = "auto"
     redis_durability_timeout_ms: int = 2_000
+    # how send-check uses consent on file: off, record, enforce (see docs/api.md, "Consent")
+    consent_policy: str = "off"
+    consent_categories: tuple[str, ...] = ("marketing", "utility", "authentication")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """Read and validate every ``WAWINDOW_*`` variable of ``env`` (default: os.environ)."""
         reader = _Reader(os.environ if env is None else env)
         redis_url = reader.text("REDIS_URL")
+        writers = tuple(_api_token(t, write=True) for t in reader.csv("API_WRITE_TOKENS"))
+        readers = tuple(
+            t
+            for t in (_api_token(t) for t in reader.csv("API_TOKENS"))
+            if t.token not in {w.token for w in writers}
+        )
         return cls(
             kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP"),
             redis_url=Secret(redis_url) if redis_url else None,
             app_secrets=tuple(Secret(s) for s in reader.csv("APP_SECRETS")),
             verify_token=_secret(reader.text("VERIFY_TOKEN")),
-            api_tokens=tuple(_api_token(t) for t in reader.csv("API_TOKENS")),
+            api_tokens=readers + writers,
             topic_prefix=reader.text("TOPIC_PREFIX", "wawindow.") or "",
             http_host=reader.text("HTTP_HOST", "0.0.0.0") or "0.0.0.0",
             http_port=reader.integer("HTTP_PORT", 8080, low=0, high=65535),
@@ -128,6 +138,8 @@ class Settings:
             redis_durability_timeout_ms=reader.integer(
                 "REDIS_DURABILITY_TIMEOUT_MS", 2_000, low=10, high=60_000
             ),
+            consent_policy=reader.choice("CONSENT_POLICY", "off", ("off", "record", "enforce")),
+            consent_categories=_categories(reader.csv("CONSENT_CATEGORIES")),
         )
 
     def require(self, *names: str) -> None:
@@ -161,14 +173,27 @@ def _secret(value: str | None) -> Secret | None:
     return Secret(value) if value else None
 
 
-def _api_token(spec: str) -> ApiToken:
+def _api_token(spec: str, *, write: bool = False) -> ApiToken:
+    var = PREFIX + ("API_WRITE_TOKENS" if write else "API_TOKENS")
     token, sep, wabas = spec.partition("=")
     if not token:
-        raise ConfigError(f"{PREFIX}API_TOKENS has an entry with an empty token")
+        raise ConfigError(f"{var} has an entry with an empty token")
     ids = frozenset(w.strip() for w in wabas.split("|") if w.strip()) if sep else None
     if sep and not ids:
-        raise ConfigError(f"{PREFIX}API_TOKENS: a token limited with '=' must name WABA ids")
-    return ApiToken(Secret(token), ids)
+        raise ConfigError(f"{var}: a token limited with '=' must name WABA ids")
+    return ApiToken(Secret(token), ids, write)
+
+
+def _categories(names: list[str]) -> tuple[str, ...]:
+    if not names:
+        return ("marketing", "utility", "authentication")
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name) or name == "all":
+            raise ConfigError(
+                f"{PREFIX}CONSENT_CATEGORIES: {name!r} is not a category name"
+                " (lower case letters, digits and _; 'all' is always one)"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 class _Reader:

@@ -21,10 +21,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from wawindow.api.app import API, ApiConfig, add_api_routes
+from wawindow.api.app import add_api_routes
+from wawindow.api.context import API, PEOPLE, TOPICS, ApiConfig
 from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
 from wawindow.engine.connection import connect
+from wawindow.engine.people import People
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
@@ -113,7 +115,10 @@ async def run_roles(
                 await store.load()
                 app[STORE] = store
             if "api" in roles:
+                assert store is not None
                 app[API] = ApiConfig.from_settings(settings)
+                app[PEOPLE] = People(store)
+                app[TOPICS] = Topics(settings.topic_prefix)
                 add_api_routes(app)
             if "worker" in roles:
                 assert store is not None

@@ -1,14 +1,15 @@
-"""The senders' HTTP API: ``GET /v1/windows/{phone_number_id}/{user}`` and
-``GET /v1/send-check``, behind bearer tokens (each optionally limited to some WABAs)."""
+"""The senders' HTTP API: ``GET /v1/windows/{phone_number_id}/{user}``, ``GET /v1/send-check``,
+finance's ``GET /v1/counts`` and consent (:mod:`wawindow.api.consents`), behind bearer tokens
+(each optionally limited to some WABAs; writes need a write token)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from wawindow.answers import error
-from wawindow.config import ApiToken, Settings
+from wawindow.api.consents import add_consent_routes
+from wawindow.api.context import API, CALLER, PEOPLE, TOPICS, ApiConfig, Caller
+from wawindow.config import Settings
 from wawindow.engine.counts import (
     CSV_COLUMNS,
     GRANULARITIES,
@@ -27,42 +30,18 @@ from wawindow.engine.counts import (
     meta_data_points,
     parse_instant,
 )
+from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
-from wawindow.health import STORE
+from wawindow.health import PUBLISHER, STORE
+from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics
-from wawindow.pricing import KINDS, PricingRule, expected_charge, load_rules
-from wawindow.ratecard import ENDPOINTS, RateCard, estimate, load_rate_cards, rate_for
+from wawindow.pricing import KINDS, expected_charge
+from wawindow.publisher import Publisher
+from wawindow.ratecard import ENDPOINTS, estimate, rate_for
+from wawindow.rules.consent import Consent
 from wawindow.rules.send_check import decide
 
-
-@dataclass(frozen=True, slots=True)
-class ApiConfig:
-    tokens: tuple[ApiToken, ...]
-    rules: tuple[PricingRule, ...]
-    rate_cards: tuple[RateCard, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ApiConfig:
-        settings.require("api_tokens")
-        return cls(
-            settings.api_tokens,
-            load_rules(settings.pricing_rules_file),
-            load_rate_cards(settings.rate_card_file),
-        )
-
-
-API = web.AppKey("api", ApiConfig)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: the WABAs their token may see (None: every WABA)."""
-
-    wabas: frozenset[str] | None
-
-
-CALLER = web.RequestKey("caller", Caller)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -73,15 +52,23 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/v1/windows/{phone_number_id}/{user}", windows)
     app.router.add_get("/v1/send-check", send_check)
     app.router.add_get("/v1/counts", counts_handler)
+    add_consent_routes(app)
 
 
 def create_api_app(
-    settings: Settings, store: WindowStore, metrics: Metrics | None = None
+    settings: Settings,
+    store: WindowStore,
+    metrics: Metrics | None = None,
+    publisher: Publisher | None = None,
 ) -> web.Application:
     app = web.Application()
     app[API] = ApiConfig.from_settings(settings)
     app[METRICS] = metrics or Metrics()
     app[STORE] = store
+    app[PEOPLE] = People(store)
+    app[TOPICS] = Topics(settings.topic_prefix)
+    if publisher is not None:
+        app[PUBLISHER] = publisher
     add_api_routes(app)
     return app
 
@@ -120,7 +107,8 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             match = token
     if match is None:
         return error(401, "unauthorized", "send Authorization: Bearer <token>")
-    request[CALLER] = Caller(match.waba_ids)
+    digest = hashlib.sha256(match.token.value.encode()).hexdigest()[:12]
+    request[CALLER] = Caller(match.waba_ids, match.write, digest)
     return await handler(request)
 
 
@@ -131,6 +119,11 @@ async def _view(request: web.Request, phone_number_id: str, user: str) -> dict[s
     if view is None or (allowed is not None and view["waba_id"] not in allowed):
         return None
     return view
+
+
+def _may_see(request: web.Request, waba_id: str) -> bool:
+    allowed = request[CALLER].wabas
+    return allowed is None or waba_id in allowed
 
 
 async def windows(request: web.Request) -> web.Response:
@@ -166,9 +159,22 @@ async def send_check(request: web.Request) -> web.Response:
     fep = (view or {}).get("entry_point_window") or {}
     csw_open, fep_open = bool(csw.get("open")), bool(fep.get("open"))
     now = int(time.time())
-    # consent is not recorded yet (issue 11): the policy is "off", today's behaviour
-    answer = decide(view, None, "off", kind)
     config = request.app[API]
+    consent_category = q.get("consent_category") or None
+    if consent_category is not None and consent_category not in config.categories:
+        shown = ", ".join(config.categories.shown)
+        return error(400, "bad_parameter", f"consent_category must be one of {shown}")
+    consent = None
+    if config.consent_policy != "off" and kind != "free_form":
+        waba_id = (
+            (view or {}).get("waba_id")
+            or q.get("waba_id")
+            or await request.app[PEOPLE].waba_of(q["phone_number_id"])
+        )
+        if waba_id is not None and _may_see(request, waba_id):
+            on_file = await request.app[PEOPLE].on_file(waba_id, q["user"], [q["phone_number_id"]])
+            consent = Consent.of(on_file.decisions)
+    answer = decide(view, consent, config.consent_policy, kind, consent_category)
     charge = expected_charge(
         config.rules, kind, now, service_window_open=csw_open, entry_point_open=fep_open
     )
@@ -197,6 +203,7 @@ async def send_check(request: web.Request) -> web.Response:
             "service_window_expires_at": csw.get("expires_at") if csw_open else None,
             "entry_point_window_expires_at": fep.get("expires_at") if fep_open else None,
             "expected_charge": charge,
+            **({"consent": answer.consent} if answer.consent is not None else {}),
         }
     )
 

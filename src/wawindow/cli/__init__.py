@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from wawindow.cli.consent import add_consent_commands
 from wawindow.cli.dev import DEV_API_TOKEN, DEV_APP_SECRET, DEV_VERIFY_TOKEN, cmd_dev
 from wawindow.cli.finance import cmd_counts, cmd_reconcile
 from wawindow.cli.operate import cmd_replay, cmd_run, cmd_services, cmd_topics_create
@@ -114,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--format", default="table", choices=["table", "csv", "json"])
     rec.set_defaults(handler=cmd_reconcile)
+
+    add_consent_commands(sub)
 
     events = sub.add_parser("events", help="print window events as they are published")
     events.add_argument("--follow", action="store_true", help="keep printing new events")

@@ -45,6 +45,7 @@ def cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "WAWINDOW_APP_SECRETS": DEV_APP_SECRET,
         "WAWINDOW_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
         "WAWINDOW_API_TOKENS": DEV_API_TOKEN,
+        "WAWINDOW_API_WRITE_TOKENS": DEV_API_TOKEN,  # make dev may record consent
         "WAWINDOW_TOPIC_PARTITIONS": "3",
         "WAWINDOW_LOG_LEVEL": "warning",
         **env,

@@ -1,0 +1,198 @@
+"""``wawindow consent …``: record, show and erase consent, and import an opt-in list.
+
+Writes go to ``consent-events`` exactly as the API's do (the same records, the same ids), and
+the worker applies them. ``import`` reads a CSV with the header
+``waba_id,user,category,decision,at`` (and optionally ``source,wording,proof,recorded_by``):
+
+- idempotent: a row's id is a hash of what it says, so importing a file twice records each
+  change once;
+- resumable: after each chunk Kafka has acknowledged, the number of rows done is written to
+  ``FILE.progress``; a run that stops is started again with the same command and goes on
+  from there (``--restart`` ignores it);
+- a row that cannot be read is reported with its line number and skipped; the command then
+  exits 1, having imported every other row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from wawindow.cli.output import out, settings_from, with_redis
+from wawindow.config import Settings
+from wawindow.consent_records import BadField, Categories, consent_record, erasure_record
+from wawindow.engine.people import People
+from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.views import consent_view
+from wawindow.keys import Topics
+from wawindow.publisher import Publisher, Record
+from wawindow.replay import ProgressBar
+
+CHUNK = 500
+COLUMNS = ("waba_id", "user", "category", "decision", "at")
+
+
+def add_consent_commands(sub: Any) -> None:
+    consent = sub.add_parser("consent", help="record, show, erase and import consent")
+    actions = consent.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    rec = actions.add_parser("record", help="record an opt-in or an opt-out")
+    rec.add_argument("waba_id")
+    rec.add_argument("user", help="the person's wa_id or BSUID")
+    rec.add_argument("decision", choices=["opt_in", "opt_out"])
+    rec.add_argument("--category", default="all", help="a consent category, or all (default)")
+    rec.add_argument("--at", help="when the person decided: ISO 8601 (default: now)")
+    rec.add_argument("--source", help="where: website_form, phone, paper, …")
+    rec.add_argument("--wording", help="the wording or form version shown")
+    rec.add_argument("--proof", help="a reference to the record of it")
+    rec.set_defaults(handler=cmd_record)
+
+    show = actions.add_parser("show", help="a person's consent per category, and its history")
+    show.add_argument("waba_id")
+    show.add_argument("user")
+    show.set_defaults(handler=cmd_show)
+
+    erase = actions.add_parser("erase", help="erase a person: windows, consent, ledger, links")
+    erase.add_argument("waba_id")
+    erase.add_argument("user")
+    erase.set_defaults(handler=cmd_erase)
+
+    imp = actions.add_parser("import", help="import an opt-in list (CSV); resumable")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--restart", action="store_true", help="ignore FILE.progress")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(handler=cmd_import)
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _publish(settings: Settings, records: Sequence[dict[str, Any]]) -> None:
+    settings.require("kafka_bootstrap")
+    assert settings.kafka_bootstrap is not None
+    topic = Topics(settings.topic_prefix).consent_events
+
+    async def run() -> None:
+        publisher = Publisher(settings.kafka_bootstrap or "", ack_timeout_ms=30_000)
+        await publisher.start()
+        try:
+            await publisher.publish(
+                [Record(topic, orjson.dumps(r), str(r["event_id"]).encode()) for r in records]
+            )
+        finally:
+            await publisher.stop()
+
+    asyncio.run(run())
+
+
+def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_from(env)
+    body = {
+        "waba_id": args.waba_id, "user": args.user, "category": args.category,
+        "decision": args.decision, "at": args.at, "source": args.source,
+        "wording": args.wording, "proof": args.proof,
+    }  # fmt: skip
+    try:
+        rec = consent_record(
+            body, int(time.time()), Categories(settings.consent_categories), _who()
+        )
+    except BadField as exc:
+        print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    _publish(settings, [rec])
+    out(rec["event_id"])
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_from(env)
+    try:
+        rec = erasure_record(args.waba_id, args.user, int(time.time()), _who())
+    except BadField as exc:
+        print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    _publish(settings, [rec])
+    out(rec["event_id"])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_from(env)
+    categories = Categories(settings.consent_categories)
+
+    async def show(redis: Any) -> dict[str, Any] | None:
+        people = People(WindowStore(redis, EngineConfig()))
+        on_file = await people.on_file(args.waba_id, args.user)
+        return consent_view(args.waba_id, args.user, on_file, categories) if on_file.known else None
+
+    view = with_redis(settings, show)
+    if view is None:
+        print(f"wawindow: no consent on file for {args.user} at {args.waba_id}", file=sys.stderr)  # noqa: T201
+        return 1
+    out(json.dumps(view, indent=2, ensure_ascii=False))
+    return 0
+
+
+def read_rows(
+    path: Path, categories: Categories, now: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of a CSV opt-in list, and the problems of the rows that cannot be read
+    (``line N: …``)."""
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            return [], [f"line 1: the header lacks {', '.join(missing)}"]
+        for row in reader:
+            if not row.get("at"):  # a default of "now" would make every run a new change
+                problems.append(f"line {reader.line_num}: at: is required in a file")
+                continue
+            try:
+                records.append(consent_record(dict(row), now, categories, _who()))
+            except BadField as exc:
+                problems.append(f"line {reader.line_num}: {exc}")
+    return records, problems
+
+
+def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_from(env)
+    path = Path(args.file)
+    try:
+        records, problems = read_rows(
+            path, Categories(settings.consent_categories), int(time.time())
+        )
+    except OSError as exc:
+        print(f"wawindow: cannot read {path}: {exc.strerror}", file=sys.stderr)  # noqa: T201
+        return 2
+    progress_file = path.with_name(path.name + ".progress")
+    done = 0
+    if progress_file.exists() and not args.restart:
+        done = min(int(progress_file.read_text().strip() or 0), len(records))
+    bar = None if args.quiet else ProgressBar()
+    for start in range(done, len(records), CHUNK):
+        chunk = records[start : start + CHUNK]
+        _publish(settings, chunk)
+        done = start + len(chunk)
+        progress_file.write_text(f"{done}\n")
+        if bar is not None:
+            bar(done, len(records))
+    for problem in problems:
+        print(f"wawindow: {path}: {problem}", file=sys.stderr)  # noqa: T201
+    out(f"imported {len(records)} change(s) from {path}; {len(problems)} row(s) skipped")
+    return 1 if problems else 0
