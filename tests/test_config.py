@@ -96,3 +96,10 @@ def test_settings_are_frozen() -> None:
 
 def test_secret_repr_is_masked() -> None:
     assert "hunter2" not in repr(Secret("hunter2")) + str(Secret("hunter2"))
+
+
+def test_a_token_in_both_token_lists_keeps_one_scope_or_start_up_stops() -> None:
+    same = Settings.from_env({"WAWINDOW_API_TOKENS": "t=W1", "WAWINDOW_API_WRITE_TOKENS": "t=W1"})
+    assert [(t.waba_ids, t.write) for t in same.api_tokens] == [(frozenset({"W1"}), True)]
+    with pytest.raises(ConfigError, match="two different WABA scopes"):
+        Settings.from_env({"WAWINDOW_API_TOKENS": "t=W1", "WAWINDOW_API_WRITE_TOKENS": "t"})

@@ -106,7 +106,9 @@ async def test_an_opt_in_is_on_kafka_when_answered_and_on_file_once_applied(
     s: Scenario, api: ApiClient
 ) -> None:
     at = "2026-11-20T10:00:00Z"
-    status, body = await record(api, at=at, source="website_form", wording="v3", proof="f-88")
+    status, body = await record(
+        api, at=at, source="website_form", wording="v3", proof="f-88", recorded_by="jane"
+    )
     assert s.settings.kafka_bootstrap
     on_kafka = values(await read_all(s.settings.kafka_bootstrap, s.topics.consent_events))
     before, _ = await consent(api)
@@ -126,7 +128,8 @@ async def test_an_opt_in_is_on_kafka_when_answered_and_on_file_once_applied(
     assert shown["categories"]["utility"]["state"] == "unknown"
     [entry] = shown["history"]
     assert (entry["id"], entry["wording"], entry["proof"]) == (body["id"], "v3", "f-88")
-    assert entry["recorded_by"].startswith("api:")
+    assert entry["recorded_by"].startswith("api:")  # who authenticated, then who they say
+    assert entry["recorded_by"].endswith(" (jane)")
     assert WRITER not in str(shown)
 
 
@@ -456,3 +459,63 @@ async def test_the_cli_records_shows_imports_and_erases(
     assert len(orjson.loads(imported.stdout)["history"]) == 1
     assert erased.returncode == 0
     assert after.returncode == 1
+
+
+async def test_an_opt_out_on_one_number_holds_on_every_number_of_the_waba(
+    s: Scenario, api: ApiClient
+) -> None:
+    other = "106540352242999"
+    await record(api, category="all", at=s.now - 3 * HOUR)
+    stop = samples.text_message("wamid.stop", s.now - HOUR, "STOP", wa_id=WA)
+    await s.post(samples.messages_change(messages=[stop], phone_number_id=other))
+    await s.inbound("wamid.hi", s.now - 2 * HOUR)  # the asked number knows the person too
+    await s.process()
+
+    answer = await check(api, "template:utility")  # asked on the number that heard no STOP
+
+    assert (answer["allowed"], answer["reason"]) == (False, "opted_out")
+
+
+async def test_an_erased_person_with_conversations_stays_erased_when_redis_is_rebuilt(
+    s: Scenario, api: ApiClient
+) -> None:
+    await s.inbound("wamid.1", s.now - 3 * HOUR)
+    await s.status("wamid.reply", "delivered", s.now - 3 * HOUR + 60)
+    await record(api, at=s.now - 3 * HOUR)
+    await s.process()
+    await api.delete(f"/v1/users/{WABA}/{WA}", headers=auth(WRITER))
+    await s.process()
+    late = samples.status("wamid.reply", "read", int(time.time()) + 1, wa_id=WA)
+    await s.post(samples.messages_change(statuses=[late]))  # a read receipt after the erasure
+    await s.process()
+    window = f"/v1/windows/{PN}/{WA}"
+    before = (await api.get(window, headers=auth(READER))).status
+
+    await s.redis.flushdb()
+    rebuilt = await s.worker(group="rebuild-erased")
+    await rebuilt.drain()
+    after = (await api.get(window, headers=auth(READER))).status
+    shown, _ = await consent(api)
+
+    assert (before, after, shown) == (404, 404, 404)
+
+
+async def test_a_scoped_token_may_check_a_first_contact_of_its_own_waba_only(
+    s: Scenario, publisher: Publisher
+) -> None:
+    settings = api_settings(s, WAWINDOW_API_TOKENS=f"mine={WABA},theirs=999")
+    client = await client_for(settings, s, publisher)
+    try:
+        params = {"phone_number_id": PN, "user": "16505550111", "kind": "template:utility"}
+        mine = await client.get(
+            "/v1/send-check", params={**params, "waba_id": WABA}, headers=auth("mine")
+        )
+        theirs = await client.get(
+            "/v1/send-check", params={**params, "waba_id": WABA}, headers=auth("theirs")
+        )
+        answer = await mine.json()
+    finally:
+        await client.close()
+
+    assert (mine.status, answer["reason"]) == (200, "no_opt_in")
+    assert theirs.status == 404

@@ -10,7 +10,7 @@ import pytest
 from tests.engine_harness import HOUR, KEY, PN, USER, Scenario
 from wawindow import samples
 from wawindow.engine.views import window_view
-from wawindow.rules.engine import event_digest
+from wawindow.rules.state import event_digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 DAY = 24 * HOUR

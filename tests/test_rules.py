@@ -238,3 +238,25 @@ def test_a_counter_field_is_encoded_as_the_store_keeps_it() -> None:
     f = CounterField.at(T + 901, "w", "pn", Metric.CONVERSATIONS_OPENED, ("utility", "user"))
     assert f.encode() == f"{(T + 901) % 86400 // 900}|w|pn|conversations_opened|utility|user"
     assert CounterField.decode(f.day, f.encode()) == f
+
+
+def test_a_late_status_of_a_message_sent_before_an_erasure_brings_nobody_back() -> None:
+    from wawindow.engine.views import view_of
+
+    pricing = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "utility"}
+    s = State()
+    first = [
+        inbound(T),
+        status("o1", "sent", T + 60, pricing=pricing),
+        status("o1", "delivered", T + 61, pricing=pricing),
+    ]
+    engine.apply(s, KEY, first, T + 62, RULES)
+    engine.erase(s, KEY, T + 100, T + 100, RULES)
+    late = engine.apply(s, KEY, [status("o1", "read", T + 200, pricing=pricing)], T + 200, RULES)
+    older = engine.apply(s, KEY, [inbound(T + 50)], T + 200, RULES)
+
+    assert late.results[0].notes == ("erased",)
+    assert older.results[0].notes == ("erased",)
+    assert (late.transitions, late.counters, older.counters) == ([], [], [])
+    assert view_of(s, "pn", T + 200, RULES) is None
+    assert (s.inbound, s.messages, s.wa_id, s.linked) == ([], {}, None, {})

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Services, examples
-from tests.timelines import DAY, T0, USER, Delivery, events_of, timelines
+from tests.timelines import DAY, PRICINGS, T0, USER, Delivery, events_of, timelines
 from wawindow import samples
 from wawindow.contracts import CounterField
 from wawindow.engine.connection import connect
@@ -201,6 +201,15 @@ def test_an_erasure_leaves_the_same_in_every_arrival_order_and_nothing_before_it
     for d in arrivals[:cut]:
         model.deliver(events_of(d), d.arrives)
     engine.erase(model.state(key), key, erased_at, end + 1, RULES)
+    # a read receipt, after the erasure, of a message the tracker knew before it
+    known = sorted(
+        {e["data"]["wamid"] for d in arrivals[:cut] for e in events_of(d)
+         if e["kind"] == "status" and e["key"] == key}
+    )  # fmt: skip
+    for wamid in known:
+        read = samples.status(wamid, "read", erased_at + 300, pricing=PRICINGS[1])
+        late = samples.messages_change(statuses=[read])
+        model.deliver(events_of(Delivery(samples.encode(samples.body(late)), end + 1)), end + 1)
     for d in arrivals[cut:]:
         model.deliver(events_of(d), max(d.arrives, end + 1))
     for d in deliveries:  # a replay of every older webhook changes nothing

@@ -140,3 +140,24 @@ def test_webhook_opt_outs_read_as_consent_decisions() -> None:
         (ALL, False, "whatsapp_keyword", T),
         ("marketing", True, "user_preferences", T + 1),
     ]
+
+
+def test_a_finer_category_answers_to_its_templates_opt_outs_too() -> None:
+    stopped = Consent(
+        {"offers": Decision(T, True, "offers"),
+         "marketing": Decision(T + 1, False, "marketing", "user_preferences")}
+    )  # fmt: skip
+    later_in = Consent(
+        {"marketing": Decision(T, False, "marketing", "phone"),
+         "offers": Decision(T + 1, True, "offers")}
+    )  # fmt: skip
+    meta_stop_older = Consent(
+        {"marketing": Decision(T, False, "marketing", "meta_131050"),
+         "offers": Decision(T + 1, True, "offers")}
+    )  # fmt: skip
+    kind = "template:marketing"
+    assert decide(None, stopped, "enforce", kind, "offers").reason == "marketing_opted_out"
+    assert decide(None, later_in, "enforce", kind, "offers").allowed  # opted in since
+    assert decide(None, meta_stop_older, "enforce", kind, "offers").reason == (
+        "marketing_opted_out"  # Meta blocks it whatever the business recorded
+    )

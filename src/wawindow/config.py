@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
+from wawindow.engine.connection import RedisTLS
 from wawindow.errors import ConfigError
+from wawindow.kafka import COMPRESSIONS, KafkaConnection
 
 PREFIX = "WAWINDOW_"
 
@@ -93,6 +95,19 @@ class Settings:
     # how send-check uses consent on file: off, record, enforce (see docs/api.md, "Consent")
     consent_policy: str = "off"
     consent_categories: tuple[str, ...] = ("marketing", "utility", "authentication")
+    # how to reach a secured Kafka (see wawindow.kafka and docs/connecting.md)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_ca_file: str | None = None
+    kafka_ssl_cert_file: str | None = None
+    kafka_ssl_key_file: str | None = None
+    kafka_oauth_token_provider: str | None = None
+    kafka_compression: str = "none"
+    redis_ssl_ca_file: str | None = None
+    redis_ssl_cert_file: str | None = None
+    redis_ssl_key_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -100,17 +115,22 @@ class Settings:
         reader = _Reader(os.environ if env is None else env)
         redis_url = reader.text("REDIS_URL")
         writers = tuple(_api_token(t, write=True) for t in reader.csv("API_WRITE_TOKENS"))
-        readers = tuple(
-            t
-            for t in (_api_token(t) for t in reader.csv("API_TOKENS"))
-            if t.token not in {w.token for w in writers}
-        )
-        return cls(
+        scopes = {w.token: w.waba_ids for w in writers}
+        readers: list[ApiToken] = []
+        for t in (_api_token(t) for t in reader.csv("API_TOKENS")):
+            if t.token not in scopes:
+                readers.append(t)
+            elif scopes[t.token] != t.waba_ids:  # never widen (or narrow) a token silently
+                raise ConfigError(
+                    f"{PREFIX}API_TOKENS and {PREFIX}API_WRITE_TOKENS name a token with two"
+                    " different WABA scopes; give it one"
+                )
+        settings = cls(
             kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP"),
             redis_url=Secret(redis_url) if redis_url else None,
             app_secrets=tuple(Secret(s) for s in reader.csv("APP_SECRETS")),
             verify_token=_secret(reader.text("VERIFY_TOKEN")),
-            api_tokens=readers + writers,
+            api_tokens=(*readers, *writers),
             topic_prefix=reader.text("TOPIC_PREFIX", "wawindow.") or "",
             http_host=reader.text("HTTP_HOST", "0.0.0.0") or "0.0.0.0",
             http_port=reader.integer("HTTP_PORT", 8080, low=0, high=65535),
@@ -140,6 +160,48 @@ class Settings:
             ),
             consent_policy=reader.choice("CONSENT_POLICY", "off", ("off", "record", "enforce")),
             consent_categories=_categories(reader.csv("CONSENT_CATEGORIES")),
+            kafka_security_protocol=(reader.text("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+            kafka_sasl_mechanism=(reader.text("KAFKA_SASL_MECHANISM") or "").upper() or None,
+            kafka_sasl_username=reader.text("KAFKA_SASL_USERNAME") or None,
+            kafka_sasl_password=_secret(reader.text("KAFKA_SASL_PASSWORD")),
+            kafka_ssl_ca_file=reader.text("KAFKA_SSL_CA_FILE") or None,
+            kafka_ssl_cert_file=reader.text("KAFKA_SSL_CERT_FILE") or None,
+            kafka_ssl_key_file=reader.text("KAFKA_SSL_KEY_FILE") or None,
+            kafka_oauth_token_provider=reader.text("KAFKA_OAUTH_TOKEN_PROVIDER") or None,
+            kafka_compression=reader.choice("KAFKA_COMPRESSION", "none", COMPRESSIONS),
+            redis_ssl_ca_file=reader.text("REDIS_SSL_CA_FILE") or None,
+            redis_ssl_cert_file=reader.text("REDIS_SSL_CERT_FILE") or None,
+            redis_ssl_key_file=reader.text("REDIS_SSL_KEY_FILE") or None,
+        )
+        if (settings.redis_ssl_cert_file is None) != (settings.redis_ssl_key_file is None):
+            raise ConfigError(
+                f"{PREFIX}REDIS_SSL_CERT_FILE and {PREFIX}REDIS_SSL_KEY_FILE go together"
+            )
+        settings.kafka_connection_unchecked().check()
+        return settings
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How to reach Kafka (requires ``WAWINDOW_KAFKA_BOOTSTRAP``)."""
+        self.require("kafka_bootstrap")
+        return self.kafka_connection_unchecked()
+
+    @property
+    def redis_tls(self) -> RedisTLS:
+        return RedisTLS(self.redis_ssl_ca_file, self.redis_ssl_cert_file, self.redis_ssl_key_file)
+
+    def kafka_connection_unchecked(self) -> KafkaConnection:
+        return KafkaConnection(
+            self.kafka_bootstrap or "",
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password.value if self.kafka_sasl_password else None,
+            self.kafka_ssl_ca_file,
+            self.kafka_ssl_cert_file,
+            self.kafka_ssl_key_file,
+            self.kafka_oauth_token_provider,
+            self.kafka_compression,
         )
 
     def require(self, *names: str) -> None:

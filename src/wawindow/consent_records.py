@@ -30,6 +30,7 @@ USER = re.compile(r"[0-9]{5,20}|[A-Z]{2}\.[A-Za-z0-9._-]{1,120}")
 WABA = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MAX_TEXT = 500  # source, wording, proof, recorded_by
+FUTURE_S = 5  # how far ahead of the tracker's clock a decision's time may be (clock skew)
 
 
 class BadField(ValueError):
@@ -67,10 +68,12 @@ def consent_record(body: Any, now: int, categories: Categories, recorded_by: str
     if decision not in DECISIONS:
         raise BadField("decision", "must be opt_in or opt_out")
     at = instant("at", body.get("at"), now)
-    if at > now + 300:
+    if at > now + FUTURE_S:
         raise BadField("at", "is in the future")
     texts = {name: _text(name, body.get(name)) for name in ("source", "wording", "proof")}
-    by = _text("recorded_by", body.get("recorded_by")) or recorded_by
+    # who recorded it is who authenticated; what the caller says of itself is kept beside it
+    given = _text("recorded_by", body.get("recorded_by"))
+    by = f"{recorded_by} ({given})" if given else recorded_by
     parts = (waba_id, user, category, decision, str(at), *texts.values())
     return {
         "kind": ChangeKind.CONSENT.value,
@@ -143,9 +146,13 @@ def invalid(rec: Any) -> str | None:
         waba_and_user(rec.get("waba_id"), rec.get("user"))
     except BadField as exc:
         return f"record {rec['event_id']}: {exc}"
-    at = rec.get("at")
-    if type(at) is not int or at not in TIMESTAMPS:
-        return f"record {rec['event_id']} has no Unix time in range: {at!r}"
+    for name in ("at", "recorded_at"):
+        value = rec.get(name)
+        if type(value) is not int or value not in TIMESTAMPS:
+            return f"record {rec['event_id']} has no Unix {name} in range: {value!r}"
+    for name in ("source", "wording", "proof", "recorded_by"):
+        if not isinstance(rec.get(name, ""), str):
+            return f"record {rec['event_id']} has a {name} that is not text"
     if kind == ChangeKind.CONSENT:
         category = rec.get("category")
         if not isinstance(category, str) or not (category == ALL or CATEGORY.fullmatch(category)):

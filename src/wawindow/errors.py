@@ -5,6 +5,7 @@ Our exception hierarchy::
     WawindowError
     ├── ConfigError          a setting is missing or malformed; start-up stops
     ├── KafkaUnavailable     Kafka did not acknowledge in time; the webhook answers 503
+    ├── RedisUnavailable     Redis refused or did not answer the first connection
     ├── EventRejected        the engine cannot apply an event; it goes to dead-letter
     ├── ServiceStartError    a local Kafka or redis-server could not be started
     ├── StoreConflict        conversations kept changing under an update; the batch is retried
@@ -27,6 +28,10 @@ class ConfigError(WawindowError):
 
 class KafkaUnavailable(WawindowError):
     """Kafka could not take the events within the configured bound."""
+
+
+class RedisUnavailable(WawindowError):
+    """Redis could not be reached at start-up (address, TLS, password or ACL)."""
 
 
 class EventRejected(WawindowError):

@@ -141,6 +141,11 @@ def document_keys(key: str) -> tuple[str, int]:
     return k.state, k.shard
 
 
+#: HASH: '<waba>|<user id>' -> the Unix second up to which that person was erased; older
+#: webhooks of theirs are dropped before they reach any state (kept as long as the erasure
+#: records of consent-events: for ever)
+ERASED = "ww:erased"
+
 #: HASH: phone number id -> its WABA, for every number the worker has seen; how a person's
 #: conversations are found at erasure, and a number's WABA for consent
 NUMBERS = "ww:numbers"

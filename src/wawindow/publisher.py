@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from wawindow.errors import KafkaUnavailable
+from wawindow.kafka import KafkaConnection, diagnose
 from wawindow.topics import MAX_RECORD_BYTES
 
 log = structlog.get_logger("wawindow.publisher")
@@ -57,8 +58,11 @@ _Waiters = list[tuple[Sequence[Record], "asyncio.Future[None]"]]
 class Publisher:
     """An aiokafka producer with all-or-nothing, time-bounded acknowledgement."""
 
-    def __init__(self, bootstrap: str, *, ack_timeout_ms: int, client_id: str = "wawindow") -> None:
-        self._bootstrap = bootstrap
+    def __init__(
+        self, kafka: str | KafkaConnection, *, ack_timeout_ms: int, client_id: str = "wawindow"
+    ) -> None:
+        self._kafka = KafkaConnection.of(kafka)
+        self._bootstrap = self._kafka.bootstrap
         self._client_id = client_id
         self._ack_timeout_ms = ack_timeout_ms
         self._producer: AIOKafkaProducer | None = None
@@ -70,8 +74,9 @@ class Publisher:
     async def start(self) -> None:
         """Connect; raises KafkaUnavailable when no broker answers."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.options(),
             client_id=self._client_id,
+            compression_type=self._kafka.producer_compression,
             acks="all",
             enable_idempotence=True,
             # No linger: batches already form on their own, from our per-tick coalescing and
@@ -89,7 +94,8 @@ class Publisher:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+            why = await diagnose(self._kafka)
+            raise KafkaUnavailable(f"cannot reach Kafka at {self._bootstrap}: {why}") from exc
         self._producer = producer
         self._sender = asyncio.create_task(self._send_loop(), name="wawindow-publisher")
 

@@ -80,9 +80,7 @@ async def run_roles(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            publisher = Publisher(
-                settings.kafka_bootstrap, ack_timeout_ms=settings.kafka_ack_timeout_ms
-            )
+            publisher = Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
             await publisher.start()
             stack.push_async_callback(publisher.stop)
 
@@ -100,7 +98,7 @@ async def run_roles(
             store: WindowStore | None = None
             if "worker" in roles or "api" in roles:
                 assert settings.redis_url is not None
-                redis = await connect(settings.redis_url.value)
+                redis = await connect(settings.redis_url.value, settings.redis_tls)
                 stack.push_async_callback(redis.aclose)
                 store = WindowStore(
                     redis,
@@ -123,7 +121,7 @@ async def run_roles(
             if "worker" in roles:
                 assert store is not None
                 worker = Worker(
-                    bootstrap=settings.kafka_bootstrap,
+                    bootstrap=settings.kafka,
                     topics=Topics(settings.topic_prefix),
                     group_id=settings.worker_group,
                     store=store,

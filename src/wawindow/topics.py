@@ -10,6 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from wawindow.errors import KafkaUnavailable
+from wawindow.kafka import KafkaConnection, describe
 from wawindow.keys import Topics
 
 _DAY_MS = 24 * 3600 * 1000
@@ -44,7 +45,7 @@ class TopicResult:
 
 
 async def create_topics(
-    bootstrap: str,
+    kafka: str | KafkaConnection,
     topics: Topics,
     *,
     partitions: int,
@@ -55,9 +56,9 @@ async def create_topics(
 
     ``replication_factor`` None means min(3, brokers in the cluster).
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+    conn = KafkaConnection.of(kafka)
+    bootstrap = conn.bootstrap
+    admin = AIOKafkaAdminClient(**conn.options(), request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -97,7 +98,7 @@ async def create_topics(
             await admin.alter_configs(existing)
         return await _wait_for_leaders(admin, topics, created, timeout_s)
     except KafkaError as exc:
-        raise KafkaUnavailable(f"cannot create topics on {bootstrap}: {exc}") from exc
+        raise KafkaUnavailable(f"cannot create topics on {bootstrap}: {describe(exc)}") from exc
     finally:
         await admin.close()
 
@@ -129,11 +130,13 @@ async def _wait_for_leaders(
 
 
 async def wait_for_group_coordinator(
-    bootstrap: str, group_id: str, timeout_s: float = 60.0
+    kafka: str | KafkaConnection, group_id: str, timeout_s: float = 60.0
 ) -> None:
     """Wait until the broker names a coordinator for ``group_id``. On a fresh broker the
     offsets topic does not exist yet; a consumer joining then logs an error until it does."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    conn = KafkaConnection.of(kafka)
+    bootstrap = conn.bootstrap
+    admin = AIOKafkaAdminClient(**conn.options(), request_timeout_ms=5000)
     try:
         await admin.start()
         async with asyncio.timeout(timeout_s):
@@ -144,6 +147,6 @@ async def wait_for_group_coordinator(
                 except KafkaError:
                     await asyncio.sleep(0.2)  # the broker is creating its offsets topic
     except KafkaError as exc:
-        raise KafkaUnavailable(f"no group coordinator on {bootstrap}: {exc}") from exc
+        raise KafkaUnavailable(f"no group coordinator on {bootstrap}: {describe(exc)}") from exc
     finally:
         await admin.close()

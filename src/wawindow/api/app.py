@@ -154,7 +154,11 @@ async def send_check(request: web.Request) -> web.Response:
         return error(400, "bad_parameter", f"endpoint {endpoint} does not send {kind}")
     view = await _view(request, q["phone_number_id"], q["user"])
     if view is None and request[CALLER].wabas is not None:
-        return error(404, "not_found", f"no user {q['user']} on number {q['phone_number_id']}")
+        # a limited token may ask about a person never seen on the number (a first contact)
+        # only for a WABA of its own: the number's, or the one it names
+        waba = q.get("waba_id") or await request.app[PEOPLE].waba_of(q["phone_number_id"])
+        if waba is None or not _may_see(request, waba):
+            return error(404, "not_found", f"no user {q['user']} on number {q['phone_number_id']}")
     csw = (view or {}).get("service_window") or {}
     fep = (view or {}).get("entry_point_window") or {}
     csw_open, fep_open = bool(csw.get("open")), bool(fep.get("open"))
@@ -172,7 +176,8 @@ async def send_check(request: web.Request) -> web.Response:
             or await request.app[PEOPLE].waba_of(q["phone_number_id"])
         )
         if waba_id is not None and _may_see(request, waba_id):
-            on_file = await request.app[PEOPLE].on_file(waba_id, q["user"], [q["phone_number_id"]])
+            # every number of the WABA: an opt-out sent to one number holds for all of them
+            on_file = await request.app[PEOPLE].on_file(waba_id, q["user"])
             consent = Consent.of(on_file.decisions)
     answer = decide(view, consent, config.consent_policy, kind, consent_category)
     charge = expected_charge(

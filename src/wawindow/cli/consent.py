@@ -87,7 +87,7 @@ def _publish(settings: Settings, records: Sequence[dict[str, Any]]) -> None:
     topic = Topics(settings.topic_prefix).consent_events
 
     async def run() -> None:
-        publisher = Publisher(settings.kafka_bootstrap or "", ack_timeout_ms=30_000)
+        publisher = Publisher(settings.kafka, ack_timeout_ms=30_000)
         await publisher.start()
         try:
             await publisher.publish(

@@ -61,7 +61,7 @@ def cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         assert settings.kafka_bootstrap is not None
         asyncio.run(
             create_topics(
-                settings.kafka_bootstrap,
+                settings.kafka,
                 Topics(settings.topic_prefix),
                 partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,

@@ -42,7 +42,7 @@ def cmd_topics_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     assert settings.kafka_bootstrap is not None
     results = asyncio.run(
         create_topics(
-            settings.kafka_bootstrap,
+            settings.kafka,
             Topics(settings.topic_prefix),
             partitions=args.partitions or settings.topic_partitions,
             replication_factor=args.replication_factor or settings.topic_replication_factor,

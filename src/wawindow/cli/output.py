@@ -46,7 +46,7 @@ def with_redis(settings: Settings, call: Callable[[AnyRedis], Awaitable[T]]) -> 
     url = settings.redis_url.value
 
     async def run() -> T:
-        redis = await connect(url)
+        redis = await connect(url, settings.redis_tls)
         try:
             return await call(redis)
         finally:

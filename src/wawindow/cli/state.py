@@ -17,6 +17,7 @@ from wawindow.engine.store import (
     WindowStore,
 )
 from wawindow.engine.views import window_view
+from wawindow.kafka import KafkaConnection
 from wawindow.keys import Topics
 
 
@@ -41,15 +42,17 @@ def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     assert settings.kafka_bootstrap is not None
     topic = Topics(settings.topic_prefix).window_events
     # Ctrl-C ends --follow; main() turns it into exit status 130
-    asyncio.run(_print_events(settings.kafka_bootstrap, topic, args.follow, args.from_beginning))
+    asyncio.run(_print_events(settings.kafka, topic, args.follow, args.from_beginning))
     return 0
 
 
-async def _print_events(bootstrap: str, topic: str, follow: bool, from_beginning: bool) -> None:
+async def _print_events(
+    kafka: KafkaConnection, topic: str, follow: bool, from_beginning: bool
+) -> None:
     """Print each event as one JSON line; without --follow, stop at the end of the topic."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning or not follow else "latest",

@@ -10,11 +10,14 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from wawindow.devservices.process import ManagedProcess, free_port, port_open
+from wawindow.devservices.tls import LocalCA
 from wawindow.errors import ServiceStartError
 
 KAFKA_VERSION = "4.1.1"
@@ -61,6 +64,41 @@ def fetch_jars(cache: Path) -> Path:
     return libs
 
 
+@dataclass(frozen=True, slots=True)
+class SaslSsl:
+    """A SASL_SSL listener beside the plaintext one: SCRAM-SHA-256 and -512 users created at
+    format time, and the server certificate of a :class:`~wawindow.devservices.tls.LocalCA`."""
+
+    ca: LocalCA
+    users: tuple[tuple[str, str], ...]  # (name, password)
+    port: int = field(default_factory=free_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def properties(self) -> str:
+        jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return "\n".join(
+            [
+                "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+                f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={jaas}",
+                f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}",
+                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                f"listener.name.sasl_ssl.ssl.keystore.location={self.ca.server_bundle}",
+                "",
+            ]
+        )
+
+    def scram_arguments(self) -> list[str]:
+        return [
+            arg
+            for name, password in self.users
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
+
+
 class KafkaBroker:
     """A broker in ``run_dir`` (config, data, logs). ``start`` after ``stop`` restarts it on
     the same ports and data, as a real outage and recovery would."""
@@ -77,12 +115,14 @@ class KafkaBroker:
         node_id: int = 1,
         voters: str | None = None,
         cluster_id: str | None = None,
+        sasl_ssl: SaslSsl | None = None,
     ) -> None:
         """One node; with ``voters`` (``1@host:port,2@…``) a node of a cluster of that many
         controllers, formatted with the cluster's shared ``cluster_id``."""
         self.node_id = node_id
         self.voters = voters
         self.cluster_id = cluster_id
+        self.sasl_ssl = sasl_ssl
         self.libs = libs
         self.run_dir = run_dir
         self.port = port or free_port()
@@ -138,11 +178,25 @@ class KafkaBroker:
             .replace("@PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(self.controller_port))
         )
+        if self.sasl_ssl is not None:
+            extra = f",SASL_SSL://127.0.0.1:{self.sasl_ssl.port}"
+            lines = []
+            for line in config.splitlines():
+                if line.startswith(("listeners=", "advertised.listeners=")):
+                    line += extra
+                elif line.startswith("listener.security.protocol.map="):
+                    line += ",SASL_SSL:SASL_SSL"
+                lines.append(line)
+            config = "\n".join(lines) + "\n" + self.sasl_ssl.properties()
         (self.run_dir / "server.properties").write_text(config)
         (self.run_dir / "log4j2.yaml").write_bytes((_FILES / "log4j2.yaml").read_bytes())
         cluster_id = self.cluster_id or new_cluster_id()
         format_storage(
-            self.libs, self.run_dir / "server.properties", cluster_id, standalone=not self.voters
+            self.libs,
+            self.run_dir / "server.properties",
+            cluster_id,
+            standalone=not self.voters,
+            extra=self.sasl_ssl.scram_arguments() if self.sasl_ssl else [],
         )
 
     def start(self, timeout_s: float = 120.0) -> None:
@@ -183,7 +237,12 @@ def new_cluster_id() -> str:
 
 
 def format_storage(
-    libs: Path, properties: Path, cluster_id: str, *, standalone: bool = True
+    libs: Path,
+    properties: Path,
+    cluster_id: str,
+    *,
+    standalone: bool = True,
+    extra: Sequence[str] = (),
 ) -> None:
     """``kafka-storage format``. A random cluster id may begin with ``-``, so it is passed as
     ``--cluster-id=…``, never as a separate argument the parser would take for an option.
@@ -192,7 +251,7 @@ def format_storage(
         [
             "java", "-Xmx256m", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
             *(["--standalone"] if standalone else []),
-            f"--cluster-id={cluster_id}", "-c", str(properties),
+            f"--cluster-id={cluster_id}", "-c", str(properties), *extra,
         ],
         capture_output=True,
         text=True,

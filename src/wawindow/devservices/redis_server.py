@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 
 from wawindow.devservices.process import ManagedProcess, free_port
+from wawindow.devservices.tls import LocalCA
 from wawindow.errors import ServiceStartError
 
 
@@ -44,7 +45,14 @@ class RedisServer:
         port: int | None = None,
         die_with_parent: bool = True,
         extra_config: tuple[str, ...] = (),
+        tls: LocalCA | None = None,
+        users: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
+        """``tls``: also listen with TLS on ``tls_port`` (clients' certificates optional);
+        ``users``: ACL users ``(name, password, rules)`` beside the default one."""
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+        self.users = users
         self.run_dir = run_dir
         self.port = port or free_port()
         self.extra_config = extra_config
@@ -77,6 +85,8 @@ class RedisServer:
                     'save ""',
                     "appendonly no",
                     "protected-mode yes",
+                    *self._tls_config(),
+                    *(f"user {n} on >{p} {rules}" for n, p, rules in self.users),
                     *self.extra_config,
                     "",
                 ]
@@ -84,6 +94,21 @@ class RedisServer:
         )
         self._process.start()
         self._process.wait_until(self._ping, timeout_s, "answering PING")
+
+    def _tls_config(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            f"tls-port {self.tls_port}",
+            f"tls-cert-file {self.tls.server_cert}",
+            f"tls-key-file {self.tls.server_key}",
+            f"tls-ca-cert-file {self.tls.ca}",
+            "tls-auth-clients optional",
+        ]
+
+    def tls_url(self, user: str, password: str, db: int = 0) -> str:
+        """``rediss://`` on the TLS port as an ACL user."""
+        return f"rediss://{user}:{password}@127.0.0.1:{self.tls_port}/{db}"
 
     def _ping(self) -> bool:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)

@@ -9,6 +9,11 @@ import orjson
 
 from wawindow.rules.transitions import Transition
 
+#: the Kafka protocol binding's structured mode: without it, a CloudEvents SDK reads the record
+#: as binary mode and finds no ce_* headers
+CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+HEADERS = (("content-type", CONTENT_TYPE.encode()),)
+
 _TIME_FIELDS = ("opened_at", "expires_at", "closed_at", "at", "erased_at", "recorded_at")
 
 

@@ -3,6 +3,7 @@ every call bounded and retried on a dropped connection, and which Redis errors p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -22,6 +23,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from wawindow.errors import RedisUnavailable
+
 AnyRedis = Redis | RedisCluster
 
 # Every Redis call is bounded, a pooled connection is checked before use after a pause, and a
@@ -33,24 +36,61 @@ REDIS_OPTIONS: dict[str, Any] = {
 }
 
 
+#: The least the service needs of Redis, as an ACL rule: its own keys (every key it writes
+#: starts with ``{ww:`` or ``ww:``), and the commands it sends, inside its scripts too. Give
+#: a user of the worker and API ``ACL SETUSER wawindow on ><password> `` + this (and, on
+#: Redis 7.2 or later, + REDIS_ACL_SINCE_7_2).
+REDIS_ACL = (
+    "resetkeys ~{ww:* ~ww:* resetchannels -@all "
+    "+ping +info +select +client|setname "
+    "+get +set +del +hset +hget +hmget +hgetall +hdel +hincrby "
+    "+zadd +zrem +zrangebyscore +zcard +expire +expireat "
+    "+evalsha +script|load +wait +cluster|slots +cluster|shards +cluster|nodes +readonly"
+)
+#: and on Redis 7.2 or later (or Valkey), which know these commands
+REDIS_ACL_SINCE_7_2 = "+client|setinfo +waitaof"
+
+
 def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
 
 
-async def connect(url: str) -> AnyRedis:
+@dataclass(frozen=True, slots=True)
+class RedisTLS:
+    """TLS to Redis (``rediss://``): a CA bundle (default: the system's) and, for mutual
+    TLS, a client certificate and key. The server's name is always verified."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def options(self, url: str) -> dict[str, Any]:
+        if not url.startswith("rediss://"):
+            return {}
+        out: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+        if self.ca_file:
+            out["ssl_ca_certs"] = self.ca_file
+        if self.cert_file:
+            out["ssl_certfile"], out["ssl_keyfile"] = self.cert_file, self.key_file
+        return out
+
+
+async def connect(url: str, tls: RedisTLS | None = None) -> AnyRedis:
     """A client for ``url``: a cluster client when the server is a Redis Cluster node."""
+    options = {**REDIS_OPTIONS, **(tls or RedisTLS()).options(url)}
     client = Redis.from_url(
         url, retry=_retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        **REDIS_OPTIONS,
+        **options,
     )  # fmt: skip
     try:
         info = await client.info("cluster")
-    except RedisError:
+    except RedisError as exc:
         await client.aclose()
-        raise
+        where = url.rsplit("@", 1)[-1].split("://", 1)[-1]  # never the password
+        raise RedisUnavailable(f"cannot reach Redis at {where}: {exc}") from None
     if info.get("cluster_enabled") in (1, "1"):
         await client.aclose()
-        return RedisCluster.from_url(url, retry=_retry(), **REDIS_OPTIONS)
+        return RedisCluster.from_url(url, retry=_retry(), **options)
     return client
 
 

@@ -14,7 +14,7 @@ do for webhooks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,40 @@ class People:
         raw = await self._redis.hget(keys.NUMBERS, phone_number_id)
         return text(raw) if raw is not None else None
 
+    # -- erased people ------------------------------------------------------------------------
+
+    async def erased(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> Callable[[Mapping[str, Any]], bool]:
+        """Which of ``events`` belong to an erased person and are not newer than the erasure
+        (one round trip for a batch)."""
+        fields = sorted({f for ev in events for f in _person_fields(ev)})
+        if not fields:
+            return lambda _: False
+        found = dict(zip(fields, await self._redis.hmget(keys.ERASED, fields), strict=True))
+        up_to = {f: int(v) for f, v in found.items() if v is not None}
+        if not up_to:
+            return lambda _: False
+
+        def erased(ev: Mapping[str, Any]) -> bool:
+            ts = ev.get("timestamp")
+            return any(
+                f in up_to and (not isinstance(ts, int) or ts <= up_to[f])
+                for f in _person_fields(ev)
+            )
+
+        return erased
+
+    async def _mark_erased(self, waba_id: str, ids: Iterable[str], at: int) -> None:
+        current = await self._redis.hmget(keys.ERASED, [f"{waba_id}|{i}" for i in ids])
+        marks: dict[Any, Any] = {
+            f"{waba_id}|{i}": at
+            for i, c in zip(ids, current, strict=True)
+            if c is None or int(c) < at
+        }
+        if marks:
+            await self._redis.hset(keys.ERASED, mapping=marks)
+
     # -- reading ------------------------------------------------------------------------------
 
     async def person(self, waba_id: str, user: str) -> Person:
@@ -144,11 +178,16 @@ class People:
             if rec["kind"] != ChangeKind.ERASURE:
                 todo.append((i, dict(rec)))
                 continue
+            waba_id, user = str(rec["waba_id"]), str(rec["user"])
+            ids: list[str] = [user]
+            applied: list[Applied] = []
             try:
-                ids, applied = await self._erase_conversations(
-                    str(rec["waba_id"]), str(rec["user"]), int(rec["at"]), now
-                )
-            except EventRejected as exc:
+                if rec["event_id"] not in (await self.person(waba_id, user)).erasures:
+                    # a replayed erasure is not done again: the person may have come back since
+                    ids, applied = await self._erase_conversations(
+                        waba_id, user, int(rec["at"]), now
+                    )
+            except (EventRejected, ValueError, TypeError, KeyError) as exc:
                 report.results[i] = exc
                 continue
             report.applied += applied
@@ -187,35 +226,62 @@ class People:
         self, waba_id: str, user: str, at: int, now: int
     ) -> tuple[list[str], list[Applied]]:
         """Make every conversation of the person at the WABA a tombstone; returns the ids
-        they were known by and the writes to publish (what earlier writes left pending)."""
+        they were known by and the writes to publish (what earlier writes left pending).
+
+        In an order that can be repeated: find the ids (from the conversations and from the
+        keys the links lead to), mark them erased (from then on their older webhooks are
+        dropped), erase where the links lead, drop the links, then erase each id's own key."""
         numbers = await self.numbers_of(waba_id)
         ids = {user}
         found: set[str] = set()
+        targets: set[str] = set()
         for _ in range(3):  # the ids the conversations name, and theirs
             asked = {conversation_key(n, u) for n in numbers for u in ids} - found
             if not asked:
                 break
             found |= asked
             where = await self._store.resolve(sorted(asked))
-            found |= set(where.values())
+            targets |= set(where.values())
             for key in set(where.values()):
-                s = await self._store.conversation(key)
+                ids.add(key.split(":", 1)[1])
+                try:
+                    s = await self._store.conversation(key)
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise EventRejected(
+                        f"the stored state of {key} cannot be read: {exc!r}"
+                    ) from None
                 ids |= {i for i in (s.wa_id, s.user_id) if i}
-        found |= {conversation_key(n, u) for n in numbers for u in ids}
+        found |= targets | {conversation_key(n, u) for n in numbers for u in ids}
+        await self._mark_erased(waba_id, sorted(ids), at)
         if not found:
             return sorted(ids), []
-        # links first: each id's key then holds its own tombstone, whatever a replay names
-        await self._redis.delete(*(keys.alias(k) for k in sorted(found)))
         rules = self._store.rules
 
         def run(r: Read, _: list[str]) -> engine.Outcome:
             return engine.erase(r.state, r.key, at, now, rules)
 
-        done = await self._store.run(sorted(found), run, now, durable=True)
         applied: list[Applied] = []
-        for key, result in done.items():
-            if isinstance(result, Exception):
-                raise EventRejected(f"cannot erase {key}: {result}")
-            applied.append(result[1])
+        for step in (sorted(targets), None, sorted(found)):
+            if step is None:  # the links, once what they lead to is a tombstone
+                await self._redis.delete(*(keys.alias(k) for k in sorted(found)))
+                continue
+            done = await self._store.run(step, run, now, durable=True)
+            for key, result in done.items():
+                if isinstance(result, Exception):
+                    raise EventRejected(f"cannot erase {key}: {result}")
+                applied.append(result[1])
         log.info("people.erased", conversations=len(found), numbers=len(numbers))
         return sorted(ids), applied
+
+
+def _person_fields(ev: Mapping[str, Any]) -> list[str]:
+    """The ``ww:erased`` fields an event's person may be erased under."""
+    waba, user = ev.get("waba_id"), ev.get("user")
+    if not isinstance(waba, str) or not isinstance(user, dict):
+        return []
+    data = ev.get("data")
+    if isinstance(data, dict) and data.get("group_id"):
+        return []  # a group's participants are not the conversation's person
+    return [
+        f"{waba}|{i}" for i in (user.get("wa_id"), user.get("user_id")) if isinstance(i, str) and i
+    ]

@@ -38,6 +38,7 @@ from wawindow.engine import cloudevents
 from wawindow.engine.people import People
 from wawindow.engine.store import Applied, WindowStore
 from wawindow.errors import KafkaUnavailable, WawindowError
+from wawindow.kafka import KafkaConnection
 from wawindow.keys import Topics
 from wawindow.logs import mask_key
 from wawindow.metrics import Metrics
@@ -67,7 +68,7 @@ class Worker:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: str | KafkaConnection,
         topics: Topics,
         group_id: str,
         store: WindowStore,
@@ -77,7 +78,7 @@ class Worker:
         metrics: Metrics | None = None,
         stall_s: float = STALL_S,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = KafkaConnection.of(bootstrap)
         self._topics = topics
         self._group_id = group_id
         self._store = store
@@ -98,11 +99,11 @@ class Worker:
     async def start(self) -> None:
         # on a fresh broker the offsets topic does not exist yet, and a consumer joining then
         # logs errors until it does; wait for the group's coordinator instead
-        await wait_for_group_coordinator(self._bootstrap, self._group_id)
+        await wait_for_group_coordinator(self._kafka, self._group_id)
         self._consumer = AIOKafkaConsumer(
             self._topics.webhook_events,
             self._topics.consent_events,
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.options(),
             group_id=self._group_id,
             client_id="wawindow-worker",
             enable_auto_commit=False,
@@ -217,6 +218,7 @@ class Worker:
         events: list[tuple[str, dict[str, Any]]] = []
         raws: list[bytes] = []
         links: list[tuple[str, str]] = []
+        decoded: list[tuple[dict[str, Any], bytes]] = []
         changes: list[dict[str, Any]] = []  # consent changes and erasures
         change_raws: list[bytes] = []
         for r in records:
@@ -244,10 +246,17 @@ class Worker:
                 origin = f"{r.topic}/{r.partition}/{r.offset}"
                 dead.append(self._dead_letter(r.value, f"unreadable event: {problem}", origin))
                 continue
+            decoded.append((event, r.value))
+        # an erased person's older events (late, or replayed) never reach their state
+        erased = await self._people.erased([e for e, _ in decoded])
+        for event, raw in decoded:
+            if erased(event):
+                self.metrics.duplicates.inc()
+                continue
             links += links_of(event)
             if event["kind"] in CONVERSATION_KINDS:
                 events.append((event["key"], event))
-                raws.append(r.value)
+                raws.append(raw)
         now = int(self._clock())
         applied: list[Applied] = []
         if links:
@@ -303,7 +312,12 @@ class Worker:
     def _window_events(self, transitions: Sequence[Transition]) -> list[Record]:
         """The CloudEvents of ``transitions``, keyed by their conversation."""
         return [
-            Record(self._topics.window_events, cloudevents.encode(t), t.key.encode())
+            Record(
+                self._topics.window_events,
+                cloudevents.encode(t),
+                t.key.encode(),
+                cloudevents.HEADERS,
+            )
             for t in transitions
         ]
 

@@ -13,7 +13,6 @@ outcome back in one atomic step.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
 from wawindow.rules.erasure import forget
 from wawindow.rules.service_window import CSW_SECONDS, add, compact, window_at, windows
-from wawindow.rules.state import Message, State
+from wawindow.rules.state import Message, State, event_digest
 from wawindow.rules.transitions import Changes, CounterChange, Transition
 
 
@@ -63,11 +62,6 @@ class Outcome:
     keep_until: int = 0  # the wall-clock second the state may be forgotten
 
 
-def event_digest(event_id: str) -> str:
-    """A 48-bit digest of an event id: how an applied event is remembered."""
-    return hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()[:12]
-
-
 def apply(
     state: State, key: str, events: Sequence[Mapping[str, Any]], now: int, rules: Rules
 ) -> Outcome:
@@ -80,7 +74,7 @@ def apply(
         if error is not None:
             out.results.append(EventResult(error=error))
             continue
-        if ev.get("kind") in CONVERSATION_KINDS and ev["timestamp"] <= state.erased:
+        if state.erased and _erased(state, ev):
             out.results.append(EventResult(notes=("erased",)))  # never brings the person back
             continue
         digest = event_digest(ev["event_id"])
@@ -201,10 +195,23 @@ def _add_facts(s: State, ev: Mapping[str, Any], changes: Changes) -> tuple[str, 
     return notes
 
 
+def _erased(s: State, ev: Mapping[str, Any]) -> bool:
+    """An event of the time an erasure covers, or a late status of a message it forgot."""
+    if ev.get("kind") in CONVERSATION_KINDS and ev["timestamp"] <= s.erased:
+        return True
+    return ev.get("kind") == EventKind.STATUS and event_digest(_wamid(ev["data"])) in set(
+        s.erased_messages
+    )
+
+
+def _wamid(data: Mapping[str, Any]) -> str:
+    """The ledger's key of a status: a group message is billed per participant's delivery."""
+    wamid = str(data["wamid"])
+    return f"{wamid}|{data['participant']}" if data.get("participant") else wamid
+
+
 def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[str, ...]:
-    wamid = data["wamid"]
-    if data.get("participant"):  # a group message is billed per participant's delivery
-        wamid = f"{wamid}|{data['participant']}"
+    wamid = _wamid(data)
     if event_digest(wamid) in s.billed:
         return ("duplicate",)  # counted long ago; nothing about it changes any more
     m = s.messages.setdefault(wamid, Message())

@@ -9,7 +9,7 @@ tombstone: older events, late or replayed, are ignored by :func:`wawindow.rules.
 
 from __future__ import annotations
 
-from wawindow.rules.state import Message, State
+from wawindow.rules.state import Message, State, event_digest
 
 
 def forget(s: State) -> None:
@@ -20,8 +20,11 @@ def forget(s: State) -> None:
     s.inbound = [t for t in s.inbound if t > cut]
     s.cuts = [t for t in s.cuts if t > cut]
     s.referrals = [t for t in s.referrals if t > cut]
-    s.messages = {w: m for w, m in s.messages.items() if _began(m) > cut}
+    gone = [w for w, m in s.messages.items() if _began(m) <= cut]
+    s.erased_messages = sorted({*s.erased_messages, *(event_digest(w) for w in gone), *s.billed})
+    s.messages = {w: m for w, m in s.messages.items() if w not in gone}
     s.billed = {}
+    s.linked = {}
     s.decisions = {k: d for k, d in s.decisions.items() if d.at > cut}
     s.windows = {o: w for o, w in s.windows.items() if o > cut}
     s.entry_points = {o: e for o, e in s.entry_points.items() if o > cut}

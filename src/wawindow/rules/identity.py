@@ -116,6 +116,7 @@ def merge(target: State, source: State, changes: Changes) -> State:
             t.disagreements.append(wamid)
     t.disagreements.sort()
     t.erased = max(t.erased, source.erased)
+    t.erased_messages = sorted({*t.erased_messages, *source.erased_messages})
     forget(t)
     return t
 

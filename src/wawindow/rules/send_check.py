@@ -67,6 +67,15 @@ def decide(
         # the newest decision on file, from any channel: a keyword STOP is lifted by a newer
         # opt-in, and a newer opt-out refuses whatever came before
         d = consent.deciding(checked)
+        # a finer category answers to its template's category too: Meta's own opt-outs of it
+        # always, and the business's when newer than the finer opt-in
+        broad = consent.deciding(category) if checked != category else None
+        if (
+            broad is not None
+            and not broad.opt_in
+            and (broad.source in _OPT_OUT_REASONS or d is None or broad.at >= d.at)
+        ):
+            d = broad
         if d is None:
             reason = "no_opt_in"
         elif not d.opt_in:

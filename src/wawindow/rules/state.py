@@ -13,6 +13,7 @@ Stored as one compact JSON document per conversation.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,8 @@ class State:
     linked: dict[str, str] = field(default_factory=dict)  # merged key -> its version merged
     # the person was erased up to this Meta time: older events are ignored (0: never)
     erased: int = 0
+    # digests of the business messages forgotten then: their late statuses are ignored too
+    erased_messages: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -123,6 +126,11 @@ class State:
         return s
 
 
+def event_digest(event_id: str) -> str:
+    """A 48-bit digest of an event id (or a wamid): how an applied event is remembered."""
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
 def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
@@ -132,7 +140,7 @@ _SHORT = {
     "waba_id": "w", "user_id": "u", "wa_id": "a", "inbound": "i", "cuts": "x", "referrals": "r",
     "messages": "m", "billed": "b", "decisions": "d", "applied": "s", "windows": "pw",
     "entry_points": "pf", "conversations": "pc", "opt_outs": "po", "disagreements": "dg",
-    "linked": "l", "erased": "e",
+    "linked": "l", "erased": "e", "erased_messages": "em",
 }  # fmt: skip
 _LONG = {v: k for k, v in _SHORT.items()}
 _MSHORT = {

@@ -76,7 +76,7 @@ def create_app(
     app[CONFIG] = ReceiverConfig.from_settings(settings)
     app[METRICS] = metrics or Metrics()
     if publisher is None:
-        owned = Publisher(settings.kafka_bootstrap, ack_timeout_ms=settings.kafka_ack_timeout_ms)
+        owned = Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
         app[PUBLISHER] = owned
         app.cleanup_ctx.append(_publisher_ctx)
     else:
