@@ -218,6 +218,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--compression", default="none", choices=["none", "gzip", "lz4", "zstd"],
+        help="the receiver's WAWINDOW_KAFKA_COMPRESSION",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     if pin:
@@ -242,6 +247,7 @@ def main() -> None:
         "seconds": args.seconds,
         "connections": args.connections,
         "pinned": pin,
+        "compression": args.compression,
     }
 
     with LocalServices.create(cache_dir()) as services:
@@ -276,6 +282,7 @@ def main() -> None:
             "WAWINDOW_HTTP_HOST": "127.0.0.1",
             "WAWINDOW_HTTP_PORT": str(port),
             "WAWINDOW_LOG_FORMAT": "json",
+            "WAWINDOW_KAFKA_COMPRESSION": args.compression,
         }
         log_path = work / "receiver.log"
         with log_path.open("wb") as log:
@@ -296,15 +303,46 @@ def main() -> None:
         finally:
             receiver.terminate()
             receiver.wait(30)
+        # what the records take on the broker's disk, per webhook accepted
+        data = services.kafka.run_dir / "data"
+        stored = sum(
+            f.stat().st_size
+            for d in data.glob(f"{prefix}webhook-events-*")
+            for f in d.glob("*.log")
+        )
+        records = asyncio.run(_record_count(services.kafka_bootstrap, f"{prefix}webhook-events"))
+        results["webhook_events_log_bytes"] = stored
+        results["webhook_events_records"] = records
+        results["log_bytes_per_record"] = round(stored / records, 1) if records else None
 
     results["ratio"] = round(results["receiver"]["rps"] / results["bare"]["rps"], 3)
     results["events_per_s"] = round(results["receiver"]["rps"] * mean_events)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
 
     print(json.dumps(results, indent=2))
     print()
     print(markdown(results))
+
+
+async def _record_count(bootstrap: str, topic: str) -> int:
+    """Records on ``topic``: the sum of its partitions' end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
 
 
 def markdown(results: dict[str, Any]) -> str:

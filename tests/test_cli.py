@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.cliutil import base_env, run, wait_healthy
+from tests.cliutil import WAWINDOW, base_env, run, wait_healthy
 from tests.conftest import APP_SECRET, PAYLOADS, Services
 from tests.kafkautil import read_all
 from wawindow.keys import Topics
@@ -113,3 +113,42 @@ def test_a_busy_port_stops_start_up_with_one_line_naming_the_setting(services: S
     [line] = [x for x in result.stderr.strip().splitlines() if x.startswith("wawindow:")]
     assert "WAWINDOW_HTTP_PORT" in line
     assert "Traceback" not in result.stderr
+
+
+async def test_the_api_alone_serves_and_is_ready_with_kafka_down(services: Services) -> None:
+    """Reads need only Redis: the API starts and answers with no broker at all, says
+    ``"kafka": false`` in ``/readyz`` for information, and answers consent writes 503."""
+    from wawindow.devservices.process import free_port
+
+    env = base_env(services, "nokafka.")
+    port = free_port()
+    env |= {
+        "WAWINDOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "WAWINDOW_REDIS_URL": services.redis_url,
+        "WAWINDOW_API_WRITE_TOKENS": "writer",
+        "WAWINDOW_HTTP_PORT": str(port),
+    }
+    proc = subprocess.Popen([*WAWINDOW, "run", "api"], env=env, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(base, proc)
+        auth = {"Authorization": "Bearer writer"}
+        async with aiohttp.ClientSession() as http:
+            ready = await http.get(f"{base}/readyz")
+            readiness = await ready.json()
+            window = await http.get(f"{base}/v1/windows/1065/16505551234", headers=auth)
+            change = {
+                "waba_id": "1",
+                "user": "16505551234",
+                "category": "all",
+                "decision": "opt_in",
+            }
+            write = await http.post(f"{base}/v1/consents", json=change, headers=auth)
+            answer = await write.json()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    assert (ready.status, readiness["kafka"], readiness["redis"]) == (200, False, True)
+    assert window.status == 404
+    assert (write.status, answer["error"]) == (503, "kafka_unavailable")

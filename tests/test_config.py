@@ -103,3 +103,58 @@ def test_a_token_in_both_token_lists_keeps_one_scope_or_start_up_stops() -> None
     assert [(t.waba_ids, t.write) for t in same.api_tokens] == [(frozenset({"W1"}), True)]
     with pytest.raises(ConfigError, match="two different WABA scopes"):
         Settings.from_env({"WAWINDOW_API_TOKENS": "t=W1", "WAWINDOW_API_WRITE_TOKENS": "t"})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WAWINDOW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "WAWINDOW_KAFKA_SASL_MECHANISM"),
+        ({"WAWINDOW_KAFKA_SASL_MECHANISM": "PLAIN"}, "WAWINDOW_KAFKA_SECURITY_PROTOCOL"),
+        ({"WAWINDOW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "WAWINDOW_KAFKA_SASL_MECHANISM":
+          "SCRAM-SHA-512", "WAWINDOW_KAFKA_SASL_USERNAME": "u"}, "WAWINDOW_KAFKA_SASL_PASSWORD"),
+        ({"WAWINDOW_KAFKA_SSL_CA_FILE": "/ca.pem"}, "WAWINDOW_KAFKA_SECURITY_PROTOCOL"),
+        ({"WAWINDOW_KAFKA_SECURITY_PROTOCOL": "SSL", "WAWINDOW_KAFKA_SSL_CERT_FILE": "/c.pem"},
+         "WAWINDOW_KAFKA_SSL_KEY_FILE"),
+        ({"WAWINDOW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "WAWINDOW_KAFKA_SASL_MECHANISM":
+          "OAUTHBEARER"}, "WAWINDOW_KAFKA_OAUTH_TOKEN_PROVIDER"),
+        ({"WAWINDOW_KAFKA_SECURITY_PROTOCOL": "TLS"}, "WAWINDOW_KAFKA_SECURITY_PROTOCOL"),
+        ({"WAWINDOW_KAFKA_COMPRESSION": "snappy"}, "WAWINDOW_KAFKA_COMPRESSION"),
+        ({"WAWINDOW_REDIS_SENTINELS": "h:1"}, "WAWINDOW_REDIS_SENTINEL_MASTER"),
+        ({"WAWINDOW_REDIS_SENTINELS": "h", "WAWINDOW_REDIS_SENTINEL_MASTER": "m"},
+         "WAWINDOW_REDIS_SENTINELS"),
+        ({"WAWINDOW_REDIS_SSL_CERT_FILE": "/c.pem"}, "WAWINDOW_REDIS_SSL_KEY_FILE"),
+    ],
+)  # fmt: skip
+def test_a_wrong_connection_combination_is_one_line_naming_the_settings(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert named in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_msk_token_provider_without_its_extra_says_how_to_install_it() -> None:
+    from wawindow.kafka import KafkaConnection
+
+    conn = KafkaConnection(
+        "b:9098", "SASL_SSL", "OAUTHBEARER", token_provider="wawindow.kafka_msk:MSKTokenProvider"
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'wawindow\[msk\]'"):
+        conn.options()
+
+
+def test_a_secured_connection_verifies_the_hostname_and_loads_the_sasl_secret() -> None:
+    settings = Settings.from_env(
+        {"WAWINDOW_KAFKA_BOOTSTRAP": "b:9096", "WAWINDOW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+         "WAWINDOW_KAFKA_SASL_MECHANISM": "scram-sha-512", "WAWINDOW_KAFKA_SASL_USERNAME": "u",
+         "WAWINDOW_KAFKA_SASL_PASSWORD": "s3cr3t-pw", "WAWINDOW_KAFKA_COMPRESSION": "zstd"}
+    )  # fmt: skip
+    options = settings.kafka.options()
+    assert options["ssl_context"].check_hostname is True
+    assert (options["sasl_mechanism"], options["sasl_plain_password"]) == (
+        "SCRAM-SHA-512",
+        "s3cr3t-pw",
+    )
+    assert settings.kafka.producer_compression == "zstd"
+    assert "s3cr3t-pw" not in repr(settings.kafka) + repr(settings)

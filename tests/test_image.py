@@ -1,12 +1,15 @@
-"""The container image's recipe: hadolint passes, and the wheel it installs, built here the
-same way, carries everything the service reads at run time and runs ``wawindow --help``."""
+"""The container image's recipe: hadolint passes, the runtime has the time zone database and
+can take the package's extras (``msk``), and the wheel it installs, built here the same way,
+carries everything the service reads at run time and runs ``wawindow --help``."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -56,6 +59,50 @@ def test_the_image_runs_unprivileged_with_wawindow_as_entry_point() -> None:
         if op == "COPY" and "--from" not in arg:
             for source in arg.split()[:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    return steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
+
+
+def test_the_runtime_installs_the_time_zone_database() -> None:
+    """zoneinfo reads the system's tzdata (slim Debian images no longer carry it): installed
+    in the final stage, without recommends, the package lists removed in the same layer."""
+    [install] = [arg for op, arg in final_stage() if op == "RUN" and "apt-get install" in arg]
+    commands = [c.strip() for c in install.split("&&")]
+
+    assert commands[0] == "apt-get update"
+    [get] = [c for c in commands if c.startswith("apt-get install")]
+    assert "tzdata" in shlex.split(get)
+    assert "--no-install-recommends" in get.split()
+    assert "rm -rf /var/lib/apt/lists/*" in commands
+
+
+def test_the_image_takes_the_packages_extras_as_a_build_argument() -> None:
+    """``--build-arg EXTRAS=msk`` (Amazon MSK IAM's signer) reaches both pip commands: the
+    build stage's wheels and the runtime's install; without it, the plain package."""
+    steps = instructions()
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"])  # fmt: skip
+    stages = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
+    pips = [arg for op, arg in steps if op == "RUN" and re.search(r"\bpip (wheel|install)\b", arg)]
+
+    assert "msk" in extras
+    assert ("ARG", 'EXTRAS=""') in steps[: stages[0]]  # declared once, empty by default
+    for start, end in zip(stages, [*stages[1:], len(steps)], strict=True):
+        assert ("ARG", "EXTRAS") in steps[start:end]  # and taken into each stage
+    assert len(pips) == 2
+    for value, wanted in (("", {".", "wawindow"}), ("msk", {".[msk]", "wawindow[msk]"})):
+        words = set()
+        for pip in pips:
+            [target] = [w for w in re.findall(r'"([^"]*)"', pip) if "EXTRAS" in w]
+            expanded = subprocess.run(
+                ["sh", "-c", f'printf %s "{target}"'], env={"EXTRAS": value},
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            words.add(expanded)
+        assert words == wanted
 
 
 @pytest.fixture(scope="module")

@@ -36,3 +36,36 @@ def test_redact_masks_ids_and_drops_content() -> None:
     out = redact(None, "info", event)
 
     assert out == {"event": "x", "wa_id": "16*******34", "text": "<dropped>", "status": 200}
+
+
+def test_library_log_lines_are_json_through_the_same_processors() -> None:
+    import io
+    import logging
+
+    import orjson
+    import structlog
+
+    from wawindow.logs import configure
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, write_through=True)
+    root = logging.getLogger()
+    saved, level, structlog_config = list(root.handlers), root.level, structlog.get_config()
+    configure("info", "json", stream)
+    structlog.contextvars.bind_contextvars(role="worker", version="9.9")
+    try:
+        logging.getLogger("aiokafka.consumer").warning("lost %s", "partition", extra={})
+        logging.getLogger("aiokafka").info("chatty")  # below the libraries' level
+        logging.getLogger("aiohttp.server").error("boom")
+    finally:
+        structlog.contextvars.clear_contextvars()
+        root.handlers = saved
+        root.setLevel(level)
+        structlog.configure(**structlog_config)  # later tests log where they did before
+
+    lines = [orjson.loads(line) for line in raw.getvalue().splitlines()]
+    assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
+        ("aiokafka.consumer", "warning", "lost partition"),
+        ("aiohttp.server", "error", "boom"),
+    ]
+    assert {(x["role"], x["version"]) for x in lines} == {("worker", "9.9")}

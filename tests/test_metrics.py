@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import platform
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -123,10 +124,16 @@ async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
 
 
 def test_every_metric_family_is_named_wawindow_and_has_bounded_labels() -> None:
+    """Ours are ``wawindow_*`` with labels of few values (never a user or a number); the
+    rest are the client library's standard process, GC and platform collectors."""
     allowed = {
         "outcome", "status", "reason", "kind", "source", "partition", "operation", "type", "route",
+        "topic",
     }  # fmt: skip
+    standard = ("process_", "python_gc_", "python_info")
     for family in Metrics().registry.collect():
+        if family.name.startswith(standard):
+            continue
         assert family.name.startswith("wawindow_")
         for sample in family.samples:
             assert set(sample.labels) - {"le"} <= allowed
@@ -180,3 +187,18 @@ async def test_a_full_redis_makes_the_worker_retry_and_lose_nothing(s: Scenario)
     assert limit == 1
     assert await s.event_types() == ["service_window.opened"]
     assert (await s.counts())["inbound_messages"] == 1
+
+
+def test_process_and_gc_metrics_are_registered() -> None:
+    m = Metrics()
+    assert (m.registry.get_sample_value("process_cpu_seconds_total") or 0) > 0
+    assert m.registry.get_sample_value("python_gc_objects_collected_total", {"generation": "0"})
+    major, minor, patch = platform.python_version_tuple()
+    labels = {
+        "implementation": platform.python_implementation(),
+        "major": major,
+        "minor": minor,
+        "patchlevel": patch,
+        "version": platform.python_version(),
+    }
+    assert m.registry.get_sample_value("python_info", labels) == 1

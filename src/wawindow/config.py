@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
-from wawindow.engine.connection import RedisTLS
+from wawindow.engine.connection import RedisTLS, Sentinels
 from wawindow.errors import ConfigError
 from wawindow.kafka import COMPRESSIONS, KafkaConnection
 
@@ -108,6 +108,7 @@ class Settings:
     redis_ssl_ca_file: str | None = None
     redis_ssl_cert_file: str | None = None
     redis_ssl_key_file: str | None = None
+    redis_sentinels: Sentinels | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -172,6 +173,9 @@ class Settings:
             redis_ssl_ca_file=reader.text("REDIS_SSL_CA_FILE") or None,
             redis_ssl_cert_file=reader.text("REDIS_SSL_CERT_FILE") or None,
             redis_ssl_key_file=reader.text("REDIS_SSL_KEY_FILE") or None,
+            redis_sentinels=_sentinels(
+                reader.csv("REDIS_SENTINELS"), reader.text("REDIS_SENTINEL_MASTER")
+            ),
         )
         if (settings.redis_ssl_cert_file is None) != (settings.redis_ssl_key_file is None):
             raise ConfigError(
@@ -244,6 +248,22 @@ def _api_token(spec: str, *, write: bool = False) -> ApiToken:
     if sep and not ids:
         raise ConfigError(f"{var}: a token limited with '=' must name WABA ids")
     return ApiToken(Secret(token), ids, write)
+
+
+def _sentinels(addresses: list[str], master: str | None) -> Sentinels | None:
+    if not addresses:
+        if master:
+            raise ConfigError(f"{PREFIX}REDIS_SENTINEL_MASTER needs {PREFIX}REDIS_SENTINELS")
+        return None
+    if not master:
+        raise ConfigError(f"{PREFIX}REDIS_SENTINELS needs {PREFIX}REDIS_SENTINEL_MASTER")
+    parsed = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{PREFIX}REDIS_SENTINELS: {address!r} is not host:port")
+        parsed.append((host, int(port)))
+    return Sentinels(tuple(parsed), master)
 
 
 def _categories(names: list[str]) -> tuple[str, ...]:

@@ -3,6 +3,8 @@ sweeper made progress lately), and whether Kafka and Redis answer and the sweepe
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from wawindow.engine.store import WindowStore
@@ -12,6 +14,16 @@ from wawindow.publisher import Publisher
 PUBLISHER = web.AppKey("publisher", Publisher)
 STORE = web.AppKey("store", WindowStore)
 WORKER = web.AppKey("worker", Worker)
+#: whether this process's roles need Kafka to be ready (the API alone does not)
+NEEDS_KAFKA = web.AppKey("needs_kafka", bool)
+
+
+#: how long each readiness check may take; the manifests' readiness probes wait longer
+CHECK_S = 2.0
+
+
+async def _none() -> None:
+    return None
 
 
 def add_health_routes(app: web.Application) -> None:
@@ -28,15 +40,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: Kafka answers a metadata request; Redis answers PING when this role uses it."""
-    checks = {"kafka": await request.app[PUBLISHER].ready()}
+    """Readiness: Kafka answers a metadata request (when the roles need it: the API alone
+    serves without it and says ``"kafka": false`` only for information); Redis answers PING
+    when a role uses it; the worker's sweeps succeed."""
     store = request.app.get(STORE)
+    # both at once, each within CHECK_S: the probes' timeoutSeconds (k8s/base) allow for it
+    kafka, redis = await asyncio.gather(
+        request.app[PUBLISHER].ready(CHECK_S),
+        store.ping(CHECK_S) if store is not None else _none(),
+    )
+    checks = {"kafka": kafka}
+    needed = dict(checks) if request.app.get(NEEDS_KAFKA, True) else {}
     if store is not None:
-        checks["redis"] = await store.ping()
+        checks["redis"] = needed["redis"] = bool(redis)
     worker = request.app.get(WORKER)
     if worker is not None:
-        checks["sweeper"] = worker.health()["sweeping"]
-    ok = all(checks.values())
+        checks["sweeper"] = needed["sweeper"] = worker.health()["sweeping"]
+    ok = all(needed.values())
     return web.json_response(
         {"status": "ready" if ok else "not_ready", **checks}, status=200 if ok else 503
     )

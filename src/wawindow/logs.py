@@ -55,16 +55,18 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog for the process: JSON lines, or a console renderer on a TTY."""
+    """Configure structlog for the process: JSON lines, or a console renderer on a TTY. The
+    standard library's loggers (aiokafka, aiohttp, redis) go through the same processors
+    (masking included) into the same stream, as JSON lines with their ``logger`` name."""
     stream = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
-        structlog.processors.format_exc_info,
     ]
+    processors: list[Any] = [*shared, structlog.processors.format_exc_info]
     if console:
         processors.append(structlog.dev.ConsoleRenderer())
         factory: Any = structlog.PrintLoggerFactory(stream)
@@ -79,7 +81,24 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # aiokafka and aiohttp log through the standard library: keep their warnings, in one stream.
-    logging.basicConfig(
-        level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s"
+    # aiokafka, aiohttp and redis log through the standard library: their warnings and
+    # errors, as lines of the same shape in the same stream
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if console
+        else structlog.processors.JSONRenderer(serializer=_json_text)
     )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+
+
+def _json_text(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()

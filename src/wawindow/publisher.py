@@ -99,6 +99,21 @@ class Publisher:
         self._producer = producer
         self._sender = asyncio.create_task(self._send_loop(), name="wawindow-publisher")
 
+    async def keep_starting(self, retry_s: float = 2.0) -> None:
+        """Start, trying again until Kafka answers: for a role that serves without Kafka
+        (the API) and only needs it for some routes, which answer 503 meanwhile."""
+        while self._producer is None:
+            try:
+                await self.start()
+            except KafkaUnavailable as exc:
+                log.warning("publisher.waiting_for_kafka", error=str(exc), retry_in_s=retry_s)
+                await asyncio.sleep(retry_s)
+        log.info("publisher.started")
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
     async def stop(self) -> None:
         """Flush what is pending and disconnect; safe to call twice."""
         producer, self._producer = self._producer, None
@@ -216,7 +231,9 @@ class Publisher:
 
     async def ready(self, timeout_s: float = 2.0) -> bool:
         """True when a broker answers a metadata request within ``timeout_s``."""
-        client: Any = self._running().client
+        if self._producer is None:
+            return False
+        client: Any = self._producer.client
         try:
             async with asyncio.timeout(timeout_s):
                 return bool(await client.fetch_all_metadata())

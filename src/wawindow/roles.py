@@ -21,24 +21,19 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from wawindow.api.app import add_api_routes
-from wawindow.api.context import API, PEOPLE, TOPICS, ApiConfig
-from wawindow.api.openapi import add_openapi_route
+from wawindow import __version__
 from wawindow.config import Settings
 from wawindow.engine.connection import connect
-from wawindow.engine.people import People
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
-from wawindow.health import PUBLISHER, STORE, WORKER, add_health_routes
+from wawindow.http import build_app, needs_kafka
 from wawindow.keys import Topics
-from wawindow.metrics import METRICS, Metrics, add_metrics_route
+from wawindow.metrics import Metrics
 from wawindow.publisher import Publisher
-from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
 
 log = structlog.get_logger("wawindow")
 
-ROLES = ("webhook", "worker", "api")
 # how long a stopping worker may take to finish its batch before it is cancelled (its batch
 # is then delivered again, which changes nothing twice)
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -73,6 +68,8 @@ async def run_roles(
     """Run ``roles`` until SIGINT/SIGTERM (or ``stop`` is set). ``ready`` runs beside them once
     they are up, and is cancelled at shutdown if it has not finished."""
     settings.require(*required_settings(roles))
+    # every line of this process, the libraries' included, says which roles and release
+    structlog.contextvars.bind_contextvars(role=",".join(sorted(roles)), version=__version__)
     assert settings.kafka_bootstrap is not None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,24 +78,21 @@ async def run_roles(
     try:
         async with contextlib.AsyncExitStack() as stack:
             publisher = Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
-            await publisher.start()
             stack.push_async_callback(publisher.stop)
+            if needs_kafka(roles):
+                await publisher.start()
+            else:  # the API serves reads without Kafka; consent writes answer 503 meanwhile
+                connecting = asyncio.create_task(publisher.keep_starting(), name="wawindow-kafka")
+                stack.push_async_callback(_cancel, connecting)
 
-            app = web.Application(client_max_size=settings.max_body_bytes)
-            app[PUBLISHER] = publisher
-            app[METRICS] = metrics = Metrics()
-            add_health_routes(app)
-            add_openapi_route(app)
-            add_metrics_route(app)
-            if "webhook" in roles:
-                app[CONFIG] = ReceiverConfig.from_settings(settings)
-                add_routes(app)
-
+            metrics = Metrics()
             worker: Worker | None = None
             store: WindowStore | None = None
             if "worker" in roles or "api" in roles:
                 assert settings.redis_url is not None
-                redis = await connect(settings.redis_url.value, settings.redis_tls)
+                redis = await connect(
+                    settings.redis_url.value, settings.redis_tls, settings.redis_sentinels
+                )
                 stack.push_async_callback(redis.aclose)
                 store = WindowStore(
                     redis,
@@ -111,13 +105,6 @@ async def run_roles(
                     ),
                 )
                 await store.load()
-                app[STORE] = store
-            if "api" in roles:
-                assert store is not None
-                app[API] = ApiConfig.from_settings(settings)
-                app[PEOPLE] = People(store)
-                app[TOPICS] = Topics(settings.topic_prefix)
-                add_api_routes(app)
             if "worker" in roles:
                 assert store is not None
                 worker = Worker(
@@ -131,7 +118,9 @@ async def run_roles(
                 )
                 await worker.start()
                 stack.push_async_callback(worker.stop)
-                app[WORKER] = worker
+            app = build_app(
+                settings, roles, publisher=publisher, store=store, worker=worker, metrics=metrics
+            )
 
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
             await runner.setup()

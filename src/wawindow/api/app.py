@@ -18,7 +18,7 @@ from aiohttp import web
 
 from wawindow.answers import error
 from wawindow.api.consents import add_consent_routes
-from wawindow.api.context import API, CALLER, PEOPLE, TOPICS, ApiConfig, Caller
+from wawindow.api.context import API, CALLER, PEOPLE, Caller
 from wawindow.config import Settings
 from wawindow.engine.counts import (
     CSV_COLUMNS,
@@ -30,11 +30,9 @@ from wawindow.engine.counts import (
     meta_data_points,
     parse_instant,
 )
-from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
-from wawindow.health import PUBLISHER, STORE
-from wawindow.keys import Topics
+from wawindow.health import STORE
 from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, expected_charge
 from wawindow.publisher import Publisher
@@ -61,16 +59,14 @@ def create_api_app(
     metrics: Metrics | None = None,
     publisher: Publisher | None = None,
 ) -> web.Application:
-    app = web.Application()
-    app[API] = ApiConfig.from_settings(settings)
-    app[METRICS] = metrics or Metrics()
-    app[STORE] = store
-    app[PEOPLE] = People(store)
-    app[TOPICS] = Topics(settings.topic_prefix)
-    if publisher is not None:
-        app[PUBLISHER] = publisher
-    add_api_routes(app)
-    return app
+    """The API's app (:func:`wawindow.http.build_app` for the api role). Without a started
+    ``publisher`` consent writes answer 503, as with Kafka down."""
+    from wawindow.http import build_app  # the builder imports this module
+
+    publisher = publisher or Publisher(
+        settings.kafka_bootstrap or "", ack_timeout_ms=settings.kafka_ack_timeout_ms
+    )
+    return build_app(settings, {"api"}, publisher=publisher, store=store, metrics=metrics)
 
 
 @web.middleware

@@ -29,9 +29,10 @@ from wawindow.engine.counts import (
 )
 from wawindow.engine.views import window_view
 from wawindow.errors import WawindowError
+from wawindow.http import ROLES
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, replay
-from wawindow.roles import ROLES, Running, run_roles
+from wawindow.roles import Running, run_roles
 from wawindow.topics import create_topics
 
 # Fixed, public values for `wawindow dev` only; never used when the settings name their own.

@@ -15,7 +15,7 @@ from wawindow import logs
 from wawindow.config import Settings
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.errors import ConfigError
-from wawindow.roles import ROLES
+from wawindow.http import ROLES
 
 
 def parse_roles(value: str) -> tuple[str, ...]:
@@ -46,7 +46,7 @@ def with_redis(settings: Settings, call: Callable[[AnyRedis], Awaitable[T]]) -> 
     url = settings.redis_url.value
 
     async def run() -> T:
-        redis = await connect(url, settings.redis_tls)
+        redis = await connect(url, settings.redis_tls, settings.redis_sentinels)
         try:
             return await call(redis)
         finally:

@@ -191,3 +191,92 @@ class RedisClusterNodes:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+class RedisSentinelGroup:
+    """A master, a replica and ``sentinels`` redis-sentinel processes watching them (quorum:
+    a majority), on loopback, quick to fail over: for tests and dev."""
+
+    def __init__(self, run_dir: Path, *, master_name: str = "wawindow", sentinels: int = 3) -> None:
+        self.run_dir = run_dir
+        self.master_name = master_name
+        self.master = RedisServer(run_dir / "master")
+        self.replica = RedisServer(
+            run_dir / "replica", extra_config=(f"replicaof 127.0.0.1 {self.master.port}",)
+        )
+        self.ports = [free_port() for _ in range(sentinels)]
+        self._sentinels = [
+            ManagedProcess(
+                f"redis-sentinel-{i}",
+                [redis_server_binary(), str(run_dir / f"sentinel{i}" / "sentinel.conf"),
+                 "--sentinel"],
+                run_dir / f"sentinel{i}" / "sentinel.out",
+                die_with_parent=True,
+            )
+            for i in range(sentinels)
+        ]  # fmt: skip
+
+    @property
+    def addresses(self) -> str:
+        """``WAWINDOW_REDIS_SENTINELS``."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.master.start()
+        self.replica.start()
+        quorum = len(self.ports) // 2 + 1
+        name, master = self.master_name, self.master.port
+        for i, (port, process) in enumerate(zip(self.ports, self._sentinels, strict=True)):
+            directory = self.run_dir / f"sentinel{i}"
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "sentinel.conf").write_text(
+                "\n".join(
+                    [
+                        "bind 127.0.0.1",
+                        f"port {port}",
+                        f"dir {directory}",
+                        f"logfile {directory / 'sentinel.log'}",
+                        f"sentinel monitor {name} 127.0.0.1 {master} {quorum}",
+                        f"sentinel down-after-milliseconds {name} 1000",
+                        f"sentinel failover-timeout {name} 5000",
+                        f"sentinel parallel-syncs {name} 1",
+                        "",
+                    ]
+                )
+            )
+            process.start()
+        for port, process in zip(self.ports, self._sentinels, strict=True):
+            process.wait_until(self._sees_replica(port), timeout_s, "watching the replica")
+
+    def _sees_replica(self, port: int) -> Callable[[], bool]:
+        def check() -> bool:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
+            try:
+                replicas = client.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "REPLICAS", self.master_name
+                )
+                return bool(replicas)
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+
+        return check
+
+    def current_master_port(self) -> int | None:
+        client = redis.Redis(host="127.0.0.1", port=self.ports[0], socket_timeout=0.5)
+        try:
+            reply = client.execute_command(  # type: ignore[no-untyped-call]
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+            )
+            return int(reply[1]) if reply else None
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for process in self._sentinels:
+            process.stop()
+        self.replica.stop()
+        self.master.stop()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
@@ -75,9 +77,50 @@ class RedisTLS:
         return out
 
 
-async def connect(url: str, tls: RedisTLS | None = None) -> AnyRedis:
-    """A client for ``url``: a cluster client when the server is a Redis Cluster node."""
+@dataclass(frozen=True, slots=True)
+class Sentinels:
+    """Redis Sentinel: where the Sentinels are and the name of the master they watch. The
+    client asks them for the master, and again after a failover."""
+
+    addresses: tuple[tuple[str, int], ...]
+    master: str
+
+
+def _from_sentinels(url: str, sentinels: Sentinels, options: dict[str, Any]) -> Redis:
+    parsed = urlparse(url)
+    db = int(parsed.path.lstrip("/") or 0) if parsed.path.lstrip("/").isdigit() else 0
+    auth: dict[str, Any] = {
+        "username": unquote(parsed.username or "") or None,
+        "password": unquote(parsed.password or "") or None,
+    }
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels.addresses),
+        sentinel_kwargs={k: v for k, v in options.items() if k != "health_check_interval"},
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **options,
+    )
+    master: Redis = sentinel.master_for(sentinels.master, db=db, **auth)
+    return master
+
+
+async def connect(
+    url: str, tls: RedisTLS | None = None, sentinels: Sentinels | None = None
+) -> AnyRedis:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node; the
+    master the ``sentinels`` name (``url`` then gives only the database and the user)."""
     options = {**REDIS_OPTIONS, **(tls or RedisTLS()).options(url)}
+    if sentinels is not None:
+        client = _from_sentinels(url, sentinels, options)
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            where = ",".join(f"{h}:{p}" for h, p in sentinels.addresses)
+            raise RedisUnavailable(
+                f"no Redis master {sentinels.master!r} from the Sentinels at {where}: {exc}"
+            ) from None
+        return client
     client = Redis.from_url(
         url, retry=_retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError],
         **options,

@@ -200,14 +200,23 @@ class WindowStore:
             else self._scripts_pipeline(calls, wait or ())
         )
         if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
-            await self.load()
+            await self.load()  # (a failed-over master: "auto" decides its durability anew)
+            if self._config.durability == "auto":
+                self._wait = await self._durability()
+            wait = self._wait if durable else ()
             results = await (
                 self._scripts_cluster(calls, groups)
                 if self._cluster
                 else self._scripts_pipeline(calls, wait or ())
             )
         if wait:
-            self._check_durable(wait, results.pop())
+            try:
+                self._check_durable(wait, results.pop())
+            except StoreNotDurable:
+                if self._config.durability == "auto":  # replicas gone (a failover): decide anew
+                    self._wait = await self._durability()
+                    log.warning("store.durability", mode=self._wait[0] if self._wait else "none")
+                raise
         # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
         # fault: raise, so the worker retries the batch instead of dead-lettering its events
         for r in results:
@@ -567,8 +576,10 @@ class WindowStore:
         limit = sum(int(n.get("maxmemory", 0)) for n in nodes)
         return used, limit
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True when Redis answers PING within ``timeout_s``."""
         try:
-            return bool(await self._redis.ping())
-        except RedisError:
+            async with asyncio.timeout(timeout_s):
+                return bool(await self._redis.ping())
+        except (RedisError, TimeoutError):
             return False

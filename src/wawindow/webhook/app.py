@@ -24,9 +24,9 @@ from aiohttp import web
 from wawindow.answers import error
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
-from wawindow.health import PUBLISHER, add_health_routes
+from wawindow.health import PUBLISHER
 from wawindow.keys import Topics
-from wawindow.metrics import METRICS, Metrics, add_metrics_route
+from wawindow.metrics import METRICS, Metrics
 from wawindow.publisher import Publisher, Record
 from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
 from wawindow.topics import MAX_RECORD_BYTES
@@ -69,21 +69,16 @@ DEAD_LETTER_BODY_BYTES = MAX_RECORD_BYTES - 256 * 1024
 def create_app(
     settings: Settings, publisher: Publisher | None = None, metrics: Metrics | None = None
 ) -> web.Application:
-    """The receiver app. Without ``publisher`` it makes and owns one from the settings."""
+    """The receiver's app (:func:`wawindow.http.build_app` for the webhook role). Without
+    ``publisher`` it makes and owns one from the settings."""
+    from wawindow.http import build_app  # the builder imports this module
+
     settings.require("kafka_bootstrap")
-    assert settings.kafka_bootstrap is not None
-    app = web.Application(client_max_size=settings.max_body_bytes)
-    app[CONFIG] = ReceiverConfig.from_settings(settings)
-    app[METRICS] = metrics or Metrics()
-    if publisher is None:
-        owned = Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
-        app[PUBLISHER] = owned
+    owned = publisher is None
+    publisher = publisher or Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
+    app = build_app(settings, {"webhook"}, publisher=publisher, metrics=metrics)
+    if owned:
         app.cleanup_ctx.append(_publisher_ctx)
-    else:
-        app[PUBLISHER] = publisher
-    add_routes(app)
-    add_health_routes(app)
-    add_metrics_route(app)
     return app
 
 
