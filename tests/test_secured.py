@@ -209,3 +209,8 @@ def test_a_wrong_secret_or_an_untrusted_certificate_stops_start_up_with_one_line
     assert "Traceback" not in result.stderr
     assert PASSWORD not in result.stderr
     assert REDIS_PASSWORD not in result.stderr
+
+
+def test_the_documented_acl_is_the_one_the_tests_run_under() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "connecting.md").read_text()
+    assert f"ACL SETUSER wawindow on >PASSWORD {REDIS_ACL}'" in doc
