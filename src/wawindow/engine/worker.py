@@ -234,6 +234,8 @@ class Worker:
                     origin = f"{r.topic}/{r.partition}/{r.offset}"
                     dead.append(self._dead_letter(r.value, f"unreadable change: {problem}", origin))
                 else:
+                    for internal in ("ids", "linked"):  # set by the worker, never by a record
+                        change.pop(internal, None)
                     changes.append(change)
                     change_raws.append(r.value)
                 continue
