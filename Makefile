@@ -39,8 +39,9 @@ faults: bootstrap  ## the fault, fuzz and durability tests, with five times the 
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "" tests/test_faults.py tests/test_durability.py \
 		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
-bench: bootstrap  ## run the benchmarks (results go to bench/results/)
+bench: bootstrap  ## run every benchmark (results go to bench/results/; needs wrk)
 	$(BIN)/python bench/webhook_throughput.py
+	$(BIN)/python bench/worker_throughput.py
 
 clean:  ## stop local services started with `wawindow services up` and remove the virtualenv
 	-$(BIN)/wawindow services down
