@@ -408,7 +408,7 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         results["users"] = args.users
         sink = Topics(f"{prefix}ceiling.")
         await create_topics(bootstrap, sink, partitions=6, replication_factor=1)
-        # the ceiling as issue 13 asks: consume, decode, commit (no record produced per record
+        # the ceiling: consume, decode, commit (no record produced per record
         # read: the worker produces far fewer than it reads); the older consume-and-produce
         # figure beside it, for comparison with earlier results
         rate = await consume_ceiling(bootstrap, topics.webhook_events, len(events))
