@@ -99,13 +99,18 @@ async def produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]])
         await publisher.stop()
 
 
-async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
-    """Events/s of a bare aiokafka consumer that decodes each record and commits each batch
-    of 500: what a worker could do if its own work cost nothing."""
-    consumer = AIOKafkaConsumer(
+def _ceiling_consumer(bootstrap: str, source: str) -> AIOKafkaConsumer:
+    """A consumer of its own group from the start of ``source``, batches of 500."""
+    return AIOKafkaConsumer(
         source, bootstrap_servers=bootstrap, group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
     )  # fmt: skip
+
+
+async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
+    """Events/s of a bare aiokafka consumer that decodes each record and commits each batch
+    of 500: what a worker could do if its own work cost nothing."""
+    consumer = _ceiling_consumer(bootstrap, source)
     await consumer.start()
     seen = 0
     try:
@@ -128,10 +133,7 @@ async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
 
 async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
     """Events/s of a bare consume-and-produce loop: one record out per record in."""
-    consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
-    )  # fmt: skip
+    consumer = _ceiling_consumer(bootstrap, source)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
     )

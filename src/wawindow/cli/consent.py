@@ -22,7 +22,7 @@ import getpass
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,22 +106,19 @@ def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "decision": args.decision, "at": args.at, "source": args.source,
         "wording": args.wording, "proof": args.proof,
     }  # fmt: skip
-    try:
-        rec = consent_record(
-            body, int(time.time()), Categories(settings.consent_categories), _who()
-        )
-    except BadField as exc:
-        print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    _publish(settings, [rec])
-    out(rec["event_id"])
-    return 0
+    categories = Categories(settings.consent_categories)
+    return _write(settings, lambda now: consent_record(body, now, categories, _who()))
 
 
 def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
+    return _write(settings, lambda now: erasure_record(args.waba_id, args.user, now, _who()))
+
+
+def _write(settings: Settings, make: Callable[[int], dict[str, Any]]) -> int:
+    """Make one record (exit 2 naming a bad field), put it on Kafka, print its id."""
     try:
-        rec = erasure_record(args.waba_id, args.user, int(time.time()), _who())
+        rec = make(int(time.time()))
     except BadField as exc:
         print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
         return 2
