@@ -3,7 +3,6 @@ service has, and describing what a running ``wawindow run all`` really answers."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import time
@@ -22,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 from tests.cliutil import run_all as run_all_process
 from tests.cliutil import wait_healthy
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
+from tests.waiting import until
 from wawindow import demo
 from wawindow.api.app import add_api_routes
 from wawindow.api.openapi import DOCUMENT, add_openapi_route
@@ -123,12 +123,12 @@ async def test_every_answer_of_the_running_server_matches_the_document(
                        headers={HEADER: sign(raw, APP_SECRET)})  # fmt: skip
         windows = f"/v1/windows/{user.phone_number_id}/{user.wa_id}"
         template = "/v1/windows/{phone_number_id}/{user}"
-        async with asyncio.timeout(60):
-            while True:  # the worker has applied the demo once the user is known
-                async with session.get(base + windows) as r:
-                    if r.status == 200:
-                        break
-                await asyncio.sleep(0.1)
+
+        async def known() -> bool:
+            async with session.get(base + windows) as r:
+                return r.status == 200
+
+        await until(known, "the worker applying the demo")
 
         await call("post", "/webhook", "/webhook", expect=401, data=b"{}",
                    headers={HEADER: "sha256=" + "0" * 64})  # fmt: skip
@@ -168,14 +168,14 @@ async def test_every_answer_of_the_running_server_matches_the_document(
         await call("post", "/v1/consents", "/v1/consents", expect=413,
                    json={**change, "proof": "x" * 70_000}, headers=writer)  # fmt: skip
         consents, ctemplate = f"/v1/consents/{waba}/{user.wa_id}", "/v1/consents/{waba_id}/{user}"
-        async with asyncio.timeout(60):
-            while True:  # the worker has applied the changes once they are in the history
-                async with session.get(base + consents) as r:
-                    if r.status == 200 and set(recorded) <= {
-                        h["id"] for h in (await r.json())["history"]
-                    }:
-                        break
-                await asyncio.sleep(0.1)
+
+        async def in_history() -> bool:
+            async with session.get(base + consents) as r:
+                return r.status == 200 and set(recorded) <= {
+                    h["id"] for h in (await r.json())["history"]
+                }
+
+        await until(in_history, "the worker applying the consent changes")
         shown = await call("get", ctemplate, consents, expect=200)
         await call("get", ctemplate, f"/v1/consents/{waba}/nobody", expect=400)
         await call("get", ctemplate, f"/v1/consents/{waba}/19990000000", expect=404)

@@ -9,7 +9,7 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
 from tests.cliutil import WAWINDOW, run, wait_healthy
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.waiting import until
 from wawindow import samples
 from wawindow.config import cache_dir
 from wawindow.devservices.broker import KafkaBroker, SaslSsl, fetch_jars
@@ -127,23 +128,24 @@ async def test_the_tracker_runs_end_to_end_on_sasl_ssl_kafka_and_tls_redis_with_
                 f"{base}/webhook", data=raw, headers={HEADER: sign(raw, APP_SECRET)}
             )
             path = f"{base}/v1/windows/{samples.PHONE_NUMBER_ID}/16505551234"
-            async with asyncio.timeout(60):  # until the worker has applied it
-                while (window := await http.get(path, headers=auth)).status != 200:  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
-            view = await window.json()
+            person = f"{base}/v1/consents/{samples.WABA_ID}/16505551234"
+
+            def answers(url: str, status: int) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    return (await http.get(url, headers=auth)).status == status
+
+                return check
+
+            await until(answers(path, 200), "the worker applying the webhook")
+            view = await (await http.get(path, headers=auth)).json()
             change = {"waba_id": samples.WABA_ID, "user": "16505551234", "category": "all",
                       "decision": "opt_in", "at": at}  # fmt: skip
             recorded = await http.post(f"{base}/v1/consents", json=change, headers=auth)
-            person = f"{base}/v1/consents/{samples.WABA_ID}/16505551234"
-            async with asyncio.timeout(60):  # until the worker has applied it
-                while (await http.get(person, headers=auth)).status != 200:  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
+            await until(answers(person, 200), "the worker applying the consent")
             erased = await http.delete(
                 f"{base}/v1/users/{samples.WABA_ID}/16505551234", headers=auth
             )
-            async with asyncio.timeout(60):  # until the worker has erased them
-                while (await http.get(path, headers=auth)).status != 404:  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
+            await until(answers(path, 404), "the worker erasing the person")
         events = await read_window_events(secured.kafka, 3)
     finally:
         proc.terminate()

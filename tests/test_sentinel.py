@@ -3,11 +3,9 @@ goes on through a failover (the master killed mid-run), losing nothing it had ac
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +13,7 @@ import pytest
 
 from tests.cliutil import run_all, wait_healthy
 from tests.conftest import APP_SECRET, Services
+from tests.waiting import until
 from wawindow import samples
 from wawindow.devservices.redis_server import RedisSentinelGroup
 from wawindow.webhook.signature import HEADER, sign
@@ -34,13 +33,6 @@ async def window_of(http: aiohttp.ClientSession, base: str, wa_id: str) -> int:
     path = f"{base}/v1/windows/{samples.PHONE_NUMBER_ID}/{wa_id}"
     response = await http.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     return response.status
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    """Poll ``check`` until it holds, failing at the deadline."""
-    async with asyncio.timeout(timeout_s):
-        while not await check():  # noqa: ASYNC110 - another process changes what it reads
-            await asyncio.sleep(0.2)
 
 
 async def test_the_tracker_goes_on_through_a_sentinel_failover(
@@ -63,20 +55,20 @@ async def test_the_tracker_goes_on_through_a_sentinel_failover(
                 async def first_applied() -> bool:
                     return await window_of(http, base, "16505550001") == 200
 
-                await until(first_applied)
+                await until(first_applied, "the first webhook applied")
                 assert group.master.pid is not None
                 os.kill(group.master.pid, signal.SIGKILL)
 
                 async def failed_over() -> bool:
                     return group.current_master_port() == group.replica.port
 
-                await until(failed_over)
+                await until(failed_over, "the sentinels promoting the replica")
                 after = await post_inbound(http, base, "16505550002")
 
                 async def second_applied() -> bool:
                     return await window_of(http, base, "16505550002") == 200
 
-                await until(second_applied)
+                await until(second_applied, "a webhook applied on the new master")
                 first = await window_of(http, base, "16505550001")
             assert proc.poll() is None
     finally:
