@@ -51,13 +51,16 @@ def test_library_log_lines_are_json_through_the_same_processors() -> None:
     stream = io.TextIOWrapper(raw, write_through=True)
     root = logging.getLogger()
     saved, level, structlog_config = list(root.handlers), root.level, structlog.get_config()
-    configure("info", "json", stream)
+    buffer = configure("info", "json", stream)
+    assert buffer is not None
     structlog.contextvars.bind_contextvars(role="worker", version="9.9")
     try:
         logging.getLogger("aiokafka.consumer").warning("lost %s", "partition", extra={})
         logging.getLogger("aiokafka").info("chatty")  # below the libraries' level
         logging.getLogger("aiohttp.server").error("boom")
+        buffer.drain()
     finally:
+        buffer.close()
         structlog.contextvars.clear_contextvars()
         root.handlers = saved
         root.setLevel(level)
@@ -69,3 +72,31 @@ def test_library_log_lines_are_json_through_the_same_processors() -> None:
         ("aiohttp.server", "error", "boom"),
     ]
     assert {(x["role"], x["version"]) for x in lines} == {("worker", "9.9")}
+
+
+async def test_buffered_lines_are_written_out_in_quiet_times_when_large_and_at_close() -> None:
+    import io
+
+    from tests.waiting import until
+    from wawindow.logs import FLUSH_BYTES, LineBuffer
+
+    quiet = io.BytesIO()
+    ticking = LineBuffer(quiet, interval_s=0.05)
+    ticking.write(b'{"event":"one"}\n')
+    ticking.flush()  # a line's own flush leaves the writing to the buffer
+
+    async def written() -> bool:
+        return quiet.getvalue() == b'{"event":"one"}\n'
+
+    await until(written, "the quiet-time write-out", 5)
+    ticking.close()
+
+    raw = io.BytesIO()
+    hourly = LineBuffer(raw, interval_s=3600)
+    hourly.write(b"x" * 100 + b"\n")
+    assert raw.getvalue() == b""  # an hour is not up, and 101 bytes are below the bound
+    hourly.write(b"y" * FLUSH_BYTES + b"\n")
+    assert raw.getvalue() == b"x" * 100 + b"\n" + b"y" * FLUSH_BYTES + b"\n"
+    hourly.write("the last line\n")
+    hourly.close()
+    assert raw.getvalue().endswith(b"\nthe last line\n")

@@ -7,10 +7,13 @@ phone numbers and user ids pass through :func:`mask_id` before they reach a line
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 import structlog
@@ -54,10 +57,71 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+# JSON lines are written out at most this long after they were logged, or sooner once this many
+# bytes wait: one write per request cost the receiver a fifth of its rate (docs/performance.md)
+FLUSH_INTERVAL_S = 0.2
+FLUSH_BYTES = 64 * 1024
+
+
+class LineBuffer:
+    """A byte stream whose writes are gathered and written out together: when
+    :data:`FLUSH_BYTES` wait, at the first write :data:`FLUSH_INTERVAL_S` after the last
+    write-out, from a daemon thread in quiet times, and at exit. Lines are whole and in order;
+    what a killed process loses is at most the last :data:`FLUSH_INTERVAL_S` of them."""
+
+    def __init__(self, raw: IO[bytes], interval_s: float = FLUSH_INTERVAL_S) -> None:
+        self._raw = raw
+        self._interval_s = interval_s
+        self._pending = bytearray()
+        self._lock = threading.Lock()
+        self._due = time.monotonic() + interval_s
+        self._closed = threading.Event()
+        threading.Thread(target=self._tick, name="wawindow-log-flush", daemon=True).start()
+        atexit.register(self.close)
+
+    def write(self, data: bytes | str) -> int:
+        chunk = data.encode() if isinstance(data, str) else data
+        with self._lock:
+            self._pending += chunk
+            if len(self._pending) >= FLUSH_BYTES or time.monotonic() >= self._due:
+                self._write_out()
+        return len(chunk)
+
+    def flush(self) -> None:
+        """Each line's own flush: nothing here (the buffer decides when to write)."""
+
+    def drain(self) -> None:
+        """Write out what waits, now."""
+        with self._lock:
+            self._write_out()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.drain()
+
+    def _write_out(self) -> None:
+        self._due = time.monotonic() + self._interval_s
+        if not self._pending:
+            return
+        data, self._pending = bytes(self._pending), bytearray()
+        try:
+            self._raw.write(data)
+            self._raw.flush()
+        except (OSError, ValueError):  # the stream is gone (closed pipe, exit): nothing to do
+            pass
+
+    def _tick(self) -> None:
+        while not self._closed.wait(self._interval_s):
+            self.drain()
+
+
+def configure(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None
+) -> LineBuffer | None:
     """Configure structlog for the process: JSON lines, or a console renderer on a TTY. The
     standard library's loggers (aiokafka, aiohttp, redis) go through the same processors
-    (masking included) into the same stream, as JSON lines with their ``logger`` name."""
+    (masking included) into the same stream, as JSON lines with their ``logger`` name.
+    Returns the :class:`LineBuffer` that JSON lines go through (None on a console)."""
     stream = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     shared: list[Any] = [
@@ -67,12 +131,14 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         redact,
     ]
     processors: list[Any] = [*shared, structlog.processors.format_exc_info]
+    buffer: LineBuffer | None = None
     if console:
         processors.append(structlog.dev.ConsoleRenderer())
         factory: Any = structlog.PrintLoggerFactory(stream)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
-        factory = structlog.BytesLoggerFactory(stream.buffer)
+        buffer = LineBuffer(stream.buffer)
+        factory = structlog.BytesLoggerFactory(buffer)  # type: ignore[arg-type]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -88,7 +154,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         if console
         else structlog.processors.JSONRenderer(serializer=_json_text)
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(buffer or stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -98,6 +164,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
+    return buffer
 
 
 def _json_text(obj: Any, **_: Any) -> str:

@@ -7,6 +7,8 @@ never users, numbers or message ids.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+T = TypeVar("T", bound=MetricWrapperBase)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BYTES_BUCKETS = (512, 2048, 8192, 32768, 131072, 524288, 1048576, 3145728)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000)
@@ -30,6 +34,7 @@ LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         # what operators expect of any process: CPU, memory, file descriptors, GC, Python
         ProcessCollector(registry=r)
         GCCollector(registry=r)
@@ -177,6 +182,14 @@ class Metrics:
             "Redis maxmemory (0: no limit; summed over a cluster's primaries)",
             registry=r,
         )
+
+    def child(self, metric: T, *labels: str) -> T:
+        """``metric.labels(*labels)``, found once and then kept: a hot path (every request,
+        every record) pays a dictionary lookup instead of prometheus-client's checks and lock."""
+        found = self._children.get((metric, labels))
+        if found is None:
+            found = self._children[metric, labels] = metric.labels(*labels)
+        return found
 
     def label_names(self) -> dict[str, set[str]]:
         """Each family's label names (histograms add ``le``), for checking alert rules."""

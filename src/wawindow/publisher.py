@@ -53,6 +53,8 @@ def _key_hash(key: bytes) -> int:
 STOP_GRACE_S = 2.0
 
 _Waiters = list[tuple[Sequence[Record], "asyncio.Future[None]"]]
+# one event-loop tick's waiters and the deadline that fails whoever of them still waits
+_Tick = tuple[_Waiters, asyncio.TimerHandle]
 
 
 class Publisher:
@@ -67,7 +69,7 @@ class Publisher:
         self._ack_timeout_ms = ack_timeout_ms
         self._producer: AIOKafkaProducer | None = None
         self._pending: _Waiters = []
-        self._queue: asyncio.Queue[_Waiters] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Tick] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._round_robin = itertools.count()
 
@@ -145,42 +147,41 @@ class Publisher:
             loop.call_soon(self._flush)
         self._pending.append((records, waiter))
         try:
-            async with asyncio.timeout(self._ack_timeout_ms / 1000):
-                await waiter  # this request's own future: cancelling it on timeout is fine
-        except TimeoutError:
-            raise KafkaUnavailable(
-                f"Kafka did not acknowledge {len(records)} record(s) in {self._ack_timeout_ms} ms"
-            ) from None
+            await waiter  # resolved by the sender, or failed by the tick's deadline (_expire)
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka refused the records: {exc}") from exc
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            self._queue.put_nowait(pending)
+            # one deadline for the whole tick, instead of a timeout context per request
+            deadline = asyncio.get_running_loop().call_later(
+                self._ack_timeout_ms / 1000, _expire, pending, self._ack_timeout_ms
+            )
+            self._queue.put_nowait((pending, deadline))
 
     async def _send_loop(self) -> None:
         """Submit each tick's records in order; resolve the waiters when Kafka acknowledges."""
         while True:
-            waiters = await self._queue.get()
-            taken = 1
+            ticks = [await self._queue.get()]
             # Everything that queued up while the last submission waited goes out together,
             # so batches grow with the load instead of queueing one tick at a time.
             while not self._queue.empty():
-                waiters += self._queue.get_nowait()
-                taken += 1
+                ticks.append(self._queue.get_nowait())
+            waiters = [w for tick, _ in ticks for w in tick]
+            deadlines = [deadline for _, deadline in ticks]
             try:
                 futures = await self._submit([r for records, _ in waiters for r in records])
             except KafkaError as exc:
-                _resolve(waiters, exc)
+                _resolve(waiters, deadlines, exc)
             except Exception as exc:  # the sender must outlive any one failure
                 log.exception("publisher.submit_failed")
-                _resolve(waiters, KafkaError(str(exc)))
+                _resolve(waiters, deadlines, KafkaError(str(exc)))
             else:
                 acked = asyncio.gather(*futures)
-                acked.add_done_callback(functools.partial(_on_acked, waiters))
+                acked.add_done_callback(functools.partial(_on_acked, waiters, deadlines))
             finally:
-                for _ in range(taken):
+                for _ in ticks:
                     self._queue.task_done()
 
     async def _submit(self, records: list[Record]) -> list[asyncio.Future[Any]]:
@@ -241,17 +242,35 @@ class Publisher:
             return False
 
 
-def _on_acked(waiters: _Waiters, acked: asyncio.Future[Any]) -> None:
+def _on_acked(
+    waiters: _Waiters, deadlines: list[asyncio.TimerHandle], acked: asyncio.Future[Any]
+) -> None:
     if acked.cancelled():
-        _resolve(waiters, KafkaError("cancelled"))
+        _resolve(waiters, deadlines, KafkaError("cancelled"))
         return
     exc = acked.exception()
     if exc is not None and not isinstance(exc, KafkaError):
         exc = KafkaError(str(exc))
-    _resolve(waiters, exc)
+    _resolve(waiters, deadlines, exc)
 
 
-def _resolve(waiters: _Waiters, exc: BaseException | None) -> None:
+def _expire(waiters: _Waiters, timeout_ms: int) -> None:
+    """The bound has passed: whoever still waits is told Kafka did not acknowledge in time."""
+    for records, waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(
+                KafkaUnavailable(
+                    f"Kafka did not acknowledge {len(records)} record(s) in {timeout_ms} ms"
+                )
+            )
+            waiter.exception()  # marked as retrieved: the request answers from it
+
+
+def _resolve(
+    waiters: _Waiters, deadlines: list[asyncio.TimerHandle], exc: BaseException | None
+) -> None:
+    for deadline in deadlines:  # answered: the deadlines (and the records they hold) go
+        deadline.cancel()
     for _, waiter in waiters:
         if waiter.done():
             continue

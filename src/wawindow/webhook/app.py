@@ -111,13 +111,13 @@ async def receive(request: web.Request) -> web.Response:
     started = time.perf_counter()
     config = request.app[CONFIG]
     metrics = request.app[METRICS]
-    line = log.bind(path="/webhook")
 
     raw = await _read_limited(request, config.max_body_bytes)
     if raw is None:
         _answered(metrics, started, "too_large", 413)
-        line.warning(
+        log.warning(
             "webhook.post",
+            path="/webhook",
             outcome="too_large",
             status=413,
             content_length=request.content_length,
@@ -128,10 +128,11 @@ async def receive(request: web.Request) -> web.Response:
     metrics.body_bytes.observe(len(raw))
     header = request.headers.get(signature.HEADER)
     if not signature.verify(raw, header, config.secrets):
-        metrics.signature_failures.labels("missing" if not header else "mismatch").inc()
+        metrics.child(metrics.signature_failures, "missing" if not header else "mismatch").inc()
         _answered(metrics, started, "bad_signature", 401)
-        line.warning(
+        log.warning(
             "webhook.post",
+            path="/webhook",
             outcome="bad_signature",
             status=401,
             signature="missing" if not header else "mismatch",
@@ -148,8 +149,9 @@ async def receive(request: web.Request) -> web.Response:
         await request.app[PUBLISHER].publish(records)
     except KafkaUnavailable as exc:
         _answered(metrics, started, "kafka_unavailable", 503)
-        line.error(
+        log.error(
             "webhook.post",
+            path="/webhook",
             outcome="kafka_unavailable",
             status=503,
             events=len(split.events),
@@ -163,12 +165,13 @@ async def receive(request: web.Request) -> web.Response:
     outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
     kinds, reason = _kinds(split), split.reason
     for kind, n in kinds.items():
-        metrics.webhook_events.labels(kind).inc(n)
+        metrics.child(metrics.webhook_events, kind).inc(n)
     if reason is not None:
-        metrics.dead_letters.labels("webhook").inc()
+        metrics.child(metrics.dead_letters, "webhook").inc()
     _answered(metrics, started, outcome, 200)
-    line.info(
+    log.info(
         "webhook.post",
+        path="/webhook",
         outcome=outcome,
         status=200,
         events=len(split.events),
@@ -229,7 +232,7 @@ def _kinds(split: Split) -> dict[str, int]:
 
 
 def _answered(metrics: Metrics, started: float, outcome: str, status: int) -> None:
-    metrics.webhook_requests.labels(outcome, str(status)).inc()
+    metrics.child(metrics.webhook_requests, outcome, str(status)).inc()
     metrics.ack_seconds.observe(time.perf_counter() - started)
 
 
