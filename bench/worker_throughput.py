@@ -204,6 +204,66 @@ async def worker_rate(
         await redis.aclose()
 
 
+async def peer_rate(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    """Events/s of the Quix Streams peer (bench/peers/quix_window.py) over the same records:
+    run in its own process, with the Python of ``.venv-peers`` (created here when missing,
+    refreshed when bench/peers/requirements.txt changes), a fresh consumer group and state
+    directory. Its JSON report is returned as it printed it."""
+    import shutil
+    import tempfile
+
+    root = HERE.parent
+    venv = root / ".venv-peers"
+    python = venv / "bin" / "python"
+    requirements = HERE / "peers" / "requirements.txt"
+    installed = venv / "installed-requirements.txt"
+
+    async def call(argv: list[str], timeout_s: float) -> bytes:
+        """Run ``argv`` to the end within ``timeout_s``; its stdout, or an error with its
+        stderr when it fails."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                out, err = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"{argv[0]} {argv[1]} did not finish in {timeout_s:.0f} s") from None
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace")[-4000:]
+            raise RuntimeError(f"{' '.join(argv[:3])} exited with {proc.returncode}:\n{tail}")
+        return out
+
+    wanted = await asyncio.to_thread(requirements.read_text)
+    if not await asyncio.to_thread(python.exists):
+        await call([sys.executable, "-m", "venv", str(venv)], 300)
+    if not await asyncio.to_thread(installed.exists) or (
+        await asyncio.to_thread(installed.read_text) != wanted
+    ):
+        pip = str(venv / "bin" / "pip")
+        await call([pip, "install", "-q", "-r", str(requirements)], 900)
+        await asyncio.to_thread(installed.write_text, wanted)
+    state_dir = await asyncio.to_thread(tempfile.mkdtemp, prefix="wawindow-peer-")
+    try:
+        out = await call(
+            [
+                str(python), str(HERE / "peers" / "quix_window.py"),
+                "--bootstrap", bootstrap, "--topic", topic, "--count", str(count),
+                "--group", f"peer-{uuid.uuid4().hex[:6]}", "--state-dir", state_dir,
+            ],
+            20 * 60,
+        )  # fmt: skip
+    finally:
+        await asyncio.to_thread(shutil.rmtree, state_dir, True)
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"the peer printed no report: {out.decode()[-2000:]!r}")
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
 async def redis_growth(
     redis_url: str, users: int, bodies: Any, per_call: int, *, sweep: bool = False
 ) -> int:
@@ -423,6 +483,11 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         await client.aclose()
         results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
         results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
+        # the core rules as a Quix Streams application, on the same records
+        results["peer"] = await peer_rate(bootstrap, topics.webhook_events, len(events))
+        results["worker"]["ratio_to_peer"] = round(
+            results["worker"]["events_per_s"] / results["peer"]["events_per_s"], 2
+        )
     if "durability" in parts:
         results["durability"] = await durability_cost(bootstrap, prefix, services, args.users)
     if "memory" in parts:

@@ -187,8 +187,15 @@ class Publisher:
     async def _submit(self, records: list[Record]) -> list[asyncio.Future[Any]]:
         producer = self._running()
         groups: dict[tuple[str, int], list[Record]] = {}
+        partitions: dict[str, list[int]] = {}  # each topic's, looked up once per submission
         for record in records:
-            partition = await self._partition(record)
+            ordered = partitions.get(record.topic)
+            if ordered is None:
+                ordered = partitions[record.topic] = await self._partitions(record.topic)
+            if record.key is None:
+                partition = ordered[next(self._round_robin) % len(ordered)]
+            else:
+                partition = ordered[_key_hash(record.key) % len(ordered)]
             groups.setdefault((record.topic, partition), []).append(record)
         futures = []
         for (topic, partition), group in groups.items():
@@ -215,15 +222,12 @@ class Publisher:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
-    async def _partition(self, record: Record) -> int:
+    async def _partitions(self, topic: str) -> list[int]:
         producer = self._running()
-        partitions = producer.client.cluster.partitions_for_topic(record.topic)
+        partitions = producer.client.cluster.partitions_for_topic(topic)
         if not partitions:
-            partitions = await producer.partitions_for(record.topic)
-        ordered: list[int] = sorted(partitions)
-        if record.key is None:
-            return ordered[next(self._round_robin) % len(ordered)]
-        return ordered[_key_hash(record.key) % len(ordered)]
+            partitions = await producer.partitions_for(topic)
+        return sorted(partitions)
 
     def _running(self) -> AIOKafkaProducer:
         if self._producer is None:
