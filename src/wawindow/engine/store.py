@@ -6,7 +6,9 @@ its unacknowledged window events, and whether its user now lives under another k
 after the rules ran in Python, one pipeline of ``commit.lua`` calls that write each
 conversation's new state, outbox entry, deadline and counter changes atomically, and only if
 no other process wrote that conversation since it was read (a conversation that changed is
-read and run again). Keys come from :mod:`wawindow.keys`.
+read and run again). A conversation this process wrote itself is not read again: what it
+wrote is remembered (:mod:`wawindow.engine.reads`), and the version check of ``commit.lua``
+catches every write of another process since. Keys come from :mod:`wawindow.keys`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 from wawindow import contracts, keys
 from wawindow.contracts import CounterField
 from wawindow.engine.connection import AnyRedis, text, transient
+from wawindow.engine.reads import Reads
 from wawindow.errors import EventRejected, StoreConflict, StoreNotDurable
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
@@ -139,6 +142,7 @@ class WindowStore:
         self._cluster = isinstance(redis, RedisCluster)
         self._sha: dict[str, str] = {}
         self._wait: tuple[Any, ...] | None = None  # decided at load
+        self._reads = Reads()  # what this process wrote last (engine/reads.py)
 
     @property
     def rules(self) -> Rules:
@@ -344,8 +348,12 @@ class WindowStore:
         again. The one read-decide-write path of every stored document."""
         out: dict[str, tuple[W, Applied] | Exception] = {}
         todo = list(asked)
+        remember = decode == State.decode  # conversations (engine/reads.py), not people
         for _ in range(MAX_CONFLICTS):
-            reads = await self._read(todo, decode)
+            reads = self._remembered(todo) if remember else {}
+            missing = [k for k in todo if k not in reads]
+            if missing:
+                reads.update(await self._read(missing, decode))
             by_key: dict[str, tuple[Read, list[str]]] = {}
             for key in todo:
                 r = reads[key]
@@ -365,21 +373,44 @@ class WindowStore:
                 [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
             )
             todo = []
-            for (_r, keys_here, outcome), (_, applied), reply in zip(
+            for (r, keys_here, outcome), (call, applied), reply in zip(
                 runs, calls, replies, strict=True
             ):
                 if isinstance(reply, Exception):
+                    self._reads.forget(keys_here)
                     for key in keys_here:
                         out[key] = reply
                 elif reply == 0:
+                    self._reads.forget(keys_here)
                     todo += keys_here  # written by another process since the read: again
                 else:
+                    if remember:
+                        self._wrote(r, keys_here, outcome, call)
                     done = (outcome, applied)
                     for key in keys_here:
                         out[key] = done
             if not todo:
                 return out
         raise StoreConflict(f"{len(todo)} conversations kept changing under this worker")
+
+    def _remembered(self, asked: Sequence[str]) -> dict[str, Read | Exception]:
+        """The conversations of ``asked`` as this process last wrote them (engine/reads.py)."""
+        out: dict[str, Read | Exception] = {}
+        for key in asked:
+            kept = self._reads.get(key)
+            if kept is not None:
+                out[key] = Read(kept.key, kept.version, State.decode(kept.document), kept.pending)
+        return out
+
+    def _wrote(self, r: Read, asked: list[str], outcome: Written, call: _Call) -> None:
+        document = call[2][2]  # commit.lua's ARGV[3], the document as written
+        if not document:  # forgotten: Redis has no version of it to compare with
+            self._reads.forget(asked)
+            return
+        version = str(int(r.version) + 1)
+        field = f"{r.key}|v{version}"
+        outbox = (field, list(outcome.transitions)) if outcome.transitions else None
+        self._reads.wrote(asked, r.key, version, document, outbox)
 
     # -- the engine's operations --------------------------------------------------------------
 
@@ -396,18 +427,20 @@ class WindowStore:
 
         done = await self.run(list(groups), run, now, durable=True)
         results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
-        applied: dict[int, Applied] = {}
+        # the asked keys of each write (several when users were linked): one pass, not one
+        # pass over every write per write
+        asked_of: dict[int, tuple[tuple[Outcome, Applied], list[str]]] = {}
         for key, result in done.items():
             if isinstance(result, Exception):
                 for i in groups[key]:
                     results[i] = result
-                continue
-            outcome, written = result
-            applied[id(written)] = written
-            indexes = sorted(i for k, r in done.items() if r is result for i in groups[k])
+            else:
+                asked_of.setdefault(id(result), (result, []))[1].append(key)
+        for (outcome, _), asked in asked_of.values():
+            indexes = sorted(i for k in asked for i in groups[k])
             for i, res in zip(indexes, outcome.results, strict=True):
                 results[i] = res
-        return Report(results, list(applied.values()))
+        return Report(results, [written for (_, written), _ in asked_of.values()])
 
     async def close(
         self, conversation_keys: Sequence[str], now: int
@@ -485,6 +518,7 @@ class WindowStore:
         call, _ = self._commit(Read(src, source.version, State(), []), gone, now)
         call[2][2] = ""
         await self._scripts([call], [src])
+        self._reads.forget([src])
         pending = Applied(
             [t for _, ts in source.pending for t in ts], [(shard, f) for f, _ in source.pending]
         )
@@ -518,6 +552,7 @@ class WindowStore:
             pipe.hdel(keys.outbox(shard), *fields)
             pipe.zrem(keys.outbox_queue(shard), *fields)
         await pipe.execute()
+        self._reads.acknowledged(field for _, field in entries)
 
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
         """Outbox entries written before ``older_than`` and never acknowledged: a process

@@ -1,0 +1,93 @@
+"""What this process last wrote of each conversation, so that its next batch need not read it.
+
+A worker owns its Kafka partitions, so the conversations of its batches are almost always
+ones it wrote itself a moment ago. The store keeps what it wrote (the key the user lives
+under, the version, the document, the window events still waiting in the outbox) and, for
+a conversation found here, skips ``read.lua`` and goes straight to ``commit.lua``: one round
+trip per batch instead of two.
+
+Nothing here can be wrong for long, because nothing here is trusted: ``commit.lua`` writes
+only if the stored version is still the one the rules ran on. When anything else wrote the
+conversation (the sweeper of another worker, an erasure, a link, a merge, Redis losing
+writes or the key expiring), the versions differ, the write is refused, the entry is
+dropped and the conversation is read from Redis and run again. The outbox entry is
+remembered exactly as ``read.lua`` would return it, until :meth:`Reads.acknowledged`, so a
+batch retried after a failed publish publishes its window events again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from wawindow.rules.transitions import Transition
+
+# conversations remembered per process (about half a kilobyte each)
+READS_KEPT = 65_536
+
+
+@dataclass(slots=True)
+class Kept:
+    """One conversation as this process wrote it last."""
+
+    key: str  # where the user lives (the asked key, or the one it is linked to)
+    version: str
+    document: bytes
+    pending: list[tuple[str, list[Transition]]]  # (outbox field, window events) unacknowledged
+
+
+class Reads:
+    """The last writes of this process, the least recently used forgotten first."""
+
+    def __init__(self, size: int = READS_KEPT) -> None:
+        self._size = size
+        self._kept: OrderedDict[str, Kept] = OrderedDict()
+        self._by_field: dict[str, list[str]] = {}  # outbox field -> asked keys waiting on it
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, asked: str) -> Kept | None:
+        kept = self._kept.get(asked)
+        if kept is not None:
+            self._kept.move_to_end(asked)
+        return kept
+
+    def wrote(
+        self,
+        asked: Sequence[str],
+        key: str,
+        version: str,
+        document: bytes,
+        outbox: tuple[str, list[Transition]] | None,
+    ) -> None:
+        """``commit.lua`` wrote ``document`` as ``version`` of ``key`` for ``asked``; its window
+        events wait in the outbox under ``outbox`` (None: it wrote none)."""
+        pending = [outbox] if outbox is not None else []
+        for a in asked:
+            self._kept[a] = Kept(key, version, document, pending)
+            self._kept.move_to_end(a)
+        if outbox is not None:
+            self._by_field.setdefault(outbox[0], []).extend(asked)
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        if len(self._by_field) > self._size:  # fields never acknowledged (a dead publish)
+            self._by_field.clear()
+
+    def forget(self, asked: Iterable[str]) -> None:
+        """Another process wrote these (or the write failed): read them from Redis again."""
+        for a in asked:
+            self._kept.pop(a, None)
+
+    def acknowledged(self, fields: Iterable[str]) -> None:
+        """Kafka has the window events of these outbox fields: they are no longer pending."""
+        for field in fields:
+            for a in self._by_field.pop(field, ()):
+                kept = self._kept.get(a)
+                if kept is not None and kept.pending and kept.pending[0][0] == field:
+                    kept.pending = []
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._by_field.clear()

@@ -1,0 +1,141 @@
+"""What a store remembers of its own writes (engine/reads.py): a batch skips the read of a
+conversation it wrote, and is never wrong for it, whatever other processes wrote since."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import Services, redis_db1
+from wawindow import samples
+from wawindow.contracts import TransitionType
+from wawindow.engine.connection import AnyRedis, connect
+from wawindow.engine.reads import Reads
+from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.split import split_body
+
+USER = "16505551234"
+KEY = f"{samples.PHONE_NUMBER_ID}:{USER}"
+OPENED = TransitionType.SERVICE_WINDOW_OPENED
+
+
+def inbound(wamid: str, at: int) -> tuple[str, dict[str, Any]]:
+    body = samples.body(
+        samples.messages_change(messages=[samples.text_message(wamid, at, wa_id=USER)])
+    )
+    (event,) = split_body(samples.encode(body), at * 1000).events
+    return event.key, orjson.loads(event.encode())
+
+
+# -- the memory on its own ---------------------------------------------------------------------
+
+
+def test_the_least_recently_used_are_forgotten_first() -> None:
+    reads = Reads(size=2)
+    reads.wrote(["a"], "a", "1", b"{}", None)
+    reads.wrote(["b"], "b", "1", b"{}", None)
+    assert reads.get("a") is not None  # a is now the most recent
+    reads.wrote(["c"], "c", "1", b"{}", None)
+    assert (reads.get("a") is not None, reads.get("b"), reads.get("c") is not None) == (
+        True,
+        None,
+        True,
+    )
+
+
+def test_window_events_stay_pending_until_their_own_field_is_acknowledged() -> None:
+    reads = Reads()
+    reads.wrote(["a", "a2"], "a", "3", b"{}", ("a|v3", []))
+    reads.acknowledged(["a|v2"])  # an older write's field: not this one
+    kept = reads.get("a")
+    assert kept is not None
+    assert [f for f, _ in kept.pending] == ["a|v3"]
+    reads.acknowledged(["a|v3"])
+    assert [reads.get(k).pending for k in ("a", "a2")] == [[], []]  # type: ignore[union-attr]
+    reads.forget(["a"])
+    assert reads.get("a") is None
+    assert reads.get("a2") is not None
+
+
+# -- against Redis -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[AnyRedis]:
+    client = await connect(redis_db1(services))
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def evalsha_calls(redis: AnyRedis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.redis
+async def test_a_conversation_this_store_wrote_is_written_without_reading_it(
+    redis: AnyRedis,
+) -> None:
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    now = int(time.time())
+    await store.apply([inbound("wamid.1", now - 120)], now)
+
+    before = await evalsha_calls(redis)
+    await store.apply([inbound("wamid.2", now - 60)], now)
+
+    assert await evalsha_calls(redis) - before == 1  # commit.lua only, no read.lua
+    assert len((await store.conversation(KEY)).inbound) == 2
+
+
+@pytest.mark.redis
+async def test_what_another_process_wrote_meanwhile_is_never_overwritten(
+    redis: AnyRedis,
+) -> None:
+    ours, theirs = WindowStore(redis, EngineConfig()), WindowStore(redis, EngineConfig())
+    await ours.load()
+    now = int(time.time())
+    await ours.apply([inbound("wamid.1", now - 300)], now)
+    await theirs.apply([inbound("wamid.2", now - 200)], now)  # another worker, a sweeper …
+
+    report = await ours.apply([inbound("wamid.3", now - 100)], now)
+
+    assert [r.error for r in report.results] == [None]  # type: ignore[union-attr]
+    fresh = WindowStore(redis, EngineConfig())
+    assert sorted((await fresh.conversation(KEY)).inbound) == [now - 300, now - 200, now - 100]
+
+
+@pytest.mark.redis
+async def test_unacknowledged_window_events_go_out_again_as_after_a_read(
+    redis: AnyRedis,
+) -> None:
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    now = int(time.time())
+    first = await store.apply([inbound("wamid.1", now - 120)], now)
+    assert [t.type for a in first.applied for t in a.transitions] == [OPENED]
+
+    # the publish failed: nothing acknowledged, the batch is applied again
+    again = await store.apply([inbound("wamid.1", now - 120)], now)
+    assert [t.type for a in again.applied for t in a.transitions] == [OPENED]
+    assert [a.outbox for a in again.applied] == [a.outbox for a in first.applied]
+
+
+@pytest.mark.redis
+async def test_acknowledged_window_events_do_not_go_out_again(redis: AnyRedis) -> None:
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    now = int(time.time())
+    first = await store.apply([inbound("wamid.1", now - 120)], now)
+    await store.acknowledge([where for a in first.applied for where in a.outbox])
+
+    again = await store.apply([inbound("wamid.1", now - 120)], now)
+
+    assert [t for a in again.applied for t in a.transitions] == []
