@@ -195,6 +195,49 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float)
     }
 
 
+# the bare handler doing more and more of the receiver's work (bench/bare_server.py --steps)
+BUDGET_STEPS = (
+    "verify",
+    "verify,split",
+    "verify,split,body-record",
+    "verify,split,event-records",
+)
+
+
+def serve_and_measure(
+    steps: list[str], url: str, script: Path, seconds: int, connections: int, preexec: Any
+) -> dict[str, Any]:
+    """Start bench/bare_server.py with ``steps`` on a free port, warm it up (longer when it
+    produces to Kafka: the broker's JIT), and measure it with wrk (``url`` has a ``{port}``
+    placeholder)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "bare_server.py"), str(port), *steps], preexec_fn=preexec
+    )
+    try:
+        url = url.format(port=port)
+        wait_listening(port, server)
+        run_wrk(url, script, 15 if "record" in " ".join(steps) else 3, connections)  # warm-up
+        return run_wrk(url, script, seconds, connections)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited with {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {timeout_s} s")
+
+
 def _server_core() -> None:  # runs in the server's child process, before exec
     os.sched_setaffinity(0, {0})
 
@@ -221,6 +264,10 @@ def main() -> None:
     parser.add_argument(
         "--compression", default="none", choices=["none", "gzip", "lz4", "zstd"],
         help="the receiver's WAWINDOW_KAFKA_COMPRESSION",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-budget", action="store_true",
+        help="skip the bare handler doing part of the receiver's work, step by step",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
@@ -258,19 +305,24 @@ def main() -> None:
             )
         )
 
-        bare_port = free_port()
-        bare = subprocess.Popen(
-            [sys.executable, str(HERE / "bare_server.py"), str(bare_port)], preexec_fn=server_core
+        bare_url = "http://127.0.0.1:{port}/webhook"
+        results["bare"] = serve_and_measure(
+            [], bare_url, script, args.seconds, args.connections, server_core
         )
-        try:
-            time.sleep(1.0)
-            run_wrk(f"http://127.0.0.1:{bare_port}/webhook", script, 3, args.connections)  # warm-up
-            results["bare"] = run_wrk(
-                f"http://127.0.0.1:{bare_port}/webhook", script, args.seconds, args.connections
+        if not args.no_budget:
+            # what each part of the receiver's work costs, on the same load in the same run
+            budget = Topics(f"{prefix}budget.")
+            asyncio.run(
+                create_topics(services.kafka_bootstrap, budget, partitions=6, replication_factor=1)
             )
-        finally:
-            bare.terminate()
-            bare.wait(10)
+            kafka = ["--bootstrap", services.kafka_bootstrap, "--topic", budget.webhook_events]
+            results["budget"] = {
+                steps: serve_and_measure(
+                    ["--steps", steps, *kafka], bare_url, script, args.seconds, args.connections,
+                    server_core,
+                )["rps"]
+                for steps in BUDGET_STEPS
+            }  # fmt: skip
 
         port = free_port()
         env = {
@@ -360,6 +412,12 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"ratio receiver/bare: {results['ratio']:.1%}; events/s at peak: {results['events_per_s']}",
     ]
+    if "budget" in results:
+        rows += ["", "| bare handler plus | requests/s | of bare |", "|---|---:|---:|"]
+        rows += [
+            f"| {steps} | {rps:.0f} | {rps / b['rps']:.2f} |"
+            for steps, rps in results["budget"].items()
+        ]
     return "\n".join(rows)
 
 

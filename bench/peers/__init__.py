@@ -1,0 +1,1 @@
+"""Peer implementations of wawindow's core rules, benchmarked beside the worker."""
