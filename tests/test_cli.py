@@ -82,6 +82,8 @@ async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
     assert proc.stderr is not None
     log = proc.stderr.read().decode()
     assert '"event":"webhook.post"' in log
+    assert log.rstrip().endswith("}")  # whole lines only
+    assert '"event":"wawindow.stopping"' in log  # the lines of its last moments too
     assert "Sheena Nelson" not in log
 
 

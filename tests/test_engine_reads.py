@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import Services, redis_db1
-from wawindow import samples
+from wawindow import keys, samples
 from wawindow.contracts import TransitionType
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.reads import Reads
@@ -139,3 +139,39 @@ async def test_acknowledged_window_events_do_not_go_out_again(redis: AnyRedis) -
     again = await store.apply([inbound("wamid.1", now - 120)], now)
 
     assert [t for a in again.applied for t in a.transitions] == []
+
+
+@pytest.mark.redis
+async def test_a_user_linked_elsewhere_meanwhile_is_written_where_they_live_now(
+    redis: AnyRedis,
+) -> None:
+    ours = WindowStore(redis, EngineConfig())
+    await ours.load()
+    now = int(time.time())
+    await ours.apply([inbound("wamid.1", now - 300)], now)
+    # another process links the user to a BSUID key (as link_many does when the old key
+    # holds nothing to merge: it only points the old key at the new one)
+    elsewhere = f"{samples.PHONE_NUMBER_ID}:US.13491208655302741918"
+    await redis.set(keys.alias(KEY), elsewhere)
+
+    await ours.apply([inbound("wamid.2", now - 200)], now)
+
+    assert sorted((await ours.conversation(elsewhere)).inbound) == [now - 200]
+    assert sorted((await ours.conversation(KEY)).inbound) == [now - 300]
+
+
+@pytest.mark.redis
+async def test_a_version_number_that_comes_back_after_a_loss_is_not_taken_for_ours(
+    redis: AnyRedis,
+) -> None:
+    ours, theirs = WindowStore(redis, EngineConfig()), WindowStore(redis, EngineConfig())
+    await ours.load()
+    now = int(time.time())
+    await ours.apply([inbound("wamid.1", now - 300)], now)  # version 1, remembered
+    state_key, _ = keys.document_keys(KEY)
+    await redis.delete(state_key)  # lost (a restart that lost the last writes, an expiry)
+    await theirs.apply([inbound("wamid.2", now - 200)], now)  # version 1 again, other facts
+
+    await ours.apply([inbound("wamid.3", now - 100)], now)
+
+    assert sorted((await ours.conversation(KEY)).inbound) == [now - 200, now - 100]

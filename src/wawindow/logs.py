@@ -83,7 +83,11 @@ class LineBuffer:
         chunk = data.encode() if isinstance(data, str) else data
         with self._lock:
             self._pending += chunk
-            if len(self._pending) >= FLUSH_BYTES or time.monotonic() >= self._due:
+            if (
+                len(self._pending) >= FLUSH_BYTES
+                or time.monotonic() >= self._due
+                or self._closed.is_set()  # at exit: straight through
+            ):
                 self._write_out()
         return len(chunk)
 
@@ -96,8 +100,11 @@ class LineBuffer:
             self._write_out()
 
     def close(self) -> None:
+        """Write out what waits; later writes go straight through."""
         self._closed.set()
         self.drain()
+        if _BUFFERS.get(id(self._raw)) is self:
+            del _BUFFERS[id(self._raw)]
 
     def _write_out(self) -> None:
         self._due = time.monotonic() + self._interval_s
@@ -113,6 +120,24 @@ class LineBuffer:
     def _tick(self) -> None:
         while not self._closed.wait(self._interval_s):
             self.drain()
+
+
+# one buffer per stream, whichever configure() comes first (the dev command configures twice)
+_BUFFERS: dict[int, LineBuffer] = {}
+
+
+def drain() -> None:
+    """Write out every buffer's lines now: before anything is written to the same stream
+    directly (the command line's last word on an error), so the order stays."""
+    for buffer in list(_BUFFERS.values()):
+        buffer.drain()
+
+
+def _buffer_for(raw: IO[bytes]) -> LineBuffer:
+    buffer = _BUFFERS.get(id(raw))
+    if buffer is None:
+        buffer = _BUFFERS[id(raw)] = LineBuffer(raw)
+    return buffer
 
 
 def configure(
@@ -137,7 +162,7 @@ def configure(
         factory: Any = structlog.PrintLoggerFactory(stream)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
-        buffer = LineBuffer(stream.buffer)
+        buffer = _buffer_for(stream.buffer)
         factory = structlog.BytesLoggerFactory(buffer)  # type: ignore[arg-type]
     structlog.configure(
         processors=processors,

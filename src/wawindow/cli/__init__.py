@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from wawindow import logs
 from wawindow.cli.consent import add_consent_commands
 from wawindow.cli.dev import DEV_API_TOKEN, DEV_APP_SECRET, DEV_VERIFY_TOKEN, cmd_dev
 from wawindow.cli.finance import cmd_counts, cmd_reconcile
@@ -25,9 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
         return handler(args, env)
     except ConfigError as exc:
+        logs.drain()  # the lines logged before it come first
         print(f"wawindow: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     except WawindowError as exc:
+        logs.drain()
         print(f"wawindow: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except KeyboardInterrupt:

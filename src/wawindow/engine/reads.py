@@ -6,11 +6,12 @@ under, the version, the document, the window events still waiting in the outbox)
 a conversation found here, skips ``read.lua`` and goes straight to ``commit.lua``: one round
 trip per batch instead of two.
 
-Nothing here can be wrong for long, because nothing here is trusted: ``commit.lua`` writes
-only if the stored version is still the one the rules ran on. When anything else wrote the
-conversation (the sweeper of another worker, an erasure, a link, a merge, Redis losing
-writes or the key expiring), the versions differ, the write is refused, the entry is
-dropped and the conversation is read from Redis and run again. The outbox entry is
+Nothing here is trusted: ``commit.lua`` is given the whole stored string the rules ran on
+and writes only if Redis still holds exactly that, and only if the user was not linked to
+another key since. When anything else wrote the conversation (a sweeper, an erasure, a link,
+a merge, another worker after a rebalance, Redis losing writes or the key expiring and a
+version number coming back), the write is refused, the entry is dropped and the
+conversation is read from Redis and run again. The outbox entry is
 remembered exactly as ``read.lua`` would return it, until :meth:`Reads.acknowledged`, so a
 batch retried after a failed publish publishes its window events again.
 """
@@ -43,7 +44,7 @@ class Reads:
     def __init__(self, size: int = READS_KEPT) -> None:
         self._size = size
         self._kept: OrderedDict[str, Kept] = OrderedDict()
-        self._by_field: dict[str, list[str]] = {}  # outbox field -> asked keys waiting on it
+        self._by_field: dict[str, set[str]] = {}  # outbox field -> asked keys it is pending for
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -66,28 +67,35 @@ class Reads:
         events wait in the outbox under ``outbox`` (None: it wrote none)."""
         pending = [outbox] if outbox is not None else []
         for a in asked:
+            self._drop(a)
             self._kept[a] = Kept(key, version, document, pending)
-            self._kept.move_to_end(a)
-        if outbox is not None:
-            self._by_field.setdefault(outbox[0], []).extend(asked)
+            if outbox is not None:
+                self._by_field.setdefault(outbox[0], set()).add(a)
         while len(self._kept) > self._size:
-            self._kept.popitem(last=False)
-        if len(self._by_field) > self._size:  # fields never acknowledged (a dead publish)
-            self._by_field.clear()
+            self._drop(next(iter(self._kept)))
 
     def forget(self, asked: Iterable[str]) -> None:
         """Another process wrote these (or the write failed): read them from Redis again."""
         for a in asked:
-            self._kept.pop(a, None)
+            self._drop(a)
 
     def acknowledged(self, fields: Iterable[str]) -> None:
         """Kafka has the window events of these outbox fields: they are no longer pending."""
         for field in fields:
             for a in self._by_field.pop(field, ()):
                 kept = self._kept.get(a)
-                if kept is not None and kept.pending and kept.pending[0][0] == field:
+                if kept is not None:
                     kept.pending = []
 
     def clear(self) -> None:
         self._kept.clear()
         self._by_field.clear()
+
+    def _drop(self, asked: str) -> None:
+        kept = self._kept.pop(asked, None)
+        if kept is not None and kept.pending:
+            waiting = self._by_field.get(kept.pending[0][0])
+            if waiting is not None:
+                waiting.discard(asked)
+                if not waiting:
+                    del self._by_field[kept.pending[0][0]]

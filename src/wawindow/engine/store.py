@@ -110,6 +110,9 @@ class Read:
     version: str
     state: Any
     pending: list[tuple[str, list[Transition]]]
+    # the whole stored string, when it was not read but remembered (engine/reads.py):
+    # commit.lua then writes only if Redis still holds exactly that
+    remembered: bytes = b""
 
 
 class Written(Protocol):
@@ -319,13 +322,16 @@ class WindowStore:
         field = f"{r.key}|v{int(r.version) + 1}"
         call: _Call = (
             "commit",
-            [state_key, keys.deadlines(shard), keys.outbox(shard), keys.outbox_queue(shard)],
+            [
+                state_key, keys.deadlines(shard), keys.outbox(shard), keys.outbox_queue(shard),
+                keys.alias(r.key),
+            ],
             [
                 r.key, r.version, outcome.state.encode(), outcome.keep_until,
                 "" if outcome.due is None else outcome.due, now,
                 keys.counters(shard, ""), self._config.counters_retention_days * DAY,
                 orjson.dumps([t.encode() for t in transitions]) if transitions else "",
-                *counters,
+                r.remembered, *counters,
             ],
         )  # fmt: skip
         # what an earlier write left unacknowledged (a crash before its publish) goes out too
@@ -341,14 +347,17 @@ class WindowStore:
         *,
         durable: bool = False,
         decode: Callable[[Any], Any] = State.decode,
+        remember: bool = False,
     ) -> dict[str, tuple[W, Applied] | Exception]:
         """Read the documents of ``asked`` keys (conversations, or people with ``decode``),
         run ``rules`` on each (given the state and the asked keys that live there), and write
         the outcomes back; a document that another process wrote meanwhile is read and run
-        again. The one read-decide-write path of every stored document."""
+        again. The one read-decide-write path of every stored document. ``remember``: use and
+        keep what this process wrote (engine/reads.py; conversations the worker applies
+        events to, which its partitions make its own)."""
         out: dict[str, tuple[W, Applied] | Exception] = {}
         todo = list(asked)
-        remember = decode == State.decode  # conversations (engine/reads.py), not people
+        remember = remember and decode == State.decode
         for _ in range(MAX_CONFLICTS):
             reads = self._remembered(todo) if remember else {}
             missing = [k for k in todo if k not in reads]
@@ -399,7 +408,9 @@ class WindowStore:
         for key in asked:
             kept = self._reads.get(key)
             if kept is not None:
-                out[key] = Read(kept.key, kept.version, State.decode(kept.document), kept.pending)
+                stored = f"{kept.version} ".encode() + kept.document
+                state = State.decode(kept.document)
+                out[key] = Read(kept.key, kept.version, state, kept.pending, stored)
         return out
 
     def _wrote(self, r: Read, asked: list[str], outcome: Written, call: _Call) -> None:
@@ -425,7 +436,7 @@ class WindowStore:
             indexes = sorted(i for key in asked for i in groups[key])
             return engine.apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
 
-        done = await self.run(list(groups), run, now, durable=True)
+        done = await self.run(list(groups), run, now, durable=True, remember=True)
         results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
         # the asked keys of each write (several when users were linked): one pass, not one
         # pass over every write per write
@@ -496,6 +507,7 @@ class WindowStore:
                 for k in aliases:
                     pipe.set(keys.alias(k), dst, ex=self._config.counters_retention_days * DAY)
                 await pipe.execute()
+                self._reads.forget(aliases)
         return published
 
     async def _merge(self, src: str, dst: str, now: int) -> list[Applied]:

@@ -7,6 +7,8 @@ finance counter changes.
 KEYS[1]  conversation (or person) state (STRING: "<version> <state document>"; a string, not a hash, since
          a document longer than 64 bytes would turn a hash into Redis's larger encoding)
 KEYS[2]  shard deadline index (ZSET)   KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
+KEYS[5]  the key's alias (STRING): when the user was linked to another key since, nothing is
+         written (the caller reads again and follows the link)
 All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
@@ -18,9 +20,14 @@ ARGV[7]  the shard's counter key prefix; "<prefix><UTC day>" is a day's HASH
 ARGV[8]  how long a day's counters are kept past the day (seconds)
 ARGV[9]  the window events, a JSON array ("": none); they wait in the outbox under the field
          "<conversation key>|v<new version>", which read.lua finds again
-ARGV[10...]  counter changes, three arguments each: UTC day, field, delta
+ARGV[10] the whole stored string the rules ran on, when the caller did not read it but
+         remembers writing it (src/wawindow/engine/reads.py); "": the version alone decides.
+         A version can come back after the key was lost (expired, deleted, a Redis restart
+         that lost writes); the whole string cannot, unless it is the same state.
+ARGV[11...]  counter changes, three arguments each: UTC day, field, delta
 
-Returns 1 when written, 0 when the state changed since it was read (read again and retry).
+Returns 1 when written, 0 when the state changed since it was read, or the user was linked
+elsewhere (read again and retry).
 ]]
 
 local SHARD_KEY_TTL = 9 * 86400 -- entries are due or acknowledged long before; refreshed on write
@@ -28,9 +35,11 @@ local DAY = 86400
 local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, seen, doc = ARGV[1], ARGV[2], ARGV[3]
 
+if redis.call("GET", KEYS[5]) then return 0 end
 local stored = redis.call("GET", state)
 local version = stored and string.match(stored, "^(%d+) ") or "0"
 if version ~= seen then return 0 end
+if ARGV[10] ~= "" and stored ~= ARGV[10] then return 0 end
 version = tostring(tonumber(version) + 1)
 
 if ARGV[9] ~= "" then
@@ -59,7 +68,7 @@ else
 end
 
 local prefix, counter_ttl = ARGV[7], tonumber(ARGV[8])
-for i = 10, #ARGV, 3 do
+for i = 11, #ARGV, 3 do
   local key = prefix .. ARGV[i]
   redis.call("HINCRBY", key, ARGV[i + 1], ARGV[i + 2])
   redis.call("EXPIREAT", key, (tonumber(ARGV[i]) + 1) * DAY + counter_ttl)
