@@ -45,12 +45,14 @@ def test_library_log_lines_are_json_through_the_same_processors() -> None:
     import orjson
     import structlog
 
+    from wawindow import logs
     from wawindow.logs import configure
 
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, write_through=True)
     root = logging.getLogger()
     saved, level, structlog_config = list(root.handlers), root.level, structlog.get_config()
+    hot = logs.hot_line()
     buffer = configure("info", "json", stream)
     assert buffer is not None
     structlog.contextvars.bind_contextvars(role="worker", version="9.9")
@@ -65,6 +67,7 @@ def test_library_log_lines_are_json_through_the_same_processors() -> None:
         root.handlers = saved
         root.setLevel(level)
         structlog.configure(**structlog_config)  # later tests log where they did before
+        logs._HOT[0] = hot
 
     lines = [orjson.loads(line) for line in raw.getvalue().splitlines()]
     assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
@@ -100,3 +103,47 @@ async def test_buffered_lines_are_written_out_in_quiet_times_when_large_and_at_c
     hourly.write("the last line\n")
     hourly.close()
     assert raw.getvalue().endswith(b"\nthe last line\n")
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_the_hot_line_is_the_line_structlog_writes(level: str) -> None:
+    import io
+    import logging
+    import re
+
+    import orjson
+    import structlog
+
+    from wawindow import logs
+
+    raw = io.BytesIO()
+    root = logging.getLogger()
+    saved, root_level, structlog_config = list(root.handlers), root.level, structlog.get_config()
+    hot = logs.hot_line()
+    stream = io.TextIOWrapper(raw, write_through=True)  # kept: collecting it closes raw
+    buffer = logs.configure(level, "json", stream)
+    assert buffer is not None
+    structlog.contextvars.bind_contextvars(role="webhook")
+    fields: dict[str, Any] = {"path": "/webhook", "status": 200, "kinds": {"status": 2}}
+    try:
+        structlog.get_logger("wawindow.webhook").info("webhook.post", **fields, wa_id="16505551234")
+        logs.hot_line().info("webhook.post", **fields, wa_id="16505551234")
+        buffer.drain()
+    finally:
+        buffer.close()
+        structlog.contextvars.clear_contextvars()
+        root.handlers = saved
+        root.setLevel(root_level)
+        structlog.configure(**structlog_config)
+        logs._HOT[0] = hot
+
+    lines = [orjson.loads(line) for line in raw.getvalue().splitlines()]
+    if level == "warning":
+        assert lines == []
+        return
+    slow, hot = lines
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    assert stamp.match(slow.pop("timestamp"))
+    assert stamp.match(hot.pop("timestamp"))
+    assert hot == slow
+    assert hot["wa_id"] == "16*******34"

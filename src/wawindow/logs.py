@@ -133,6 +133,48 @@ def drain() -> None:
         buffer.drain()
 
 
+class HotLine:
+    """The one line per request of a hot path (``webhook.post``), rendered without
+    structlog's machinery: the same JSON line (the context's fields, ``level``, an ISO UTC
+    ``timestamp``, ids masked by :func:`redact`) into the same buffer, in about a third of the
+    time. Only for JSON lines at ``info``; elsewhere it goes through structlog."""
+
+    def __init__(self, buffer: LineBuffer | None, enabled: bool) -> None:
+        self._buffer = buffer
+        self._enabled = enabled
+        self._second = -1
+        self._stamp = ""
+
+    def info(self, event: str, **fields: Any) -> None:
+        if not self._enabled:
+            return
+        if self._buffer is None:
+            structlog.get_logger("wawindow").info(event, **fields)
+            return
+        line = {**structlog.contextvars.get_contextvars(), **fields, "event": event}
+        line["level"] = "info"
+        line["timestamp"] = self._now()
+        redact(None, "info", line)
+        self._buffer.write(orjson.dumps(line) + b"\n")
+
+    def _now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # the date and time change once a second
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1e6):06d}Z"
+
+
+# the hot paths' line of the last configure() (a console or none yet: through structlog)
+_HOT = [HotLine(None, enabled=True)]
+
+
+def hot_line() -> HotLine:
+    """Where a hot path writes its per-request line (see :class:`HotLine`)."""
+    return _HOT[0]
+
+
 def _buffer_for(raw: IO[bytes]) -> LineBuffer:
     buffer = _BUFFERS.get(id(raw))
     if buffer is None:
@@ -164,11 +206,11 @@ def configure(
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
         buffer = _buffer_for(stream.buffer)
         factory = structlog.BytesLoggerFactory(buffer)  # type: ignore[arg-type]
+    threshold = logging.getLevelNamesMapping()[level.upper()]
+    _HOT[0] = HotLine(buffer, enabled=threshold <= logging.INFO)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from wawindow import logs
 from wawindow.answers import error
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
@@ -44,6 +45,7 @@ class ReceiverConfig:
     max_body_bytes: int
     topics: Topics
     split_options: SplitOptions
+    line: logs.HotLine  # where each POST's webhook.post line goes (logs.configure's)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReceiverConfig:
@@ -58,6 +60,7 @@ class ReceiverConfig:
                 keep_content=settings.keep_content,
                 opt_out_keywords=frozenset(normalize_keyword(k) for k in settings.opt_out_keywords),
             ),
+            line=logs.hot_line(),
         )
 
 
@@ -169,7 +172,7 @@ async def receive(request: web.Request) -> web.Response:
     if reason is not None:
         metrics.child(metrics.dead_letters, "webhook").inc()
     _answered(metrics, started, outcome, 200)
-    log.info(
+    config.line.info(
         "webhook.post",
         path="/webhook",
         outcome=outcome,
