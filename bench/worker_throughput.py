@@ -308,6 +308,65 @@ async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, A
     }
 
 
+# One open service window as the store writes it (commit.lua): its document, and the member
+# that schedules its close in the shard's deadline index.
+_OPEN_DOCUMENT = (
+    b'{"w":"102290129340398","a":"10000000000","i":[1796139014],'
+    b'"s":{"778c77e21cea":1796142614},"pw":{"1796139014":[1796225414,0,0,0]}}'
+)
+_WITHOUT_IDS = (
+    b'{"i":[1796139014],"s":{"778c77e21cea":1796142614},"pw":{"1796139014":[1796225414,0,0,0]}}'
+)
+
+
+async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
+    """What each part of an open window's layout costs in Redis, and what alternatives would
+    save: the same keys as the store's written directly (no rules), one variant at a time."""
+    redis = await connect(redis_url)
+    now = int(time.time())
+
+    async def measure(
+        shards: int, document: bytes, ttl: bool, index: bool, listpack: int = 128
+    ) -> int:
+        await redis.flushdb()
+        await redis.config_set("zset-max-listpack-entries", listpack)
+        before = (await redis.info("memory"))["used_memory"]
+        for first in range(0, users, 5_000):
+            pipe = redis.pipeline(transaction=False)
+            for u in range(first, min(first + 5_000, users)):
+                shard, conversation = u % shards, f"106540352242922:1{u:010d}"
+                value = b"1 " + document
+                state = f"ww:{{{shard}}}:c:{conversation}"
+                pipe.set(state, value, exat=now + 20 * 86400) if ttl else pipe.set(state, value)
+                if index:
+                    pipe.zadd(f"ww:{{{shard}}}:due", {conversation: now + 86400 - u % 3600})
+            await pipe.execute()
+        grown = int((await redis.info("memory"))["used_memory"] - before)
+        return round(grown / users)
+
+    try:
+        out = {
+            "users": users,
+            "as_stored": await measure(256, _OPEN_DOCUMENT, ttl=True, index=True),
+            "without_deadline_member": await measure(256, _OPEN_DOCUMENT, ttl=True, index=False),
+            "without_ttl": await measure(256, _OPEN_DOCUMENT, ttl=False, index=True),
+            "without_waba_and_wa_id_in_document": await measure(
+                256, _WITHOUT_IDS, ttl=True, index=True
+            ),
+            "4096_shards_listpack_index": await measure(
+                4096, _OPEN_DOCUMENT, ttl=True, index=True, listpack=256
+            ),
+            "4096_shards_listpack_index_without_ids": await measure(
+                4096, _WITHOUT_IDS, ttl=True, index=True, listpack=256
+            ),
+        }
+    finally:
+        await redis.config_set("zset-max-listpack-entries", 128)
+        await redis.flushdb()
+        await redis.aclose()
+    return out
+
+
 async def bytes_per_exchange(redis_url: str, users: int) -> dict[str, Any]:
     """A typical service exchange per user through the real script: one inbound message, one
     reply with sent, delivered (priced) and read. Redis's growth per user: the state with its
@@ -498,9 +557,11 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
     if "memory" in parts:
         results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
     if "exchange" in parts:
-        results["exchange"] = await bytes_per_exchange(redis_url, args.memory_users)
+        results["exchange"] = await bytes_per_exchange(redis_url, args.exchange_users)
     if "billed" in parts:
-        results["billed"] = await bytes_per_billed_memory(redis_url, args.memory_users)
+        results["billed"] = await bytes_per_billed_memory(redis_url, args.exchange_users)
+    if "layout" in parts:
+        results["layout"] = await layout_costs(redis_url, args.layout_users)
     if "lateness" in parts:
         closing = Topics(f"{prefix}close.")
         results["close_lateness"] = await close_lateness(
@@ -512,12 +573,14 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=40_000)
-    parser.add_argument("--memory-users", type=int, default=100_000)
+    parser.add_argument("--memory-users", type=int, default=1_000_000)
+    parser.add_argument("--exchange-users", type=int, default=100_000)
+    parser.add_argument("--layout-users", type=int, default=200_000)
     parser.add_argument("--scheduled", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
         "--parts",
-        default="throughput,durability,memory,exchange,billed,lateness",
+        default="throughput,durability,memory,exchange,billed,layout,lateness",
         help="which parts to run",
     )
     parser.add_argument(
