@@ -79,3 +79,11 @@ def test_a_cluster_id_that_begins_with_a_dash_still_formats(tmp_path: Path) -> N
     format_storage(fetch_jars(cache_dir()), properties, "-Ab3dEfGhIjKlMnOpQrStUw")
 
     assert (data / "meta.properties").read_text().count("cluster.id=-Ab3dEfGhIjKlMnOpQrStUw") == 1
+
+
+def test_a_port_is_never_given_out_twice() -> None:
+    from wawindow.devservices.process import free_port
+
+    ports = [free_port() for _ in range(300)]
+
+    assert len(set(ports)) == len(ports)

@@ -89,11 +89,22 @@ class ManagedProcess:
                 proc.wait(10)
 
 
+# the ports free_port() gave out: the kernel may offer a port again before the server it was
+# given to has bound it (a replica was once given its master's port)
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never one this process was
+    given before."""
+    for _ in range(1_000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise ServiceStartError("no TCP port left on 127.0.0.1 that this process was not given")
 
 
 def port_open(port: int) -> bool:

@@ -222,6 +222,15 @@ class RedisSentinelGroup:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self, timeout_s: float = 60.0) -> None:
+        """Start them all and wait until every Sentinel sees the replica; on any failure,
+        stop what was started before raising."""
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> None:
         self.master.start()
         self.replica.start()
         quorum = len(self.ports) // 2 + 1
