@@ -283,6 +283,7 @@ async def test_topics_create_gives_an_older_dead_letter_topic_the_record_size_it
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from tests.conftest import new_prefix
+    from tests.waiting import until
     from wawindow.keys import Topics
     from wawindow.topics import MAX_RECORD_BYTES, create_topics
 
@@ -292,10 +293,16 @@ async def test_topics_create_gives_an_older_dead_letter_topic_the_record_size_it
     try:  # as an earlier release made it: Kafka's default record size
         await admin.create_topics([NewTopic(topics.dead_letter, 1, 1)])
         await create_topics(services.kafka_bootstrap, topics, partitions=1, replication_factor=1)
-        [described] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topics.dead_letter)]
-        )
-        configs = {c[0]: c[1] for c in described.resources[0][4]}
-        assert configs["max.message.bytes"] == str(MAX_RECORD_BYTES)
+
+        async def record_size_raised() -> bool:
+            # the broker serves a topic's configuration from its copy of the metadata log,
+            # which takes the change a moment after it was acknowledged
+            [described] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topics.dead_letter)]
+            )
+            configs = {c[0]: c[1] for c in described.resources[0][4]}
+            return bool(configs["max.message.bytes"] == str(MAX_RECORD_BYTES))
+
+        await until(record_size_raised, "dead-letter's max.message.bytes raised", 30)
     finally:
         await admin.close()
