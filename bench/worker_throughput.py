@@ -3,11 +3,12 @@
 1. **Throughput, end to end**: consume -> Redis state -> publish transitions -> commit, over a
    realistic mix of normalized events already on ``webhook-events`` (per user: one inbound
    message, one outbound message with sent/delivered/read statuses and pricing, one in ten
-   delivered twice as Meta's retries are). Beside it, in the same run on the same broker, the
-   ceiling: a bare aiokafka consumer that produces one record per record it reads and commits
-   per batch.
+   delivered twice as Meta's retries are), users interleaved as in live traffic. Beside it, in
+   the same run on the same broker: the ceiling (a bare aiokafka consumer that decodes the
+   same records and commits per batch) and the Quix Streams peer (bench/peers/).
 2. **Memory**: Redis bytes per tracked user with an open service window (state, applied event
-   ids, deadline entry and counters, measured with INFO memory over many users).
+   ids, deadline entry and counters, measured with INFO memory over 1,000,000 users), per
+   exchange, per billed memory, and what each part of an open window's layout costs.
 3. **Close lateness**: 1,000,000 windows in the deadline index, spread over the next day,
    plus a sample of windows that end during the run; lateness = when the `closed` event was
    produced (its Kafka timestamp) minus the window's true end.
@@ -26,6 +27,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,9 +109,11 @@ def _ceiling_consumer(bootstrap: str, source: str) -> AIOKafkaConsumer:
     )  # fmt: skip
 
 
-async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
-    """Events/s of a bare aiokafka consumer that decodes each record and commits each batch
-    of 500: what a worker could do if its own work cost nothing."""
+async def _consume_rate(
+    bootstrap: str, source: str, count: int, handle: Callable[[list[Any]], Awaitable[None]]
+) -> float:
+    """Events/s of a bare aiokafka consumer that runs ``handle`` on each batch of 500 and
+    then commits it, timed from the first batch."""
     consumer = _ceiling_consumer(bootstrap, source)
     await consumer.start()
     seen = 0
@@ -121,42 +125,40 @@ async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
             if not records:
                 continue
             started = started or time.perf_counter()
-            for r in records:
-                orjson.loads(r.value)
+            await handle(records)
             await consumer.commit()
             seen += len(records)
         assert started is not None
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
+    """Events/s of a consumer that decodes each record and commits each batch: what a worker
+    could do if its own work cost nothing."""
+
+    async def decode(records: list[Any]) -> None:
+        for r in records:
+            orjson.loads(r.value)
+
+    return await _consume_rate(bootstrap, source, count, decode)
 
 
 async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
     """Events/s of a bare consume-and-produce loop: one record out per record in."""
-    consumer = _ceiling_consumer(bootstrap, source)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
     )
-    await consumer.start()
     await producer.start()
-    seen = 0
+
+    async def forward(records: list[Any]) -> None:
+        await asyncio.gather(*[await producer.send(sink, r.value, key=r.key) for r in records])
+
     try:
-        started = None
-        while seen < count:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            records = [r for rs in batch.values() for r in rs]
-            if not records:
-                continue
-            started = started or time.perf_counter()
-            futures = [await producer.send(sink, r.value, key=r.key) for r in records]
-            await asyncio.gather(*futures)
-            await consumer.commit()
-            seen += len(records)
-        assert started is not None
-        return seen / (time.perf_counter() - started)
+        return await _consume_rate(bootstrap, source, count, forward)
     finally:
         await producer.stop()
-        await consumer.stop()
 
 
 async def new_worker(

@@ -112,10 +112,6 @@ class Publisher:
                 await asyncio.sleep(retry_s)
         log.info("publisher.started")
 
-    @property
-    def started(self) -> bool:
-        return self._producer is not None
-
     async def stop(self) -> None:
         """Flush what is pending and disconnect; safe to call twice."""
         producer, self._producer = self._producer, None

@@ -149,6 +149,7 @@ async def send_check(request: web.Request) -> web.Response:
     if rate is None:
         return error(400, "bad_parameter", f"endpoint {endpoint} does not send {kind}")
     view = await _view(request, q["phone_number_id"], q["user"])
+    waba: str | None = None  # the WABA named or the number's, once looked up
     if view is None and request[CALLER].wabas is not None:
         # a limited token may ask about a person never seen on the number (a first contact)
         # only for a WABA of its own: the number's, or the one it names
@@ -169,6 +170,7 @@ async def send_check(request: web.Request) -> web.Response:
         waba_id = (
             (view or {}).get("waba_id")
             or q.get("waba_id")
+            or waba
             or await request.app[PEOPLE].waba_of(q["phone_number_id"])
         )
         if waba_id is not None and _may_see(request, waba_id):

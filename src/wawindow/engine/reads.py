@@ -46,9 +46,6 @@ class Reads:
         self._kept: OrderedDict[str, Kept] = OrderedDict()
         self._by_field: dict[str, set[str]] = {}  # outbox field -> asked keys it is pending for
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
     def get(self, asked: str) -> Kept | None:
         kept = self._kept.get(asked)
         if kept is not None:
@@ -86,10 +83,6 @@ class Reads:
                 kept = self._kept.get(a)
                 if kept is not None:
                     kept.pending = []
-
-    def clear(self) -> None:
-        self._kept.clear()
-        self._by_field.clear()
 
     def _drop(self, asked: str) -> None:
         kept = self._kept.pop(asked, None)

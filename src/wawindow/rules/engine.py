@@ -199,7 +199,7 @@ def _erased(s: State, ev: Mapping[str, Any]) -> bool:
     """An event of the time an erasure covers, or a late status of a message it forgot."""
     if ev.get("kind") in CONVERSATION_KINDS and ev["timestamp"] <= s.erased:
         return True
-    return ev.get("kind") == EventKind.STATUS and event_digest(_wamid(ev["data"])) in set(
+    return ev.get("kind") == EventKind.STATUS and event_digest(_wamid(ev["data"])) in (
         s.erased_messages
     )
 

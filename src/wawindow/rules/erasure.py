@@ -20,7 +20,7 @@ def forget(s: State) -> None:
     s.inbound = [t for t in s.inbound if t > cut]
     s.cuts = [t for t in s.cuts if t > cut]
     s.referrals = [t for t in s.referrals if t > cut]
-    gone = [w for w, m in s.messages.items() if _began(m) <= cut]
+    gone = {w for w, m in s.messages.items() if _began(m) <= cut}
     s.erased_messages = sorted({*s.erased_messages, *(event_digest(w) for w in gone), *s.billed})
     s.messages = {w: m for w, m in s.messages.items() if w not in gone}
     s.billed = {}
