@@ -260,3 +260,41 @@ def test_a_late_status_of_a_message_sent_before_an_erasure_brings_nobody_back() 
     assert (late.transitions, late.counters, older.counters) == ([], [], [])
     assert view_of(s, "pn", T + 200, RULES) is None
     assert (s.inbound, s.messages, s.wa_id, s.linked) == ([], {}, None, {})
+
+
+def test_regression_a_merge_after_an_erasure_keeps_what_came_since() -> None:
+    """A person erased once and back since: linking their other ids (merges) forgets only
+    what the erasure covered. Before, every billed message, the new ones too, was taken for
+    an erased one, so its late statuses were ignored as the erased person's; and each merge
+    forgot which keys earlier merges had taken in."""
+    pricing = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "utility"}
+    s = State()
+    engine.apply(
+        s, KEY, [inbound(T), status("o1", "delivered", T + 60, pricing=pricing)], T + 60, RULES
+    )
+    engine.erase(s, KEY, T + 100, T + 100, RULES)
+    back = T + 1000
+    engine.apply(
+        s,
+        KEY,
+        [inbound(back), status("o2", "delivered", back + 60, pricing=pricing)],
+        back + 60,
+        RULES,
+    )
+    later = back + RULES.history_s + 48 * H  # the history is over: o2 is in the billed memory
+    engine.apply(s, KEY, [inbound(later)], later, RULES)
+    billed = dict(s.billed)
+    assert billed, "o2 moved from the ledger to the billed memory"
+
+    other = State()
+    engine.apply(other, "pn:US.u", [inbound(later + 5)], later + 5, RULES)
+    engine.merge(s, KEY, other, "pn:US.u", "1", later + 10, RULES)
+
+    assert s.billed == billed
+    another = State()
+    engine.apply(another, "pn:111", [inbound(later + 6)], later + 6, RULES)
+    engine.merge(s, KEY, another, "pn:111", "3", later + 11, RULES)
+    assert s.linked == {"pn:US.u": "1", "pn:111": "3"}  # a repeated link merges nothing twice
+    late = engine.apply(s, KEY, [status("o2", "read", later + 20)], later + 20, RULES)
+    assert "erased" not in late.results[0].notes
+    assert len(s.erased_messages) == 1  # o1's digest only

@@ -13,7 +13,9 @@ from wawindow.rules.state import Message, State, event_digest
 
 
 def forget(s: State) -> None:
-    """Drop the facts and marks of ``s`` up to ``s.erased``."""
+    """Drop the facts and marks of ``s`` up to ``s.erased``, and which keys were merged into
+    it (their ids are the person's). What came after ``s.erased`` stays, so forgetting
+    again with the same ``s.erased`` changes nothing else."""
     cut = s.erased
     if not cut:
         return
@@ -21,9 +23,10 @@ def forget(s: State) -> None:
     s.cuts = [t for t in s.cuts if t > cut]
     s.referrals = [t for t in s.referrals if t > cut]
     gone = {w for w, m in s.messages.items() if _began(m) <= cut}
-    s.erased_messages = sorted({*s.erased_messages, *(event_digest(w) for w in gone), *s.billed})
+    billed = {d for d, delivered in s.billed.items() if delivered <= cut}
+    s.erased_messages = sorted({*s.erased_messages, *(event_digest(w) for w in gone), *billed})
     s.messages = {w: m for w, m in s.messages.items() if w not in gone}
-    s.billed = {}
+    s.billed = {d: delivered for d, delivered in s.billed.items() if d not in billed}
     s.linked = {}
     s.decisions = {k: d for k, d in s.decisions.items() if d.at > cut}
     s.windows = {o: w for o, w in s.windows.items() if o > cut}

@@ -115,9 +115,12 @@ def merge(target: State, source: State, changes: Changes) -> State:
         elif wamid not in t.disagreements:
             t.disagreements.append(wamid)
     t.disagreements.sort()
-    t.erased = max(t.erased, source.erased)
     t.erased_messages = sorted({*t.erased_messages, *source.erased_messages})
-    forget(t)
+    linked, cut = dict(t.linked), t.erased
+    t.erased = max(t.erased, source.erased)
+    forget(t)  # the source's facts of before the target's erasure, or the other way round
+    if t.erased == cut:  # no erasure newer than the target's: what it merged since stays
+        t.linked = linked
     return t
 
 
