@@ -123,6 +123,8 @@ def test_a_token_in_both_token_lists_keeps_one_scope_or_start_up_stops() -> None
         ({"WAWINDOW_REDIS_SENTINELS": "h", "WAWINDOW_REDIS_SENTINEL_MASTER": "m"},
          "WAWINDOW_REDIS_SENTINELS"),
         ({"WAWINDOW_REDIS_SSL_CERT_FILE": "/c.pem"}, "WAWINDOW_REDIS_SSL_KEY_FILE"),
+        ({"WAWINDOW_REDIS_URL": "rediss://u:p@sentinel/0", "WAWINDOW_REDIS_SENTINELS": "h:1",
+          "WAWINDOW_REDIS_SENTINEL_MASTER": "m"}, "WAWINDOW_REDIS_SENTINELS"),
     ],
 )  # fmt: skip
 def test_a_wrong_connection_combination_is_one_line_naming_the_settings(

@@ -181,6 +181,11 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}REDIS_SSL_CERT_FILE and {PREFIX}REDIS_SSL_KEY_FILE go together"
             )
+        if settings.redis_sentinels and redis_url and redis_url.startswith("rediss://"):
+            raise ConfigError(
+                f"{PREFIX}REDIS_SENTINELS with a rediss:// URL: Sentinel over TLS is not"
+                " supported; reach the Sentinels and the master without TLS (redis://)"
+            )
         settings.kafka_connection_unchecked().check()
         return settings
 
