@@ -311,7 +311,7 @@ async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, A
 
 
 # One open service window as the store writes it (commit.lua): its document, and the member
-# that schedules its close in the shard's deadline index.
+# that schedules its close in its part of the shard's deadline index.
 _OPEN_DOCUMENT = (
     b'{"w":"102290129340398","a":"10000000000","i":[1796139014],'
     b'"s":{"778c77e21cea":1796142614},"pw":{"1796139014":[1796225414,0,0,0]}}'
@@ -323,25 +323,28 @@ _WITHOUT_IDS = (
 
 async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
     """What each part of an open window's layout costs in Redis, and what alternatives would
-    save: the same keys as the store's written directly (no rules), one variant at a time."""
+    save: the same keys as the store's written directly (no rules), one variant at a time.
+    ``index``: "parts" (as stored: the deadline index in parts, with the shard's summary),
+    "shard" (one deadline index per shard, as before the parts), "" (none)."""
     redis = await connect(redis_url)
     now = int(time.time())
 
-    async def measure(
-        shards: int, document: bytes, ttl: bool, index: bool, listpack: int = 128
-    ) -> int:
+    async def measure(document: bytes, ttl: bool, index: str) -> int:
         await redis.flushdb()
-        await redis.config_set("zset-max-listpack-entries", listpack)
         before = (await redis.info("memory"))["used_memory"]
         for first in range(0, users, 5_000):
             pipe = redis.pipeline(transaction=False)
             for u in range(first, min(first + 5_000, users)):
-                shard, conversation = u % shards, f"106540352242922:1{u:010d}"
+                conversation = f"106540352242922:1{u:010d}"
+                k, due = keys.ConversationKeys.of(conversation), now + 86400 - u % 3600
                 value = b"1 " + document
-                state = f"ww:{{{shard}}}:c:{conversation}"
-                pipe.set(state, value, exat=now + 20 * 86400) if ttl else pipe.set(state, value)
-                if index:
-                    pipe.zadd(f"ww:{{{shard}}}:due", {conversation: now + 86400 - u % 3600})
+                pipe.set(k.state, value, exat=now + 20 * 86400) if ttl else pipe.set(k.state, value)
+                if index == "parts":
+                    pipe.zadd(k.deadlines, {conversation: due})
+                    part = str(keys.deadline_part_of(conversation))
+                    pipe.zadd(keys.deadlines(k.shard), {part: due}, lt=True)
+                elif index == "shard":
+                    pipe.zadd(f"{{ww:{k.shard}}}:due", {conversation: due})
             await pipe.execute()
         grown = int((await redis.info("memory"))["used_memory"] - before)
         return round(grown / users)
@@ -349,21 +352,15 @@ async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
     try:
         out = {
             "users": users,
-            "as_stored": await measure(256, _OPEN_DOCUMENT, ttl=True, index=True),
-            "without_deadline_member": await measure(256, _OPEN_DOCUMENT, ttl=True, index=False),
-            "without_ttl": await measure(256, _OPEN_DOCUMENT, ttl=False, index=True),
+            "as_stored": await measure(_OPEN_DOCUMENT, ttl=True, index="parts"),
+            "one_deadline_index_per_shard": await measure(_OPEN_DOCUMENT, ttl=True, index="shard"),
+            "without_deadline_member": await measure(_OPEN_DOCUMENT, ttl=True, index=""),
+            "without_ttl": await measure(_OPEN_DOCUMENT, ttl=False, index="parts"),
             "without_waba_and_wa_id_in_document": await measure(
-                256, _WITHOUT_IDS, ttl=True, index=True
-            ),
-            "4096_shards_listpack_index": await measure(
-                4096, _OPEN_DOCUMENT, ttl=True, index=True, listpack=256
-            ),
-            "4096_shards_listpack_index_without_ids": await measure(
-                4096, _WITHOUT_IDS, ttl=True, index=True, listpack=256
+                _WITHOUT_IDS, ttl=True, index="parts"
             ),
         }
     finally:
-        await redis.config_set("zset-max-listpack-entries", 128)
         await redis.flushdb()
         await redis.aclose()
     return out
@@ -464,7 +461,8 @@ async def close_lateness(
                 windows={ends - CSW_SECONDS: [ends, 0, 1, 0]},  # opened, warned already
             )  # fmt: skip
             pipe.set(k.state, b"1 " + state.encode())
-            pipe.zadd(keys.deadlines(k.shard), {key: ends})
+            pipe.zadd(k.deadlines, {key: ends})
+            pipe.zadd(keys.deadlines(k.shard), {str(keys.deadline_part_of(key)): ends}, lt=True)
             if len(pipe) >= 20_000:
                 await pipe.execute()
                 pipe = redis.pipeline(transaction=False)

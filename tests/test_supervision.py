@@ -41,7 +41,7 @@ async def test_a_poisoned_conversation_does_not_delay_any_other_close(s: Scenari
     assert kept.value == b"7 {this is not a state"
     assert b"cannot sweep" in dict(kept.headers)["reason"]
     # set aside: not tried again at every sweep, but later
-    score = await s.redis.zscore(keys.deadlines(poisoned.shard), poisoned.key)
+    score = await s.redis.zscore(poisoned.deadlines, poisoned.key)
     assert score is not None
     assert score > ends + 10
 

@@ -51,11 +51,21 @@ def conversation_key(phone_number_id: str, user: str) -> str:
 # it needs a migration.
 
 SHARDS = 256
+# A shard's deadline index is split into this many parts, each small enough at a million open
+# windows (about 61 members) for Redis's compact listpack encoding of a sorted set (up to
+# zset-max-listpack-entries, 128 by default): a member there costs its bytes, not a skiplist
+# node and a hash entry (about 129 bytes). Part of the stored layout, as SHARDS is.
+DEADLINE_PARTS = 64
 
 
 def shard_of(key: str) -> int:
     """The shard of a conversation key (stable across processes and releases)."""
     return zlib.crc32(key.encode()) % SHARDS
+
+
+def deadline_part_of(key: str) -> int:
+    """The part of its shard's deadline index a key is in (other bits than the shard's)."""
+    return (zlib.crc32(key.encode()) >> 8) % DEADLINE_PARTS
 
 
 def _tag(shard: int) -> str:
@@ -79,10 +89,23 @@ class ConversationKeys:
         published of them (see :mod:`wawindow.rules.state`)."""
         return f"{_tag(self.shard)}:c:{self.key}"
 
+    @property
+    def deadlines(self) -> str:
+        """The part of the shard's deadline index this conversation is in."""
+        return deadline_part(self.shard, deadline_part_of(self.key))
+
+
+def deadline_part(shard: int, part: int) -> str:
+    """ZSET: conversation key -> the Unix second of its next warning or close; one of the
+    shard's DEADLINE_PARTS parts of its deadline index."""
+    return f"{_tag(shard)}:due:{part}"
+
 
 def deadlines(shard: int) -> str:
-    """ZSET: conversation key -> the Unix second of its next warning or close."""
-    return f"{_tag(shard)}:due"
+    """ZSET: part number -> the earliest deadline in that part of the shard's deadline index
+    (every part that has a member, and only those): the sweeper asks this, then the parts
+    that are due. ``commit.lua`` and ``deadline.lua`` keep it."""
+    return f"{_tag(shard)}:dues"
 
 
 def outbox(shard: int) -> str:

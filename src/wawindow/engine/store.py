@@ -38,6 +38,7 @@ from wawindow.rules.transitions import CounterChange, Transition
 _LUA = importlib.resources.files(__package__) / "lua"
 READ = (_LUA / "read.lua").read_text()
 COMMIT = (_LUA / "commit.lua").read_text()
+DEADLINE = (_LUA / "deadline.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
 # how often a conversation is read and written again when another process wrote it meanwhile
@@ -159,7 +160,7 @@ class WindowStore:
     async def load(self) -> None:
         """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
         The first time, decide how durable writes are made (``durability``)."""
-        for name, source in (("read", READ), ("commit", COMMIT)):
+        for name, source in (("read", READ), ("commit", COMMIT), ("deadline", DEADLINE)):
             self._sha[name] = str(await self._redis.script_load(source))
         if self._wait is None:
             self._wait = await self._durability()
@@ -323,8 +324,9 @@ class WindowStore:
         call: _Call = (
             "commit",
             [
-                state_key, keys.deadlines(shard), keys.outbox(shard), keys.outbox_queue(shard),
-                keys.alias(r.key),
+                state_key, keys.deadline_part(shard, keys.deadline_part_of(r.key)),
+                keys.outbox(shard), keys.outbox_queue(shard), keys.alias(r.key),
+                keys.deadlines(shard),
             ],
             [
                 r.key, r.version, outcome.state.encode(), outcome.keep_until,
@@ -537,8 +539,32 @@ class WindowStore:
         return [done[1], pending]
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
-        """Conversation keys whose next warning or close is due, across every shard."""
-        return [key for _, key in await self._scored_up_to(keys.deadlines, now, limit)]
+        """Conversation keys whose next warning or close is due, across every shard (at most
+        ``limit`` a part of a shard's deadline index): the shards' summaries name the parts
+        that are due, then those parts name the keys. A part the summary takes for due but
+        that has nothing due (it expired) gets its summary entry mended."""
+        parts = [(shard, int(p)) for shard, p in await self._scored_up_to(keys.deadlines, now, 64)]
+        if not parts:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, part in parts:
+            pipe.zrangebyscore(keys.deadline_part(shard, part), "-inf", now, start=0, num=limit)
+        found = await pipe.execute()
+        stale = [
+            (shard, part)
+            for (shard, part), members in zip(parts, found, strict=True)
+            if not members
+        ]
+        if stale:
+            await self._scripts(
+                [self._deadline(shard, part, "", 0) for shard, part in stale],
+                [keys.deadlines(shard) for shard, _ in stale],
+            )
+        return [text(m) for members in found for m in members]
+
+    @staticmethod
+    def _deadline(shard: int, part: int, key: str, at: int) -> _Call:
+        return ("deadline", [keys.deadline_part(shard, part), keys.deadlines(shard)], [key, at])
 
     async def _scored_up_to(
         self, key_of: Callable[[int], str], until: int, limit: int
@@ -592,10 +618,13 @@ class WindowStore:
 
     async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
         """Move conversations' next deadline to ``until`` (a sweep that failed on them)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for key in conversation_keys:
-            pipe.zadd(keys.deadlines(keys.shard_of(key)), {key: until})
-        await pipe.execute()
+        calls = [
+            self._deadline(keys.shard_of(k), keys.deadline_part_of(k), k, until)
+            for k in conversation_keys
+        ]
+        for result in await self._scripts(calls, list(conversation_keys)):
+            if isinstance(result, Exception):
+                raise result
 
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
@@ -607,8 +636,13 @@ class WindowStore:
         deadline index (an open service window, entry point window or conversation)."""
         pipe = self._redis.pipeline(transaction=False)
         for shard in range(keys.SHARDS):
-            pipe.zcard(keys.deadlines(shard))
-        return sum(int(n) for n in await pipe.execute())
+            pipe.zrange(keys.deadlines(shard), 0, -1)
+        parts = await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, in_use in enumerate(parts):
+            for part in in_use:
+                pipe.zcard(keys.deadline_part(shard, int(part)))
+        return sum(int(n) for n in await pipe.execute()) if len(pipe) else 0
 
     async def memory(self) -> tuple[int, int]:
         """``used_memory`` and ``maxmemory``, summed over a cluster's primaries."""

@@ -6,9 +6,12 @@ finance counter changes.
 
 KEYS[1]  conversation (or person) state (STRING: "<version> <state document>"; a string, not a hash, since
          a document longer than 64 bytes would turn a hash into Redis's larger encoding)
-KEYS[2]  shard deadline index (ZSET)   KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
+KEYS[2]  the key's part of the shard's deadline index (ZSET "{ww:<n>}:due:<part>")
+KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
 KEYS[5]  the key's alias (STRING): when the user was linked to another key since, nothing is
          written (the caller reads again and follows the link)
+KEYS[6]  the shard's deadline summary (ZSET: part -> its earliest deadline), kept here as
+         deadline.lua keeps it
 All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
@@ -65,6 +68,14 @@ if ARGV[5] == "" then
 else
   redis.call("ZADD", due, ARGV[5], ckey)
   redis.call("EXPIRE", due, SHARD_KEY_TTL)
+end
+local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
+local part = string.match(due, ":(%d+)$")
+if first[1] then
+  redis.call("ZADD", KEYS[6], first[2], part)
+  redis.call("EXPIRE", KEYS[6], SHARD_KEY_TTL)
+else
+  redis.call("ZREM", KEYS[6], part)
 end
 
 local prefix, counter_ttl = ARGV[7], tonumber(ARGV[8])

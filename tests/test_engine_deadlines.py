@@ -1,0 +1,153 @@
+"""The deadline index in parts (keys.DEADLINE_PARTS per shard) and the shard's summary of
+them: the sweeper finds every due conversation and nothing else, the summary stays exact
+through writes, closes and postponements, and a part stays in Redis's compact encoding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import Services, redis_db1
+from wawindow import keys, samples
+from wawindow.engine.connection import AnyRedis, connect
+from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.rules.service_window import CSW_SECONDS
+from wawindow.split import split_body
+
+pytestmark = [pytest.mark.redis]
+NOW = 1_790_000_000
+
+
+def inbound(user: str, at: int) -> tuple[str, dict[str, Any]]:
+    body = samples.body(
+        samples.messages_change(messages=[samples.text_message(f"wamid.{user}", at, wa_id=user)])
+    )
+    (event,) = split_body(samples.encode(body), at * 1000).events
+    return event.key, orjson.loads(event.encode())
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[AnyRedis]:
+    client = await connect(redis_db1(services))
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def store_of(redis: AnyRedis) -> WindowStore:
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    return store
+
+
+async def parts(redis: AnyRedis) -> dict[tuple[int, int], list[tuple[bytes, float]]]:
+    """Every non-empty part of every shard's deadline index, its members with their scores."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(keys.SHARDS):
+        for part in range(keys.DEADLINE_PARTS):
+            pipe.zrange(keys.deadline_part(shard, part), 0, -1, withscores=True)
+    found = iter(await pipe.execute())
+    every = [(s, p) for s in range(keys.SHARDS) for p in range(keys.DEADLINE_PARTS)]
+    return {where: members for where, members in zip(every, found, strict=True) if members}
+
+
+async def summaries_match_parts(redis: AnyRedis) -> None:
+    """Every shard's summary names exactly its non-empty parts, each at its earliest score."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(keys.SHARDS):
+        pipe.zrange(keys.deadlines(shard), 0, -1, withscores=True)
+    summaries = {
+        (shard, int(p)): int(score)
+        for shard, found in enumerate(await pipe.execute())
+        for p, score in found
+    }
+    earliest = {
+        where: int(min(s for _, s in members)) for where, members in (await parts(redis)).items()
+    }
+    assert summaries == earliest
+
+
+async def indexed(redis: AnyRedis) -> dict[str, int]:
+    """Every member of every part of every shard's deadline index, with its deadline."""
+    return {m.decode(): int(s) for members in (await parts(redis)).values() for m, s in members}
+
+
+async def test_the_sweeper_finds_every_due_conversation_and_no_other(redis: AnyRedis) -> None:
+    store = await store_of(redis)
+    users = [f"1650{u:07d}" for u in range(600)]
+    events = [inbound(u, NOW - 36_000 + 60 * i) for i, u in enumerate(users)]  # a minute apart
+    await store.apply(events, NOW)
+    await summaries_match_parts(redis)
+    assert await store.open_count() == len(users)
+    deadlines = await indexed(redis)
+    assert set(deadlines) == {key for key, _ in events}
+
+    for at in sorted(deadlines.values())[::97]:
+        due = await store.due(at, limit=1000)
+        assert sorted(due) == sorted(k for k, d in deadlines.items() if d <= at)
+
+    at = sorted(deadlines.values())[300]
+    closed, failed = await store.close(await store.due(at, limit=1000), at)
+    assert (bool(closed), failed) == (True, {})
+    await summaries_match_parts(redis)
+    after = await indexed(redis)
+    assert sorted(await store.due(at, limit=1000)) == sorted(k for k, d in after.items() if d <= at)
+    assert all(d > at for d in after.values())  # what was due moved on: the close is next
+
+
+async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis) -> None:
+    store = await store_of(redis)
+    key, event = inbound("16505550001", NOW - 600)
+    await store.apply([(key, event)], NOW)
+    k = keys.ConversationKeys.of(key)
+    part = keys.deadline_part_of(key)
+    before = await redis.zscore(keys.deadlines(k.shard), str(part))
+    assert before is not None
+
+    await store.postpone([key], int(before) + 3600)
+    assert await redis.zscore(k.deadlines, key) == before + 3600
+    await summaries_match_parts(redis)
+    assert await store.due(int(before) + 60) == []
+    assert await store.due(int(before) + 3600) == [key]
+
+
+async def test_a_summary_that_names_an_expired_part_is_mended(redis: AnyRedis) -> None:
+    store = await store_of(redis)
+    key, event = inbound("16505550002", NOW - 600)
+    await store.apply([(key, event)], NOW)
+    k = keys.ConversationKeys.of(key)
+    await redis.delete(k.deadlines)  # as when the part's TTL ran out
+
+    assert await store.due(NOW + 2 * CSW_SECONDS) == []
+    assert await redis.zcard(keys.deadlines(k.shard)) == 0
+    await summaries_match_parts(redis)
+
+
+async def test_a_part_keeps_the_compact_encoding_at_a_million_open_windows(
+    redis: AnyRedis,
+) -> None:
+    """About a million / (SHARDS x DEADLINE_PARTS) = 61 members a part: one part's members,
+    written by the store, take the listpack encoding that makes a member cost its bytes."""
+    store = await store_of(redis)
+    per_part = 1_000_000 // (keys.SHARDS * keys.DEADLINE_PARTS)
+    target = None
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    u = 0
+    while len(chosen) < per_part:  # users whose keys fall in the same part of one shard
+        user = f"1651{u:07d}"
+        key = keys.conversation_key(samples.PHONE_NUMBER_ID, user)
+        u += 1
+        where = (keys.shard_of(key), keys.deadline_part_of(key))
+        target = target or where
+        if where == target:
+            chosen.append(inbound(user, NOW - 600))
+    await store.apply(chosen, NOW)
+    assert target is not None
+    part = keys.deadline_part(*target)
+    assert await redis.zcard(part) == per_part
+    assert await redis.object("encoding", part) == b"listpack"
