@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.conftest import Services, redis_db1
 from tests.engine_harness import Scenario
 from tests.kafkautil import partitions_of, read_all
-from wawindow import samples
+from wawindow import keys, samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -211,7 +211,10 @@ async def test_a_worker_joining_mid_stream_rebalances_without_loss_or_double_cou
     assert_exact(await s.counts(), await s.events())
 
 
-async def test_every_key_the_engine_writes_has_a_ttl(s: Scenario) -> None:
+async def test_every_key_the_engine_writes_has_a_ttl_or_a_deadline(s: Scenario) -> None:
+    """A key the engine writes expires, except a state while it has a deadline (its member
+    in the deadline index stands for it) and the index itself (a part that loses its last
+    member is gone); the sweep at the last deadline gives the state its TTL."""
     await s.inbound("wamid.1", s.now - 600)
     await s.status(
         "wamid.o1",
@@ -222,7 +225,16 @@ async def test_every_key_the_engine_writes_has_a_ttl(s: Scenario) -> None:
     await s.post(samples.preference("16505551234", "stop", s.now - 400))
     await s.process()
 
-    keys = [k async for k in s.redis.scan_iter(count=1000)]
-    assert keys
-    ttls = {k: await s.redis.ttl(k) for k in keys}
-    assert [k for k, ttl in ttls.items() if ttl < 0] == []
+    async def without_ttl() -> set[str]:
+        found = [k async for k in s.redis.scan_iter(count=1000)]
+        assert found
+        return {k.decode() for k in found if await s.redis.ttl(k) < 0}
+
+    state = keys.ConversationKeys.of(f"{samples.PHONE_NUMBER_ID}:16505551234")
+    assert await without_ttl() == {state.state, state.deadlines, keys.deadlines(state.shard)}
+    assert await s.redis.zscore(state.deadlines, state.key) is not None
+
+    for days in (2, 10):  # the window's close, then the end of its history
+        await s.sweep(s.now + days * 86_400)
+    assert await without_ttl() == set()
+    assert await s.redis.ttl(state.state) > 0

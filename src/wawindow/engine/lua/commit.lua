@@ -16,7 +16,8 @@ All keys share the shard's hash tag (counter keys too), so this runs unchanged o
 
 ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
 ARGV[3]  the new state document ("": forget the conversation)
-ARGV[4]  when the state may be forgotten (Unix seconds; "0": never, a person's consent)
+ARGV[4]  when the state may be forgotten (Unix seconds; "0": never, a person's consent): its
+         TTL, once it has no deadline (ARGV[5] ""); until then it has none
 ARGV[5]  the next deadline (Unix seconds; "": none)
 ARGV[6]  now (wall-clock Unix seconds)
 ARGV[7]  the shard's counter key prefix; "<prefix><UTC day>" is a day's HASH
@@ -33,7 +34,7 @@ Returns 1 when written, 0 when the state changed since it was read, or the user 
 elsewhere (read again and retry).
 ]]
 
-local SHARD_KEY_TTL = 9 * 86400 -- entries are due or acknowledged long before; refreshed on write
+local SHARD_KEY_TTL = 9 * 86400 -- outbox entries are acknowledged long before; refreshed on write
 local DAY = 86400
 local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, seen, doc = ARGV[1], ARGV[2], ARGV[3]
@@ -55,25 +56,25 @@ end
 
 if doc == "" then
   redis.call("DEL", state)
+elseif ARGV[4] == "0" or ARGV[5] ~= "" then
+  -- no TTL while the state has a deadline: its member in the index stands for it, and the
+  -- sweeper's write at the last deadline sets the TTL (a TTL costs 43 bytes a key)
+  redis.call("SET", state, version .. " " .. doc)
 else
-  if ARGV[4] == "0" then
-    redis.call("SET", state, version .. " " .. doc)
-  else
-    redis.call("SET", state, version .. " " .. doc, "EXAT", ARGV[4])
-  end
+  redis.call("SET", state, version .. " " .. doc, "EXAT", ARGV[4])
 end
 
+-- the index has no TTL: a member leaves it only when its state has no deadline left or is
+-- forgotten, and a sorted set that loses its last member is gone
 if ARGV[5] == "" then
   redis.call("ZREM", due, ckey)
 else
   redis.call("ZADD", due, ARGV[5], ckey)
-  redis.call("EXPIRE", due, SHARD_KEY_TTL)
 end
 local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
 local part = string.match(due, ":(%d+)$")
 if first[1] then
   redis.call("ZADD", KEYS[6], first[2], part)
-  redis.call("EXPIRE", KEYS[6], SHARD_KEY_TTL)
 else
   redis.call("ZREM", KEYS[6], part)
 end

@@ -1,7 +1,7 @@
 --[[
 Sets one key's next deadline in its part of the shard's deadline index (the sweeper setting a
 conversation aside), or only brings the shard's summary up to date with that part (the
-sweeper found the summary early: the part's members moved on, or the part expired).
+sweeper found the summary early: the part's members moved on, or the part was deleted).
 
 KEYS[1]  the part of the shard's deadline index (ZSET "{ww:<n>}:due:<part>")
 KEYS[2]  the shard's deadline summary (ZSET: part -> its earliest deadline), as commit.lua
@@ -13,17 +13,14 @@ ARGV[1]  the conversation key ("": none, only the summary)   ARGV[2]  its deadli
 Returns the part's earliest deadline, or false when the part is empty.
 ]]
 
-local SHARD_KEY_TTL = 9 * 86400 -- as commit.lua's
 local due, summary = KEYS[1], KEYS[2]
 if ARGV[1] ~= "" then
   redis.call("ZADD", due, ARGV[2], ARGV[1])
-  redis.call("EXPIRE", due, SHARD_KEY_TTL)
 end
 local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
 local part = string.match(due, ":(%d+)$")
 if first[1] then
   redis.call("ZADD", summary, first[2], part)
-  redis.call("EXPIRE", summary, SHARD_KEY_TTL)
   return first[2]
 end
 redis.call("ZREM", summary, part)
