@@ -310,12 +310,14 @@ async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, A
     }
 
 
-# One open service window as the store writes it (commit.lua): its document, and the member
-# that schedules its close in its part of the shard's deadline index.
+# One open service window as the store writes it (commit.lua): its document (the wa_id the
+# key names written as 1), no TTL while it has a deadline, and the member that schedules its
+# close in its part of the shard's deadline index.
 _OPEN_DOCUMENT = (
-    b'{"w":"102290129340398","a":"10000000000","i":[1796139014],'
+    b'{"w":"102290129340398","a":1,"i":[1796139014],'
     b'"s":{"778c77e21cea":1796142614},"pw":{"1796139014":[1796225414,0,0,0]}}'
 )
+_WA_ID_WRITTEN_OUT = _OPEN_DOCUMENT.replace(b'"a":1', b'"a":"10000000000"')
 _WITHOUT_IDS = (
     b'{"i":[1796139014],"s":{"778c77e21cea":1796142614},"pw":{"1796139014":[1796225414,0,0,0]}}'
 )
@@ -325,7 +327,8 @@ async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
     """What each part of an open window's layout costs in Redis, and what alternatives would
     save: the same keys as the store's written directly (no rules), one variant at a time.
     ``index``: "parts" (as stored: the deadline index in parts, with the shard's summary),
-    "shard" (one deadline index per shard, as before the parts), "" (none)."""
+    "shard" (one deadline index per shard, as before the parts), "" (none); ``ttl``: the
+    state with a TTL (as before a state with a deadline went without one)."""
     redis = await connect(redis_url)
     now = int(time.time())
 
@@ -352,12 +355,18 @@ async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
     try:
         out = {
             "users": users,
-            "as_stored": await measure(_OPEN_DOCUMENT, ttl=True, index="parts"),
-            "one_deadline_index_per_shard": await measure(_OPEN_DOCUMENT, ttl=True, index="shard"),
-            "without_deadline_member": await measure(_OPEN_DOCUMENT, ttl=True, index=""),
-            "without_ttl": await measure(_OPEN_DOCUMENT, ttl=False, index="parts"),
+            "as_stored": await measure(_OPEN_DOCUMENT, ttl=False, index="parts"),
+            "with_a_ttl": await measure(_OPEN_DOCUMENT, ttl=True, index="parts"),
+            "with_the_wa_id_written_out": await measure(
+                _WA_ID_WRITTEN_OUT, ttl=False, index="parts"
+            ),
+            "one_deadline_index_per_shard": await measure(_OPEN_DOCUMENT, ttl=False, index="shard"),
+            "as_stored_before_these_three": await measure(
+                _WA_ID_WRITTEN_OUT, ttl=True, index="shard"
+            ),
+            "without_deadline_member": await measure(_OPEN_DOCUMENT, ttl=False, index=""),
             "without_waba_and_wa_id_in_document": await measure(
-                _WITHOUT_IDS, ttl=True, index="parts"
+                _WITHOUT_IDS, ttl=False, index="parts"
             ),
         }
     finally:
@@ -460,7 +469,7 @@ async def close_lateness(
                 waba_id=samples.WABA_ID, wa_id=f"3{i:010d}", inbound=[ends - CSW_SECONDS],
                 windows={ends - CSW_SECONDS: [ends, 0, 1, 0]},  # opened, warned already
             )  # fmt: skip
-            pipe.set(k.state, b"1 " + state.encode())
+            pipe.set(k.state, b"1 " + state.encode(key))
             pipe.zadd(k.deadlines, {key: ends})
             pipe.zadd(keys.deadlines(k.shard), {str(keys.deadline_part_of(key)): ends}, lt=True)
             if len(pipe) >= 20_000:

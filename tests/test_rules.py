@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from wawindow.contracts import CounterField, Metric, TransitionType
 from wawindow.rules import engine, opt_out
 from wawindow.rules.conversations import conversations
@@ -232,6 +234,18 @@ def test_the_state_document_round_trips() -> None:
         RULES,
     )
     assert State.decode(s.encode()).encode() == s.encode()
+
+
+def test_a_stored_document_names_the_user_of_its_key_in_one_byte() -> None:
+    s = State(waba_id="w", user_id="US.7", wa_id="u", inbound=[T])
+    stored = s.encode(KEY)  # KEY is "pn:u": the wa_id is the key's user, the BSUID is not
+    assert b'"a":1' in stored
+    assert b'"u":"US.7"' in stored
+    assert len(stored) == len(s.encode()) - len('"u"') + len("1")
+    assert State.decode(stored, KEY) == s
+    assert State.decode(State(user_id="US.7").encode("pn:US.7"), "pn:US.7").user_id == "US.7"
+    with pytest.raises(ValueError, match="names the user of its key"):
+        State.decode(stored)  # without the key, the document cannot be read
 
 
 def test_a_counter_field_is_encoded_as_the_store_keeps_it() -> None:

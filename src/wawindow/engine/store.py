@@ -272,7 +272,7 @@ class WindowStore:
     # -- reading and writing one conversation ------------------------------------------------
 
     async def _read(
-        self, asked: Sequence[str], decode: Callable[[str | None], Any] = State.decode
+        self, asked: Sequence[str], decode: Callable[[Any, str], Any] = State.decode
     ) -> dict[str, Read | Exception]:
         """Each key's state, where its user lives now (aliases followed)."""
         out: dict[str, Read | Exception] = {}
@@ -301,12 +301,12 @@ class WindowStore:
         return out
 
     @staticmethod
-    def _decode(key: str, reply: list[Any], decode: Callable[[Any], Any]) -> Read | Exception:
+    def _decode(key: str, reply: list[Any], decode: Callable[[Any, str], Any]) -> Read | Exception:
         try:
             pending = [
                 (text(reply[i]), _transitions(reply[i + 1])) for i in range(3, len(reply), 2)
             ]
-            return Read(key, text(reply[1]), decode(reply[2]), pending)
+            return Read(key, text(reply[1]), decode(reply[2], key), pending)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
 
@@ -329,7 +329,7 @@ class WindowStore:
                 keys.deadlines(shard),
             ],
             [
-                r.key, r.version, outcome.state.encode(), outcome.keep_until,
+                r.key, r.version, outcome.state.encode(r.key), outcome.keep_until,
                 "" if outcome.due is None else outcome.due, now,
                 keys.counters(shard, ""), self._config.counters_retention_days * DAY,
                 orjson.dumps([t.encode() for t in transitions]) if transitions else "",
@@ -348,7 +348,7 @@ class WindowStore:
         now: int,
         *,
         durable: bool = False,
-        decode: Callable[[Any], Any] = State.decode,
+        decode: Callable[[Any, str], Any] = State.decode,
         remember: bool = False,
     ) -> dict[str, tuple[W, Applied] | Exception]:
         """Read the documents of ``asked`` keys (conversations, or people with ``decode``),
@@ -411,7 +411,7 @@ class WindowStore:
             kept = self._reads.get(key)
             if kept is not None:
                 stored = f"{kept.version} ".encode() + kept.document
-                state = State.decode(kept.document)
+                state = State.decode(kept.document, kept.key)
                 out[key] = Read(kept.key, kept.version, state, kept.pending, stored)
         return out
 
@@ -629,7 +629,7 @@ class WindowStore:
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
-        return State.decode(text(raw).split(" ", 1)[1] if raw else None)
+        return State.decode(text(raw).split(" ", 1)[1] if raw else None, key)
 
     async def open_count(self) -> int:
         """Users with something still to warn about or close: members of every shard's

@@ -49,7 +49,8 @@ class Person:
     def consent(self) -> Consent:
         return Consent.of(self.history)
 
-    def encode(self) -> bytes:
+    def encode(self, key: str = "") -> bytes:
+        """The stored document (``key``, the person's, is not needed: as :class:`State`)."""
         doc: dict[str, Any] = {"w": self.waba_id, "u": self.user}
         if self.history:
             doc["h"] = [
@@ -62,7 +63,7 @@ class Person:
         return orjson.dumps(doc)
 
     @classmethod
-    def decode(cls, raw: bytes | str | None) -> Person:
+    def decode(cls, raw: bytes | str | None, key: str = "") -> Person:
         if not raw:
             return cls()
         doc = orjson.loads(raw)
