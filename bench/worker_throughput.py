@@ -287,7 +287,7 @@ async def redis_growth(
                 batch.append((event.key, orjson.loads(event.encode())))
         report = await store.apply(batch, now)
         await store.acknowledge([o for a in report.applied for o in a.outbox])
-    while sweep and (due := await store.due(now, limit=2_000)):
+    while sweep and (due := await store.deadlines.due(now, limit=2_000)):
         closed, _ = await store.close(due, now)
         await store.acknowledge([o for a in closed for o in a.outbox])
     after = (await redis.info("memory"))["used_memory"]
@@ -483,7 +483,7 @@ async def close_lateness(
     # the sample, scheduled only now: windows that end 20 to 60 s from now
     now = int(time.time())
     await write(scheduled, sample, lambda i: now + 20 + (i % 40))
-    index_size = await WindowStore(redis, EngineConfig()).open_count()
+    index_size = await WindowStore(redis, EngineConfig()).deadlines.open_count()
 
     worker, publisher = await new_worker(bootstrap, topics, redis, "bench-close")
     stop = asyncio.Event()

@@ -83,20 +83,22 @@ async def test_the_sweeper_finds_every_due_conversation_and_no_other(redis: AnyR
     events = [inbound(u, NOW - 36_000 + 60 * i) for i, u in enumerate(users)]  # a minute apart
     await store.apply(events, NOW)
     await summaries_match_parts(redis)
-    assert await store.open_count() == len(users)
+    assert await store.deadlines.open_count() == len(users)
     deadlines = await indexed(redis)
     assert set(deadlines) == {key for key, _ in events}
 
     for at in sorted(deadlines.values())[::97]:
-        due = await store.due(at, limit=1000)
+        due = await store.deadlines.due(at, limit=1000)
         assert sorted(due) == sorted(k for k, d in deadlines.items() if d <= at)
 
     at = sorted(deadlines.values())[300]
-    closed, failed = await store.close(await store.due(at, limit=1000), at)
+    closed, failed = await store.close(await store.deadlines.due(at, limit=1000), at)
     assert (bool(closed), failed) == (True, {})
     await summaries_match_parts(redis)
     after = await indexed(redis)
-    assert sorted(await store.due(at, limit=1000)) == sorted(k for k, d in after.items() if d <= at)
+    assert sorted(await store.deadlines.due(at, limit=1000)) == sorted(
+        k for k, d in after.items() if d <= at
+    )
     assert all(d > at for d in after.values())  # what was due moved on: the close is next
 
 
@@ -109,21 +111,21 @@ async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis)
     before = await redis.zscore(keys.deadlines(k.shard), str(part))
     assert before is not None
 
-    await store.postpone([key], int(before) + 3600)
+    await store.deadlines.postpone([key], int(before) + 3600)
     assert await redis.zscore(k.deadlines, key) == before + 3600
     await summaries_match_parts(redis)
-    assert await store.due(int(before) + 60) == []
-    assert await store.due(int(before) + 3600) == [key]
+    assert await store.deadlines.due(int(before) + 60) == []
+    assert await store.deadlines.due(int(before) + 3600) == [key]
 
 
-async def test_a_summary_that_names_an_expired_part_is_mended(redis: AnyRedis) -> None:
+async def test_a_summary_that_names_a_deleted_part_is_mended(redis: AnyRedis) -> None:
     store = await store_of(redis)
     key, event = inbound("16505550002", NOW - 600)
     await store.apply([(key, event)], NOW)
     k = keys.ConversationKeys.of(key)
-    await redis.delete(k.deadlines)  # as when the part's TTL ran out
+    await redis.delete(k.deadlines)  # by hand: the summary still names the part
 
-    assert await store.due(NOW + 2 * CSW_SECONDS) == []
+    assert await store.deadlines.due(NOW + 2 * CSW_SECONDS) == []
     assert await redis.zcard(keys.deadlines(k.shard)) == 0
     await summaries_match_parts(redis)
 

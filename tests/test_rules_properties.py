@@ -106,7 +106,7 @@ async def engine_run(redis_url: str, deliveries: list[Delivery]) -> dict[str, An
                 published += [(t.key, t.id) for t in a.transitions]
                 await store.acknowledge(a.outbox)
         end = deliveries[-1].arrives + DAY
-        due = await store.due(end, limit=10_000)
+        due = await store.deadlines.due(end, limit=10_000)
         closed, failed = await store.close(due, end)
         assert not failed
         published += [(t.key, t.id) for a in closed for t in a.transitions]

@@ -14,7 +14,6 @@ catches every write of another process since. Keys come from :mod:`wawindow.keys
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -22,33 +21,28 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import structlog
 from redis.asyncio import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from wawindow import contracts, keys
 from wawindow.contracts import CounterField
-from wawindow.engine.connection import AnyRedis, text, transient
+from wawindow.engine.connection import AnyRedis, text
+from wawindow.engine.deadlines import DeadlineIndex, scored_up_to
 from wawindow.engine.reads import Reads
-from wawindow.errors import EventRejected, StoreConflict, StoreNotDurable
+from wawindow.engine.scripts import Call as _Call
+from wawindow.engine.scripts import Scripts
+from wawindow.errors import EventRejected, StoreConflict
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.service_window import CSW_SECONDS as CSW
 from wawindow.rules.state import State
 from wawindow.rules.transitions import CounterChange, Transition
 
-_LUA = importlib.resources.files(__package__) / "lua"
-READ = (_LUA / "read.lua").read_text()
-COMMIT = (_LUA / "commit.lua").read_text()
-DEADLINE = (_LUA / "deadline.lua").read_text()
 # how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
 MAX_ALIAS_HOPS = 4
 # how often a conversation is read and written again when another process wrote it meanwhile
 MAX_CONFLICTS = 8
-# Redis Cluster does not pipeline scripts: conversations are then read and written
-# concurrently, at most this many at a time.
-CLUSTER_CONCURRENCY = 64
 
 log = structlog.get_logger("wawindow.store")
-_Call = tuple[str, list[str], list[Any]]  # (script sha, keys, args)
 
 
 CSW_SECONDS = CSW
@@ -143,9 +137,8 @@ class WindowStore:
         self._redis = redis
         self._config = config
         self._rules = config.rules
-        self._cluster = isinstance(redis, RedisCluster)
-        self._sha: dict[str, str] = {}
-        self._wait: tuple[Any, ...] | None = None  # decided at load
+        self._scripts = Scripts(redis, config.durability, config.durability_timeout_ms)
+        self.deadlines = DeadlineIndex(redis, self._scripts)  # what the sweeper asks
         self._reads = Reads()  # what this process wrote last (engine/reads.py)
 
     @property
@@ -158,116 +151,8 @@ class WindowStore:
         return self._config.counters_retention_days * DAY
 
     async def load(self) -> None:
-        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
-        The first time, decide how durable writes are made (``durability``)."""
-        for name, source in (("read", READ), ("commit", COMMIT), ("deadline", DEADLINE)):
-            self._sha[name] = str(await self._redis.script_load(source))
-        if self._wait is None:
-            self._wait = await self._durability()
-            log.info("store.durability", mode=self._wait[0] if self._wait else "none")
-
-    async def _durability(self) -> tuple[Any, ...] | tuple[()]:
-        """The command that makes a batch's writes durable, appended to its pipeline (WAIT
-        and WAITAOF count the writes of their own connection), or ``()`` for none."""
-        mode, timeout = self._config.durability, self._config.durability_timeout_ms
-        if mode == "none":
-            return ()
-        if self._cluster:
-            log.warning("store.durability_unsupported", mode=mode, reason="Redis Cluster")
-            return ()
-        if mode.startswith("replicas:"):
-            return ("WAIT", int(mode.split(":")[1]), timeout)
-        if mode == "aof":
-            return ("WAITAOF", 1, 0, timeout)
-        replication = await self._redis.info("replication")
-        replicas = int(replication.get("connected_slaves", 0))
-        if replicas:
-            return ("WAIT", 1, timeout)
-        server, persistence = (
-            await self._redis.info("server"),
-            await self._redis.info("persistence"),
-        )
-        version = tuple(int(v) for v in str(server.get("redis_version", "0")).split(".")[:2])
-        if persistence.get("aof_enabled") in (1, "1") and version >= (7, 2):
-            return ("WAITAOF", 1, 0, timeout)
-        return ()
-
-    async def _scripts(
-        self, calls: Sequence[_Call], groups: Sequence[str], *, durable: bool = False
-    ) -> list[Any]:
-        """Run script calls, results in call order, a failed call's exception in its place.
-        One pipeline on a single Redis; ``durable``: it ends with the durability wait."""
-        if not calls:
-            return []
-        if not self._sha:
-            await self.load()
-        wait = self._wait if durable else ()
-        results = await (
-            self._scripts_cluster(calls, groups)
-            if self._cluster
-            else self._scripts_pipeline(calls, wait or ())
-        )
-        if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
-            await self.load()  # (a failed-over master: "auto" decides its durability anew)
-            if self._config.durability == "auto":
-                self._wait = await self._durability()
-            wait = self._wait if durable else ()
-            results = await (
-                self._scripts_cluster(calls, groups)
-                if self._cluster
-                else self._scripts_pipeline(calls, wait or ())
-            )
-        if wait:
-            try:
-                self._check_durable(wait, results.pop())
-            except StoreNotDurable:
-                if self._config.durability == "auto":  # replicas gone (a failover): decide anew
-                    self._wait = await self._durability()
-                    log.warning("store.durability", mode=self._wait[0] if self._wait else "none")
-                raise
-        # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
-        # fault: raise, so the worker retries the batch instead of dead-lettering its events
-        for r in results:
-            if isinstance(r, RedisError) and transient(r):
-                raise r
-        return results
-
-    async def _scripts_pipeline(self, calls: Sequence[_Call], wait: tuple[Any, ...]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for sha, ks, args in calls:
-            pipe.evalsha(self._sha[sha], len(ks), *ks, *args)
-        if wait:
-            pipe.execute_command(*wait)
-        return list(await pipe.execute(raise_on_error=False))
-
-    @staticmethod
-    def _check_durable(wait: tuple[Any, ...], reply: Any) -> None:
-        if isinstance(reply, Exception):
-            raise StoreNotDurable(f"{wait[0]} failed: {reply}")
-        confirmed = int(reply[0] if wait[0] == "WAITAOF" else reply)
-        needed = 1 if wait[0] == "WAITAOF" else int(wait[1])
-        if confirmed < needed:
-            what = "the AOF" if wait[0] == "WAITAOF" else f"{needed} replica(s)"
-            raise StoreNotDurable(f"{what} confirmed the writes within {wait[-1]} ms: {reply}")
-
-    async def _scripts_cluster(self, calls: Sequence[_Call], groups: Sequence[str]) -> list[Any]:
-        results: list[Any] = [None] * len(calls)
-        by_group: dict[str, list[int]] = {}
-        for i, group in enumerate(groups):
-            by_group.setdefault(group, []).append(i)
-        limit = asyncio.Semaphore(CLUSTER_CONCURRENCY)
-
-        async def run(indexes: list[int]) -> None:
-            async with limit:
-                for i in indexes:
-                    sha, ks, args = calls[i]
-                    try:
-                        results[i] = await self._redis.evalsha(self._sha[sha], len(ks), *ks, *args)
-                    except RedisError as exc:
-                        results[i] = exc
-
-        await asyncio.gather(*(run(ix) for ix in by_group.values()))
-        return results
+        """Load the scripts; the first time, decide how durable writes are made."""
+        await self._scripts.load()
 
     # -- reading and writing one conversation ------------------------------------------------
 
@@ -286,7 +171,7 @@ class WindowStore:
                 calls.append(
                     ("read", [state_key, keys.outbox(shard), keys.alias(current)], [current])
                 )
-            replies = await self._scripts(calls, list(todo.values()))
+            replies = await self._scripts.run(calls, list(todo.values()))
             moved: dict[str, str] = {}
             for (key, current), reply in zip(todo.items(), replies, strict=True):
                 if isinstance(reply, Exception):
@@ -380,7 +265,7 @@ class WindowStore:
                     for key in keys_here:  # a bug or a state the rules cannot read: this one only
                         out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
             calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
-            replies = await self._scripts(
+            replies = await self._scripts.run(
                 [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
             )
             todo = []
@@ -531,52 +416,12 @@ class WindowStore:
         gone = Outcome(State())
         call, _ = self._commit(Read(src, source.version, State(), []), gone, now)
         call[2][2] = ""
-        await self._scripts([call], [src])
+        await self._scripts.run([call], [src])
         self._reads.forget([src])
         pending = Applied(
             [t for _, ts in source.pending for t in ts], [(shard, f) for f, _ in source.pending]
         )
         return [done[1], pending]
-
-    async def due(self, now: int, limit: int = 500) -> list[str]:
-        """Conversation keys whose next warning or close is due, across every shard (at most
-        ``limit`` a part of a shard's deadline index): the shards' summaries name the parts
-        that are due, then those parts name the keys. A part the summary takes for due but
-        that has nothing due (it expired) gets its summary entry mended."""
-        parts = [(shard, int(p)) for shard, p in await self._scored_up_to(keys.deadlines, now, 64)]
-        if not parts:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for shard, part in parts:
-            pipe.zrangebyscore(keys.deadline_part(shard, part), "-inf", now, start=0, num=limit)
-        found = await pipe.execute()
-        stale = [
-            (shard, part)
-            for (shard, part), members in zip(parts, found, strict=True)
-            if not members
-        ]
-        if stale:
-            await self._scripts(
-                [self._deadline(shard, part, "", 0) for shard, part in stale],
-                [keys.deadlines(shard) for shard, _ in stale],
-            )
-        return [text(m) for members in found for m in members]
-
-    @staticmethod
-    def _deadline(shard: int, part: int, key: str, at: int) -> _Call:
-        return ("deadline", [keys.deadline_part(shard, part), keys.deadlines(shard)], [key, at])
-
-    async def _scored_up_to(
-        self, key_of: Callable[[int], str], until: int, limit: int
-    ) -> list[tuple[int, str]]:
-        """``(shard, member)`` of every shard's sorted set ``key_of(shard)`` with a score up
-        to ``until``, at most ``limit`` a shard; one pipeline."""
-        pipe = self._redis.pipeline(transaction=False)
-        for shard in range(keys.SHARDS):
-            pipe.zrangebyscore(key_of(shard), "-inf", until, start=0, num=limit)
-        return [
-            (shard, text(m)) for shard, members in enumerate(await pipe.execute()) for m in members
-        ]
 
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
         """Drop outbox entries whose transitions Kafka has acknowledged."""
@@ -595,7 +440,7 @@ class WindowStore:
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
         """Outbox entries written before ``older_than`` and never acknowledged: a process
         died between its script and its publish. Re-publishing them keeps their ids."""
-        found = await self._scored_up_to(keys.outbox_queue, older_than, limit)
+        found = await scored_up_to(self._redis, keys.outbox_queue, older_than, limit)
         if not found:
             return []
         pipe = self._redis.pipeline(transaction=False)
@@ -616,33 +461,10 @@ class WindowStore:
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
         return raw if isinstance(raw, bytes) else None
 
-    async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
-        """Move conversations' next deadline to ``until`` (a sweep that failed on them)."""
-        calls = [
-            self._deadline(keys.shard_of(k), keys.deadline_part_of(k), k, until)
-            for k in conversation_keys
-        ]
-        for result in await self._scripts(calls, list(conversation_keys)):
-            if isinstance(result, Exception):
-                raise result
-
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
         return State.decode(text(raw).split(" ", 1)[1] if raw else None, key)
-
-    async def open_count(self) -> int:
-        """Users with something still to warn about or close: members of every shard's
-        deadline index (an open service window, entry point window or conversation)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for shard in range(keys.SHARDS):
-            pipe.zrange(keys.deadlines(shard), 0, -1)
-        parts = await pipe.execute()
-        pipe = self._redis.pipeline(transaction=False)
-        for shard, in_use in enumerate(parts):
-            for part in in_use:
-                pipe.zcard(keys.deadline_part(shard, int(part)))
-        return sum(int(n) for n in await pipe.execute()) if len(pipe) else 0
 
     async def memory(self) -> tuple[int, int]:
         """``used_memory`` and ``maxmemory``, summed over a cluster's primaries."""

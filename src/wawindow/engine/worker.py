@@ -361,7 +361,7 @@ class Worker:
             for tp, behind in lags.items():
                 topic = tp.topic.removeprefix(self._topics.prefix)
                 self.metrics.consumer_lag.labels(topic, str(tp.partition)).set(behind)
-        self.metrics.windows_open.set(await self._store.open_count())
+        self.metrics.windows_open.set(await self._store.deadlines.open_count())
         used, limit = await self._store.memory()
         self.metrics.redis_used_memory.set(used)
         self.metrics.redis_max_memory.set(limit)
@@ -382,7 +382,7 @@ class Worker:
         now = int(self._clock()) if now is None else now
         applied: list[Applied] = []
         with self._timed("due"):
-            due = await self._store.due(now)
+            due = await self._store.deadlines.due(now)
         if due:
             with self._timed("close"):
                 closed, failed = await self._store.close(due, now)
@@ -412,7 +412,7 @@ class Worker:
             log.warning("worker.close_failed", conversation=mask_key(key), error=str(exc))
             raw = await self._store.raw_state(key)
             records.append(self._dead_letter(raw or key.encode(), f"cannot sweep {key}: {exc}"))
-        await self._store.postpone(list(failed), now + QUARANTINE_S)
+        await self._store.deadlines.postpone(list(failed), now + QUARANTINE_S)
         await self._publisher.publish(records)
         self.metrics.conversations_quarantined.inc(len(failed))
         self.metrics.dead_letters.labels("worker").inc(len(records))

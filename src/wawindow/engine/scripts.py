@@ -1,0 +1,154 @@
+"""Running the engine's Lua scripts (``lua/``): loaded once (again after a NOSCRIPT), a
+batch's calls in one pipeline on a single Redis (ending with the durability wait), or
+concurrently on a Cluster, which cannot pipeline scripts; a failed call's error in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from redis.asyncio import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+from wawindow.engine.connection import AnyRedis, transient
+from wawindow.errors import StoreNotDurable
+
+_LUA = importlib.resources.files(__package__) / "lua"
+READ = (_LUA / "read.lua").read_text()
+COMMIT = (_LUA / "commit.lua").read_text()
+DEADLINE = (_LUA / "deadline.lua").read_text()
+# Redis Cluster does not pipeline scripts: conversations are then read and written
+# concurrently, at most this many at a time.
+CLUSTER_CONCURRENCY = 64
+
+log = structlog.get_logger("wawindow.store")
+Call = tuple[str, list[str], list[Any]]  # (script name, keys, args)
+
+
+class Scripts:
+    """The engine's scripts on one client, and how durable their writes are made:
+    ``durability`` as :class:`~wawindow.engine.store.EngineConfig` names it."""
+
+    def __init__(self, redis: AnyRedis, durability: str, durability_timeout_ms: int) -> None:
+        self._redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
+        self._durability_mode = durability
+        self._durability_timeout_ms = durability_timeout_ms
+        self._sha: dict[str, str] = {}
+        self._wait: tuple[Any, ...] | None = None  # decided at load
+
+    async def load(self) -> None:
+        """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
+        The first time, decide how durable writes are made (``durability``)."""
+        for name, source in (("read", READ), ("commit", COMMIT), ("deadline", DEADLINE)):
+            self._sha[name] = str(await self._redis.script_load(source))
+        if self._wait is None:
+            self._wait = await self._durability()
+            log.info("store.durability", mode=self._wait[0] if self._wait else "none")
+
+    async def _durability(self) -> tuple[Any, ...] | tuple[()]:
+        """The command that makes a batch's writes durable, appended to its pipeline (WAIT
+        and WAITAOF count the writes of their own connection), or ``()`` for none."""
+        mode, timeout = self._durability_mode, self._durability_timeout_ms
+        if mode == "none":
+            return ()
+        if self._cluster:
+            log.warning("store.durability_unsupported", mode=mode, reason="Redis Cluster")
+            return ()
+        if mode.startswith("replicas:"):
+            return ("WAIT", int(mode.split(":")[1]), timeout)
+        if mode == "aof":
+            return ("WAITAOF", 1, 0, timeout)
+        replication = await self._redis.info("replication")
+        replicas = int(replication.get("connected_slaves", 0))
+        if replicas:
+            return ("WAIT", 1, timeout)
+        server, persistence = (
+            await self._redis.info("server"),
+            await self._redis.info("persistence"),
+        )
+        version = tuple(int(v) for v in str(server.get("redis_version", "0")).split(".")[:2])
+        if persistence.get("aof_enabled") in (1, "1") and version >= (7, 2):
+            return ("WAITAOF", 1, 0, timeout)
+        return ()
+
+    async def run(
+        self, calls: Sequence[Call], groups: Sequence[str], *, durable: bool = False
+    ) -> list[Any]:
+        """Run script calls, results in call order, a failed call's exception in its place.
+        One pipeline on a single Redis; ``durable``: it ends with the durability wait."""
+        if not calls:
+            return []
+        if not self._sha:
+            await self.load()
+        wait = self._wait if durable else ()
+        results = await (
+            self._cluster_calls(calls, groups)
+            if self._cluster
+            else self._pipeline(calls, wait or ())
+        )
+        if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
+            await self.load()  # (a failed-over master: "auto" decides its durability anew)
+            if self._durability_mode == "auto":
+                self._wait = await self._durability()
+            wait = self._wait if durable else ()
+            results = await (
+                self._cluster_calls(calls, groups)
+                if self._cluster
+                else self._pipeline(calls, wait or ())
+            )
+        if wait:
+            try:
+                self._check_durable(wait, results.pop())
+            except StoreNotDurable:
+                if self._durability_mode == "auto":  # replicas gone (a failover): decide anew
+                    self._wait = await self._durability()
+                    log.warning("store.durability", mode=self._wait[0] if self._wait else "none")
+                raise
+        # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
+        # fault: raise, so the worker retries the batch instead of dead-lettering its events
+        for r in results:
+            if isinstance(r, RedisError) and transient(r):
+                raise r
+        return results
+
+    async def _pipeline(self, calls: Sequence[Call], wait: tuple[Any, ...]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for sha, ks, args in calls:
+            pipe.evalsha(self._sha[sha], len(ks), *ks, *args)
+        if wait:
+            pipe.execute_command(*wait)
+        return list(await pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _check_durable(wait: tuple[Any, ...], reply: Any) -> None:
+        if isinstance(reply, Exception):
+            raise StoreNotDurable(f"{wait[0]} failed: {reply}")
+        confirmed = int(reply[0] if wait[0] == "WAITAOF" else reply)
+        needed = 1 if wait[0] == "WAITAOF" else int(wait[1])
+        if confirmed < needed:
+            what = "the AOF" if wait[0] == "WAITAOF" else f"{needed} replica(s)"
+            raise StoreNotDurable(f"{what} confirmed the writes within {wait[-1]} ms: {reply}")
+
+    async def _cluster_calls(self, calls: Sequence[Call], groups: Sequence[str]) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+        by_group: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            by_group.setdefault(group, []).append(i)
+        limit = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+        async def run(indexes: list[int]) -> None:
+            async with limit:
+                for i in indexes:
+                    sha, ks, args = calls[i]
+                    try:
+                        results[i] = await self._redis.evalsha(self._sha[sha], len(ks), *ks, *args)
+                    except RedisError as exc:
+                        results[i] = exc
+
+        await asyncio.gather(*(run(ix) for ix in by_group.values()))
+        return results
