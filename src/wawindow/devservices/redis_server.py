@@ -46,11 +46,14 @@ class RedisServer:
         die_with_parent: bool = True,
         extra_config: tuple[str, ...] = (),
         tls: LocalCA | None = None,
+        client_certificates: bool = False,
         users: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
-        """``tls``: also listen with TLS on ``tls_port`` (clients' certificates optional);
-        ``users``: ACL users ``(name, password, rules)`` beside the default one."""
+        """``tls``: also listen with TLS on ``tls_port`` (clients' certificates optional, or
+        required with ``client_certificates``: mutual TLS); ``users``: ACL users
+        ``(name, password, rules)`` beside the default one."""
         self.tls = tls
+        self.client_certificates = client_certificates
         self.tls_port = free_port() if tls else None
         self.users = users
         self.run_dir = run_dir
@@ -103,7 +106,7 @@ class RedisServer:
             f"tls-cert-file {self.tls.server_cert}",
             f"tls-key-file {self.tls.server_key}",
             f"tls-ca-cert-file {self.tls.ca}",
-            "tls-auth-clients optional",
+            f"tls-auth-clients {'yes' if self.client_certificates else 'optional'}",
         ]
 
     def tls_url(self, user: str, password: str, db: int = 0) -> str:
