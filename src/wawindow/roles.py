@@ -70,7 +70,6 @@ async def run_roles(
     settings.require(*required_settings(roles))
     # every line of this process, the libraries' included, says which roles and release
     structlog.contextvars.bind_contextvars(role=",".join(sorted(roles)), version=__version__)
-    assert settings.kafka_bootstrap is not None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

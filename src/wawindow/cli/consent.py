@@ -83,7 +83,6 @@ def _who() -> str:
 
 def _publish(settings: Settings, records: Sequence[dict[str, Any]]) -> None:
     settings.require("kafka_bootstrap")
-    assert settings.kafka_bootstrap is not None
     topic = Topics(settings.topic_prefix).consent_events
 
     async def run() -> None:

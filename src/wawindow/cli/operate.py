@@ -38,8 +38,6 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_topics_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
-    settings.require("kafka_bootstrap")
-    assert settings.kafka_bootstrap is not None
     results = asyncio.run(
         create_topics(
             settings.kafka,

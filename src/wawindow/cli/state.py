@@ -38,8 +38,6 @@ def cmd_window(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
-    settings.require("kafka_bootstrap")
-    assert settings.kafka_bootstrap is not None
     topic = Topics(settings.topic_prefix).window_events
     # Ctrl-C ends --follow; main() turns it into exit status 130
     asyncio.run(_print_events(settings.kafka, topic, args.follow, args.from_beginning))
