@@ -17,9 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import Services
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
-from wawindow import samples
+from wawindow import keys, samples
 from wawindow.api.app import create_api_app
 from wawindow.config import Settings
+from wawindow.engine.people import People
 from wawindow.publisher import Publisher
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -519,3 +520,17 @@ async def test_a_scoped_token_may_check_a_first_contact_of_its_own_waba_only(
 
     assert (mine.status, answer["reason"]) == (200, "no_opt_in")
     assert theirs.status == 404
+
+
+async def test_a_wabas_numbers_are_its_own_now_and_older_notes_still_count(s: Scenario) -> None:
+    people = People(s.store)
+    await people.note_numbers([("pn-1", "waba-a"), ("pn-2", "waba-a"), ("pn-3", "waba-b")], 0.0)
+    assert await people.numbers_of("waba-a") == ["pn-1", "pn-2"]
+    assert await s.redis.smembers(keys.waba_numbers("waba-b")) == {b"pn-3"}
+
+    await people.note_numbers([("pn-2", "waba-b")], 1.0)  # the number moved to another WABA
+    assert await people.numbers_of("waba-a") == ["pn-1"]
+    assert await people.numbers_of("waba-b") == ["pn-2", "pn-3"]
+
+    await s.redis.hset(keys.NUMBERS, "pn-9", "waba-c")  # noted before the WABA's own set
+    assert await people.numbers_of("waba-c") == ["pn-9"]

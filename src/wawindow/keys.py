@@ -172,3 +172,10 @@ ERASED = "ww:erased"
 #: HASH: phone number id -> its WABA, for every number the worker has seen; how a person's
 #: conversations are found at erasure, and a number's WABA for consent
 NUMBERS = "ww:numbers"
+
+
+def waba_numbers(waba_id: str) -> str:
+    """SET: the phone number ids seen under one WABA (NUMBERS the other way round, which
+    stays the truth when a number moves to another WABA): a WABA's numbers without reading
+    every number of every WABA."""
+    return f"ww:numbers:{waba_id}"

@@ -48,7 +48,7 @@ REDIS_ACL = (
     "resetkeys ~{ww:* ~ww:* resetchannels -@all "
     "+ping +info +select +client|setname "
     "+get +set +del +hset +hget +hmget +hgetall +hdel +hincrby "
-    "+zadd +zrem +zrangebyscore +zcard +expire +expireat "
+    "+zadd +zrem +zrange +zrangebyscore +zcard +sadd +smembers +expire +expireat "
     "+evalsha +script|load +wait +cluster|slots +cluster|shards +cluster|nodes +readonly"
 )
 #: and on Redis 7.2 or later (or Valkey), which know these commands

@@ -84,12 +84,26 @@ class People:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hset(keys.NUMBERS, mapping=new)
             pipe.expire(keys.NUMBERS, self._store.retention_s)
+            for n, w in new.items():
+                pipe.sadd(keys.waba_numbers(w), n)
+                pipe.expire(keys.waba_numbers(w), self._store.retention_s)
             await pipe.execute()
             self._noted.update({n: (w, now) for n, w in new.items()})
 
     async def numbers_of(self, waba_id: str) -> list[str]:
-        raw = await self._redis.hgetall(keys.NUMBERS)
-        return sorted(text(n) for n, w in raw.items() if text(w) == waba_id)
+        """The phone number ids whose WABA is ``waba_id`` now: the WABA's own set, checked
+        against NUMBERS (a number may have moved to another WABA since); every number's
+        WABA read when the set is not there (numbers noted before it was kept)."""
+        candidates = sorted(text(n) for n in await self._redis.smembers(keys.waba_numbers(waba_id)))
+        if not candidates:
+            raw = await self._redis.hgetall(keys.NUMBERS)
+            return sorted(text(n) for n, w in raw.items() if text(w) == waba_id)
+        wabas = await self._redis.hmget(keys.NUMBERS, candidates)
+        return [
+            n
+            for n, w in zip(candidates, wabas, strict=True)
+            if w is not None and text(w) == waba_id
+        ]
 
     async def waba_of(self, phone_number_id: str) -> str | None:
         raw = await self._redis.hget(keys.NUMBERS, phone_number_id)
@@ -139,10 +153,7 @@ class People:
         """The conversations of ``users`` on ``numbers``, by the key they live under."""
         asked = [conversation_key(n, u) for n in numbers for u in users]
         where = await self._store.resolve(asked)
-        out: dict[str, State] = {}
-        for key in dict.fromkeys(where.values()):
-            out[key] = await self._store.conversation(key)
-        return out
+        return await self._store.conversations(list(dict.fromkeys(where.values())))
 
     async def on_file(
         self, waba_id: str, user: str, numbers: Sequence[str] | None = None

@@ -461,10 +461,20 @@ class WindowStore:
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
         return raw if isinstance(raw, bytes) else None
 
+    async def conversations(self, conversation_keys: Sequence[str]) -> dict[str, State]:
+        """The stored states of conversations (empty when never seen), in one pipeline."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in conversation_keys:
+            pipe.get(keys.ConversationKeys.of(key).state)
+        raws = await pipe.execute() if conversation_keys else []
+        return {
+            key: State.decode(text(raw).split(" ", 1)[1] if raw else None, key)
+            for key, raw in zip(conversation_keys, raws, strict=True)
+        }
+
     async def conversation(self, key: str) -> State:
         """The stored state of one conversation (empty when never seen)."""
-        raw = await self._redis.get(keys.ConversationKeys.of(key).state)
-        return State.decode(text(raw).split(" ", 1)[1] if raw else None, key)
+        return (await self.conversations([key]))[key]
 
     async def memory(self) -> tuple[int, int]:
         """``used_memory`` and ``maxmemory``, summed over a cluster's primaries."""
