@@ -85,29 +85,18 @@ class Scripts:
             return []
         if not self._sha:
             await self.load()
-        wait = self._wait if durable else ()
-        results = await (
-            self._cluster_calls(calls, groups)
-            if self._cluster
-            else self._pipeline(calls, wait or ())
-        )
+        wait = (self._wait or ()) if durable else ()
+        results = await self._send(calls, groups, wait)
         if any(isinstance(r, NoScriptError) for r in results):  # the server lost its script cache
-            await self.load()  # (a failed-over master: "auto" decides its durability anew)
-            if self._durability_mode == "auto":
-                self._wait = await self._durability()
-            wait = self._wait if durable else ()
-            results = await (
-                self._cluster_calls(calls, groups)
-                if self._cluster
-                else self._pipeline(calls, wait or ())
-            )
+            await self.load()  # a failed-over master, whose durability may differ
+            await self._decide_anew()
+            wait = (self._wait or ()) if durable else ()
+            results = await self._send(calls, groups, wait)
         if wait:
             try:
                 self._check_durable(wait, results.pop())
             except StoreNotDurable:
-                if self._durability_mode == "auto":  # replicas gone (a failover): decide anew
-                    self._wait = await self._durability()
-                    log.warning("store.durability", mode=self._wait[0] if self._wait else "none")
+                await self._decide_anew()  # replicas gone (a failover)
                 raise
         # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
         # fault: raise, so the worker retries the batch instead of dead-lettering its events
@@ -115,6 +104,19 @@ class Scripts:
             if isinstance(r, RedisError) and transient(r):
                 raise r
         return results
+
+    async def _send(
+        self, calls: Sequence[Call], groups: Sequence[str], wait: tuple[Any, ...]
+    ) -> list[Any]:
+        if self._cluster:
+            return await self._cluster_calls(calls, groups)
+        return await self._pipeline(calls, wait)
+
+    async def _decide_anew(self) -> None:
+        """With durability ``auto``, decide again what the (perhaps new) master offers."""
+        if self._durability_mode == "auto":
+            self._wait = await self._durability()
+            log.warning("store.durability", mode=self._wait[0] if self._wait else "none")
 
     async def _pipeline(self, calls: Sequence[Call], wait: tuple[Any, ...]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
