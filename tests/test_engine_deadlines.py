@@ -153,3 +153,15 @@ async def test_a_part_keeps_the_compact_encoding_at_a_million_open_windows(
     part = keys.deadline_part(*target)
     assert await redis.zcard(part) == per_part
     assert await redis.object("encoding", part) == b"listpack"
+
+
+async def test_the_open_count_is_refreshed_a_few_shards_at_a_time(redis: AnyRedis) -> None:
+    store = await store_of(redis)
+    await store.apply([inbound(f"1652{u:07d}", NOW - 600) for u in range(50)], NOW)
+    assert await store.deadlines.open_count(16) == 50  # the first count asks every shard
+
+    await store.apply([inbound(f"1653{u:07d}", NOW - 600) for u in range(50)], NOW)
+    counts = [await store.deadlines.open_count(16) for _ in range(keys.SHARDS // 16)]
+    assert counts[0] < 100  # the new windows' shards are counted in turn
+    assert counts == sorted(counts)
+    assert counts[-1] == 100 == await store.deadlines.open_count()

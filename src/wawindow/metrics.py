@@ -126,7 +126,8 @@ class Metrics:
         self.windows_open = Gauge(
             "wawindow_windows_open",
             "users with an open service window, entry point window or conversation (whole"
-            " store; every worker reports the same figure, so take max, not sum)",
+            " store; every worker reports about the same figure, so take max, not sum; each"
+            " refresh counts 16 of the 256 shards anew)",
             registry=r,
         )
         self.window_events = Counter(

@@ -19,6 +19,8 @@ class DeadlineIndex:
     def __init__(self, redis: AnyRedis, scripts: Scripts) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._open: dict[int, int] = {}  # shard -> members of its parts, when last counted
+        self._next_shard = 0
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
         """Conversation keys whose next warning or close is due, across every shard (at most
@@ -63,18 +65,28 @@ class DeadlineIndex:
             if isinstance(result, Exception):
                 raise result
 
-    async def open_count(self) -> int:
+    async def open_count(self, shards: int = keys.SHARDS) -> int:
         """Users with something still to warn about or close: members of every shard's
-        deadline index (an open service window, entry point window or conversation)."""
+        deadline index (an open service window, entry point window or conversation).
+        ``shards``: count that many shards anew, the next ones in turn, and the others as
+        last counted (a gauge refreshed every few seconds need not ask every part each time);
+        every shard is counted the first time."""
+        if not self._open:
+            shards = keys.SHARDS
+        asked = [(self._next_shard + i) % keys.SHARDS for i in range(min(shards, keys.SHARDS))]
+        self._next_shard = (self._next_shard + len(asked)) % keys.SHARDS
         pipe = self._redis.pipeline(transaction=False)
-        for shard in range(keys.SHARDS):
+        for shard in asked:
             pipe.zrange(keys.deadlines(shard), 0, -1)
         parts = await pipe.execute()
         pipe = self._redis.pipeline(transaction=False)
-        for shard, in_use in enumerate(parts):
+        for shard, in_use in zip(asked, parts, strict=True):
             for part in in_use:
                 pipe.zcard(keys.deadline_part(shard, int(part)))
-        return sum(int(n) for n in await pipe.execute()) if len(pipe) else 0
+        counts = iter(await pipe.execute() if len(pipe) else [])
+        for shard, in_use in zip(asked, parts, strict=True):
+            self._open[shard] = sum(int(next(counts)) for _ in in_use)
+        return sum(self._open.values())
 
 
 async def scored_up_to(

@@ -53,6 +53,8 @@ log = structlog.get_logger("wawindow.worker")
 SWEEP_INTERVAL_S = 0.25
 STALE_OUTBOX_S = 30
 OBSERVE_INTERVAL_S = 5.0
+# shards whose open windows each observation counts anew (all of them every 80 s)
+OPEN_COUNT_SHARDS = 16
 # a sweeper failing again waits longer, up to this, before the next try
 MAX_BACKOFF_S = 5.0
 # a conversation that cannot be swept is tried again this much later
@@ -361,7 +363,7 @@ class Worker:
             for tp, behind in lags.items():
                 topic = tp.topic.removeprefix(self._topics.prefix)
                 self.metrics.consumer_lag.labels(topic, str(tp.partition)).set(behind)
-        self.metrics.windows_open.set(await self._store.deadlines.open_count())
+        self.metrics.windows_open.set(await self._store.deadlines.open_count(OPEN_COUNT_SHARDS))
         used, limit = await self._store.memory()
         self.metrics.redis_used_memory.set(used)
         self.metrics.redis_max_memory.set(limit)
