@@ -30,6 +30,8 @@ from wawindow.webhook.app import create_app
 
 if TYPE_CHECKING:
     from tests.engine_harness import Scenario
+    from wawindow.engine.connection import AnyRedis
+    from wawindow.engine.store import WindowStore
 
 # Property tests: a fixed, derandomized set of examples in CI; more, and random, elsewhere.
 _SLOW = [hypothesis.HealthCheck.too_slow]
@@ -139,6 +141,28 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_db1(services: Services) -> str:
     """The session's redis-server, database 1: the engine tests' own, flushed per test."""
     return services.redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[AnyRedis]:
+    """A client of database 1 (:func:`redis_db1`), flushed: for tests of the store alone."""
+    from wawindow.engine.connection import connect
+
+    client = await connect(redis_db1(services))
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def loaded_store(redis: AnyRedis) -> WindowStore:
+    """A store as a worker has it: its scripts loaded, remembering nothing yet."""
+    from wawindow.engine.store import EngineConfig, WindowStore
+
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    return store
 
 
 @asynccontextmanager

@@ -4,16 +4,14 @@ through writes, closes and postponements, and a part stays in Redis's compact en
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import Services, redis_db1
+from tests.conftest import loaded_store
 from wawindow import keys, samples
-from wawindow.engine.connection import AnyRedis, connect
-from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.connection import AnyRedis
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.split import split_body
 
@@ -27,22 +25,6 @@ def inbound(user: str, at: int) -> tuple[str, dict[str, Any]]:
     )
     (event,) = split_body(samples.encode(body), at * 1000).events
     return event.key, orjson.loads(event.encode())
-
-
-@pytest.fixture
-async def redis(services: Services) -> AsyncIterator[AnyRedis]:
-    client = await connect(redis_db1(services))
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-async def store_of(redis: AnyRedis) -> WindowStore:
-    store = WindowStore(redis, EngineConfig())
-    await store.load()
-    return store
 
 
 async def parts(redis: AnyRedis) -> dict[tuple[int, int], list[tuple[bytes, float]]]:
@@ -78,7 +60,7 @@ async def indexed(redis: AnyRedis) -> dict[str, int]:
 
 
 async def test_the_sweeper_finds_every_due_conversation_and_no_other(redis: AnyRedis) -> None:
-    store = await store_of(redis)
+    store = await loaded_store(redis)
     users = [f"1650{u:07d}" for u in range(600)]
     events = [inbound(u, NOW - 36_000 + 60 * i) for i, u in enumerate(users)]  # a minute apart
     await store.apply(events, NOW)
@@ -103,7 +85,7 @@ async def test_the_sweeper_finds_every_due_conversation_and_no_other(redis: AnyR
 
 
 async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis) -> None:
-    store = await store_of(redis)
+    store = await loaded_store(redis)
     key, event = inbound("16505550001", NOW - 600)
     await store.apply([(key, event)], NOW)
     k = keys.ConversationKeys.of(key)
@@ -119,7 +101,7 @@ async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis)
 
 
 async def test_a_summary_that_names_a_deleted_part_is_mended(redis: AnyRedis) -> None:
-    store = await store_of(redis)
+    store = await loaded_store(redis)
     key, event = inbound("16505550002", NOW - 600)
     await store.apply([(key, event)], NOW)
     k = keys.ConversationKeys.of(key)
@@ -135,7 +117,7 @@ async def test_a_part_keeps_the_compact_encoding_at_a_million_open_windows(
 ) -> None:
     """About a million / (SHARDS x DEADLINE_PARTS) = 61 members a part: one part's members,
     written by the store, take the listpack encoding that makes a member cost its bytes."""
-    store = await store_of(redis)
+    store = await loaded_store(redis)
     per_part = 1_000_000 // (keys.SHARDS * keys.DEADLINE_PARTS)
     target = None
     chosen: list[tuple[str, dict[str, Any]]] = []
@@ -156,7 +138,7 @@ async def test_a_part_keeps_the_compact_encoding_at_a_million_open_windows(
 
 
 async def test_the_open_count_is_refreshed_a_few_shards_at_a_time(redis: AnyRedis) -> None:
-    store = await store_of(redis)
+    store = await loaded_store(redis)
     await store.apply([inbound(f"1652{u:07d}", NOW - 600) for u in range(50)], NOW)
     assert await store.deadlines.open_count(16) == 50  # the first count asks every shard
 

@@ -4,16 +4,15 @@ conversation it wrote, and is never wrong for it, whatever other processes wrote
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import Services, redis_db1
+from tests.conftest import loaded_store
 from wawindow import keys, samples
 from wawindow.contracts import TransitionType
-from wawindow.engine.connection import AnyRedis, connect
+from wawindow.engine.connection import AnyRedis
 from wawindow.engine.reads import Reads
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.split import split_body
@@ -64,23 +63,6 @@ def test_window_events_stay_pending_until_their_own_field_is_acknowledged() -> N
 # -- against Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def redis(services: Services) -> AsyncIterator[AnyRedis]:
-    client = await connect(redis_db1(services))
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-async def loaded(redis: AnyRedis) -> WindowStore:
-    """A store as a worker has it: its scripts loaded, remembering nothing yet."""
-    store = WindowStore(redis, EngineConfig())
-    await store.load()
-    return store
-
-
 async def evalsha_calls(redis: AnyRedis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
@@ -90,7 +72,7 @@ async def evalsha_calls(redis: AnyRedis) -> int:
 async def test_a_conversation_this_store_wrote_is_written_without_reading_it(
     redis: AnyRedis,
 ) -> None:
-    store = await loaded(redis)
+    store = await loaded_store(redis)
     now = int(time.time())
     await store.apply([inbound("wamid.1", now - 120)], now)
 
@@ -105,7 +87,7 @@ async def test_a_conversation_this_store_wrote_is_written_without_reading_it(
 async def test_what_another_process_wrote_meanwhile_is_never_overwritten(
     redis: AnyRedis,
 ) -> None:
-    ours, theirs = await loaded(redis), WindowStore(redis, EngineConfig())
+    ours, theirs = await loaded_store(redis), WindowStore(redis, EngineConfig())
     now = int(time.time())
     await ours.apply([inbound("wamid.1", now - 300)], now)
     await theirs.apply([inbound("wamid.2", now - 200)], now)  # another worker, a sweeper …
@@ -121,7 +103,7 @@ async def test_what_another_process_wrote_meanwhile_is_never_overwritten(
 async def test_unacknowledged_window_events_go_out_again_as_after_a_read(
     redis: AnyRedis,
 ) -> None:
-    store = await loaded(redis)
+    store = await loaded_store(redis)
     now = int(time.time())
     first = await store.apply([inbound("wamid.1", now - 120)], now)
     assert [t.type for a in first.applied for t in a.transitions] == [OPENED]
@@ -134,7 +116,7 @@ async def test_unacknowledged_window_events_go_out_again_as_after_a_read(
 
 @pytest.mark.redis
 async def test_acknowledged_window_events_do_not_go_out_again(redis: AnyRedis) -> None:
-    store = await loaded(redis)
+    store = await loaded_store(redis)
     now = int(time.time())
     first = await store.apply([inbound("wamid.1", now - 120)], now)
     await store.acknowledge([where for a in first.applied for where in a.outbox])
@@ -148,7 +130,7 @@ async def test_acknowledged_window_events_do_not_go_out_again(redis: AnyRedis) -
 async def test_a_user_linked_elsewhere_meanwhile_is_written_where_they_live_now(
     redis: AnyRedis,
 ) -> None:
-    ours = await loaded(redis)
+    ours = await loaded_store(redis)
     now = int(time.time())
     await ours.apply([inbound("wamid.1", now - 300)], now)
     # another process links the user to a BSUID key (as link_many does when the old key
@@ -166,7 +148,7 @@ async def test_a_user_linked_elsewhere_meanwhile_is_written_where_they_live_now(
 async def test_a_version_number_that_comes_back_after_a_loss_is_not_taken_for_ours(
     redis: AnyRedis,
 ) -> None:
-    ours, theirs = await loaded(redis), WindowStore(redis, EngineConfig())
+    ours, theirs = await loaded_store(redis), WindowStore(redis, EngineConfig())
     now = int(time.time())
     await ours.apply([inbound("wamid.1", now - 300)], now)  # version 1, remembered
     state_key, _ = keys.document_keys(KEY)
