@@ -343,9 +343,9 @@ async def layout_costs(redis_url: str, users: int) -> dict[str, Any]:
                 value = b"1 " + document
                 pipe.set(k.state, value, exat=now + 20 * 86400) if ttl else pipe.set(k.state, value)
                 if index == "parts":
-                    pipe.zadd(k.deadlines, {conversation: due})
+                    pipe.zadd(k.deadline_part, {conversation: due})
                     part = str(keys.deadline_part_of(conversation))
-                    pipe.zadd(keys.deadlines(k.shard), {part: due}, lt=True)
+                    pipe.zadd(keys.deadline_summary(k.shard), {part: due}, lt=True)
                 elif index == "shard":
                     pipe.zadd(f"{{ww:{k.shard}}}:due", {conversation: due})
             await pipe.execute()
@@ -470,8 +470,10 @@ async def close_lateness(
                 windows={ends - CSW_SECONDS: [ends, 0, 1, 0]},  # opened, warned already
             )  # fmt: skip
             pipe.set(k.state, b"1 " + state.encode(key))
-            pipe.zadd(k.deadlines, {key: ends})
-            pipe.zadd(keys.deadlines(k.shard), {str(keys.deadline_part_of(key)): ends}, lt=True)
+            pipe.zadd(k.deadline_part, {key: ends})
+            pipe.zadd(
+                keys.deadline_summary(k.shard), {str(keys.deadline_part_of(key)): ends}, lt=True
+            )
             if len(pipe) >= 20_000:
                 await pipe.execute()
                 pipe = redis.pipeline(transaction=False)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import loaded_store
 from wawindow import keys, samples
 from wawindow.engine.connection import AnyRedis
+from wawindow.engine.store import EngineConfig
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.split import split_body
 
@@ -42,7 +43,7 @@ async def summaries_match_parts(redis: AnyRedis) -> None:
     """Every shard's summary names exactly its non-empty parts, each at its earliest score."""
     pipe = redis.pipeline(transaction=False)
     for shard in range(keys.SHARDS):
-        pipe.zrange(keys.deadlines(shard), 0, -1, withscores=True)
+        pipe.zrange(keys.deadline_summary(shard), 0, -1, withscores=True)
     summaries = {
         (shard, int(p)): int(score)
         for shard, found in enumerate(await pipe.execute())
@@ -90,11 +91,11 @@ async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis)
     await store.apply([(key, event)], NOW)
     k = keys.ConversationKeys.of(key)
     part = keys.deadline_part_of(key)
-    before = await redis.zscore(keys.deadlines(k.shard), str(part))
+    before = await redis.zscore(keys.deadline_summary(k.shard), str(part))
     assert before is not None
 
     await store.deadlines.postpone([key], int(before) + 3600)
-    assert await redis.zscore(k.deadlines, key) == before + 3600
+    assert await redis.zscore(k.deadline_part, key) == before + 3600
     await summaries_match_parts(redis)
     assert await store.deadlines.due(int(before) + 60) == []
     assert await store.deadlines.due(int(before) + 3600) == [key]
@@ -105,10 +106,10 @@ async def test_a_summary_that_names_a_deleted_part_is_mended(redis: AnyRedis) ->
     key, event = inbound("16505550002", NOW - 600)
     await store.apply([(key, event)], NOW)
     k = keys.ConversationKeys.of(key)
-    await redis.delete(k.deadlines)  # by hand: the summary still names the part
+    await redis.delete(k.deadline_part)  # by hand: the summary still names the part
 
     assert await store.deadlines.due(NOW + 2 * CSW_SECONDS) == []
-    assert await redis.zcard(keys.deadlines(k.shard)) == 0
+    assert await redis.zcard(keys.deadline_summary(k.shard)) == 0
     await summaries_match_parts(redis)
 
 
@@ -147,3 +148,46 @@ async def test_the_open_count_is_refreshed_a_few_shards_at_a_time(redis: AnyRedi
     assert counts[0] < 100  # the new windows' shards are counted in turn
     assert counts == sorted(counts)
     assert counts[-1] == 100 == await store.deadlines.open_count()
+
+
+def users_in_one_shard(count: int, prefix: str) -> list[str]:
+    """Users whose conversation keys all fall in one shard (across its parts)."""
+    chosen: list[str] = []
+    shard = None
+    u = 0
+    while len(chosen) < count:
+        user = f"{prefix}{u:07d}"
+        u += 1
+        where = keys.shard_of(keys.conversation_key(samples.PHONE_NUMBER_ID, user))
+        shard = where if shard is None else shard
+        if where == shard:
+            chosen.append(user)
+    return chosen
+
+
+async def test_the_sweeper_takes_at_most_its_limit_from_a_shard(redis: AnyRedis) -> None:
+    store = await loaded_store(redis)
+    users = users_in_one_shard(12, "1654")
+    await store.apply([inbound(u, NOW - 600) for u in users], NOW)
+    later = NOW + 2 * CSW_SECONDS
+
+    assert len(await store.deadlines.due(later, limit=5)) == 5
+    assert len(await store.deadlines.due(later, limit=500)) == 12
+
+
+async def test_a_set_aside_state_gets_a_ttl_and_a_swept_one_is_not_put_back(
+    redis: AnyRedis,
+) -> None:
+    store = await loaded_store(redis)
+    key, event = inbound("16505550003", NOW - 600)
+    await store.apply([(key, event)], NOW)
+    k = keys.ConversationKeys.of(key)
+    assert await redis.ttl(k.state) == -1  # a state with a deadline has no TTL of its own
+
+    await store.deadlines.postpone([key], NOW + 60)
+    assert 0 < await redis.ttl(k.state) <= EngineConfig().state_grace_s
+    assert await redis.zscore(k.deadline_part, key) == NOW + 60
+
+    await redis.zrem(k.deadline_part, key)  # swept meanwhile
+    await store.deadlines.postpone([key], NOW + 120)
+    assert await redis.zscore(k.deadline_part, key) is None

@@ -231,8 +231,12 @@ async def test_every_key_the_engine_writes_has_a_ttl_or_a_deadline(s: Scenario) 
         return {k.decode() for k in found if await s.redis.ttl(k) < 0}
 
     state = keys.ConversationKeys.of(f"{samples.PHONE_NUMBER_ID}:16505551234")
-    assert await without_ttl() == {state.state, state.deadlines, keys.deadlines(state.shard)}
-    assert await s.redis.zscore(state.deadlines, state.key) is not None
+    assert await without_ttl() == {
+        state.state,
+        state.deadline_part,
+        keys.deadline_summary(state.shard),
+    }
+    assert await s.redis.zscore(state.deadline_part, state.key) is not None
 
     for days in (2, 10):  # the window's close, then the end of its history
         await s.sweep(s.now + days * 86_400)

@@ -41,7 +41,7 @@ async def test_a_poisoned_conversation_does_not_delay_any_other_close(s: Scenari
     assert kept.value == b"7 {this is not a state"
     assert b"cannot sweep" in dict(kept.headers)["reason"]
     # set aside: not tried again at every sweep, but later
-    score = await s.redis.zscore(poisoned.deadlines, poisoned.key)
+    score = await s.redis.zscore(poisoned.deadline_part, poisoned.key)
     assert score is not None
     assert score > ends + 10
 
@@ -58,7 +58,7 @@ async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) 
     stop = asyncio.Event()
     sweeping = asyncio.create_task(worker.sweep_forever(stop))
     try:
-        await s.redis.set(keys.deadlines(7), "not a sorted set")  # every sweep now fails
+        await s.redis.set(keys.deadline_summary(7), "not a sorted set")  # every sweep now fails
         deadline = time.monotonic() + 20
         while (await client.get("/readyz")).status != 503:
             assert time.monotonic() < deadline, "readiness never showed the failing sweeper"
@@ -67,7 +67,7 @@ async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) 
         assert body["sweeper"] is False
         assert worker.metrics.sweep_failures._value.get() >= 2  # retried, with a pause
 
-        await s.redis.delete(keys.deadlines(7))  # the fault is gone: the sweeper recovers
+        await s.redis.delete(keys.deadline_summary(7))  # the fault is gone: the sweeper recovers
         while (await client.get("/readyz")).status != 200:
             assert time.monotonic() < deadline, "the sweeper never recovered"
             await asyncio.sleep(0.1)

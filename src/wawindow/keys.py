@@ -90,7 +90,7 @@ class ConversationKeys:
         return f"{_tag(self.shard)}:c:{self.key}"
 
     @property
-    def deadlines(self) -> str:
+    def deadline_part(self) -> str:
         """The part of the shard's deadline index this conversation is in."""
         return deadline_part(self.shard, deadline_part_of(self.key))
 
@@ -101,7 +101,7 @@ def deadline_part(shard: int, part: int) -> str:
     return f"{_tag(shard)}:due:{part}"
 
 
-def deadlines(shard: int) -> str:
+def deadline_summary(shard: int) -> str:
     """ZSET: part number -> the earliest deadline in that part of the shard's deadline index
     (every part that has a member, and only those): the sweeper asks this, then the parts
     that are due. ``commit.lua`` and ``deadline.lua`` keep it."""
@@ -172,6 +172,10 @@ ERASED = "ww:erased"
 #: HASH: phone number id -> its WABA, for every number the worker has seen; how a person's
 #: conversations are found at erasure, and a number's WABA for consent
 NUMBERS = "ww:numbers"
+
+
+#: STRING: set once every number of NUMBERS is in its WABA's set (waba_numbers)
+NUMBERS_INDEXED = "ww:numbers:indexed"
 
 
 def waba_numbers(waba_id: str) -> str:

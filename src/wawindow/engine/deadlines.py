@@ -16,49 +16,57 @@ from wawindow.engine.scripts import Call, Scripts
 class DeadlineIndex:
     """The sweeper's view of the deadline index."""
 
-    def __init__(self, redis: AnyRedis, scripts: Scripts) -> None:
+    def __init__(self, redis: AnyRedis, scripts: Scripts, set_aside_keep_s: int) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._set_aside_keep_s = set_aside_keep_s  # a set-aside state's TTL, if it has none
         self._open: dict[int, int] = {}  # shard -> members of its parts, when last counted
         self._next_shard = 0
 
     async def due(self, now: int, limit: int = 500) -> list[str]:
-        """Conversation keys whose next warning or close is due, across every shard (at most
-        ``limit`` a part of a shard's deadline index): the shards' summaries name the parts
-        that are due, then those parts name the keys. A part the summary takes for due but
-        that has nothing due (it was deleted) gets its summary entry mended."""
-        parts = [
-            (shard, int(p))
-            for shard, p in await scored_up_to(
-                self._redis, keys.deadlines, now, keys.DEADLINE_PARTS
-            )
-        ]
+        """Conversation keys whose next warning or close is due, at most ``limit`` a shard:
+        the shards' summaries name the parts that are due (the earliest first), then those
+        parts name the keys. A part the summary takes for due but that has nothing due (its
+        members moved on, or it was deleted) gets its summary entry mended."""
+        summaries = await scored_up_to(self._redis, keys.deadline_summary, now, keys.DEADLINE_PARTS)
+        parts = [(shard, int(p)) for shard, p in summaries]
         if not parts:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for shard, part in parts:
             pipe.zrangebyscore(keys.deadline_part(shard, part), "-inf", now, start=0, num=limit)
         found = await pipe.execute()
-        stale = [
-            (shard, part)
-            for (shard, part), members in zip(parts, found, strict=True)
-            if not members
-        ]
+        out: list[str] = []
+        taken: dict[int, int] = {}
+        stale: list[tuple[int, int]] = []
+        for (shard, part), members in zip(parts, found, strict=True):
+            if not members:
+                stale.append((shard, part))
+            room = limit - taken.get(shard, 0)
+            out += [text(m) for m in members[:room]]
+            taken[shard] = taken.get(shard, 0) + min(room, len(members))
         if stale:
             await self._scripts.run(
-                [self._deadline(shard, part, "", 0) for shard, part in stale],
-                [keys.deadlines(shard) for shard, _ in stale],
+                [self._deadline(shard, part) for shard, part in stale],
+                [keys.deadline_summary(shard) for shard, _ in stale],
             )
-        return [text(m) for members in found for m in members]
+        return out
 
     @staticmethod
-    def _deadline(shard: int, part: int, key: str, at: int) -> Call:
-        return ("deadline", [keys.deadline_part(shard, part), keys.deadlines(shard)], [key, at])
+    def _deadline(shard: int, part: int, key: str = "", at: int = 0, keep_s: int = 0) -> Call:
+        where = [keys.deadline_part(shard, part), keys.deadline_summary(shard)]
+        if key:
+            where.append(keys.ConversationKeys.of(key).state)
+        return ("deadline", where, [key, at, keep_s])
 
     async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
-        """Move conversations' next deadline to ``until`` (a sweep that failed on them)."""
+        """Set aside conversations a sweep failed on: their next deadline moves to ``until``
+        (while they are still in the index), and a state without a TTL gets one, so one that
+        never becomes sweepable is gone in the end (``set_aside_keep_s`` after the first)."""
         calls = [
-            self._deadline(keys.shard_of(k), keys.deadline_part_of(k), k, until)
+            self._deadline(
+                keys.shard_of(k), keys.deadline_part_of(k), k, until, self._set_aside_keep_s
+            )
             for k in conversation_keys
         ]
         for result in await self._scripts.run(calls, list(conversation_keys)):
@@ -77,7 +85,7 @@ class DeadlineIndex:
         self._next_shard = (self._next_shard + len(asked)) % keys.SHARDS
         pipe = self._redis.pipeline(transaction=False)
         for shard in asked:
-            pipe.zrange(keys.deadlines(shard), 0, -1)
+            pipe.zrange(keys.deadline_summary(shard), 0, -1)
         parts = await pipe.execute()
         pipe = self._redis.pipeline(transaction=False)
         for shard, in_use in zip(asked, parts, strict=True):

@@ -65,6 +65,7 @@ class People:
         self._store = store
         self._redis = store.redis
         self._noted: dict[str, tuple[str, float]] = {}  # number -> (WABA, when written)
+        self._indexed = False  # every noted number is in its WABA's set (_index_numbers)
 
     # -- the numbers of a WABA ----------------------------------------------------------------
 
@@ -92,18 +93,32 @@ class People:
 
     async def numbers_of(self, waba_id: str) -> list[str]:
         """The phone number ids whose WABA is ``waba_id`` now: the WABA's own set, checked
-        against NUMBERS (a number may have moved to another WABA since); every number's
-        WABA read when the set is not there (numbers noted before it was kept)."""
+        against NUMBERS (a number may have moved to another WABA since)."""
+        await self._index_numbers()
         candidates = sorted(text(n) for n in await self._redis.smembers(keys.waba_numbers(waba_id)))
         if not candidates:
-            raw = await self._redis.hgetall(keys.NUMBERS)
-            return sorted(text(n) for n, w in raw.items() if text(w) == waba_id)
+            return []
         wabas = await self._redis.hmget(keys.NUMBERS, candidates)
         return [
             n
             for n, w in zip(candidates, wabas, strict=True)
             if w is not None and text(w) == waba_id
         ]
+
+    async def _index_numbers(self) -> None:
+        """Once per store: put every number noted before the WABAs' sets were kept into its
+        WABA's set (an erasure must find all of a person's conversations)."""
+        if self._indexed or await self._redis.get(keys.NUMBERS_INDEXED):
+            self._indexed = True
+            return
+        noted = await self._redis.hgetall(keys.NUMBERS)
+        pipe = self._redis.pipeline(transaction=False)
+        for n, w in noted.items():
+            pipe.sadd(keys.waba_numbers(text(w)), text(n))
+            pipe.expire(keys.waba_numbers(text(w)), self._store.retention_s)
+        pipe.set(keys.NUMBERS_INDEXED, "1", ex=self._store.retention_s)
+        await pipe.execute()
+        self._indexed = True
 
     async def waba_of(self, phone_number_id: str) -> str | None:
         raw = await self._redis.hget(keys.NUMBERS, phone_number_id)

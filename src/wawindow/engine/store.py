@@ -138,7 +138,8 @@ class WindowStore:
         self._config = config
         self._rules = config.rules
         self._scripts = Scripts(redis, config.durability, config.durability_timeout_ms)
-        self.deadlines = DeadlineIndex(redis, self._scripts)  # what the sweeper asks
+        # what the sweeper asks; a state it cannot sweep is kept as long as a state's grace
+        self.deadlines = DeadlineIndex(redis, self._scripts, config.state_grace_s)
         self._reads = Reads()  # what this process wrote last (engine/reads.py)
 
     @property
@@ -211,7 +212,7 @@ class WindowStore:
             [
                 state_key, keys.deadline_part(shard, keys.deadline_part_of(r.key)),
                 keys.outbox(shard), keys.outbox_queue(shard), keys.alias(r.key),
-                keys.deadlines(shard),
+                keys.deadline_summary(shard),
             ],
             [
                 r.key, r.version, outcome.state.encode(r.key), outcome.keep_until,
@@ -379,7 +380,8 @@ class WindowStore:
 
         In an order that can be repeated after a crash: merge into the target (the target
         remembers which version of the source it holds, so a repeat merges nothing twice),
-        point the source at the target, then forget the source. Pairs are linked one after
+        forget the source (as the version merged: a newer one is merged too), then point the
+        source at the target. Pairs are linked one after
         the other, each resolved anew, so a chain of changes ends on one user.
         """
         published: list[Applied] = []
@@ -398,30 +400,42 @@ class WindowStore:
         return published
 
     async def _merge(self, src: str, dst: str, now: int) -> list[Applied]:
-        reads = await self._read([src])
-        source = reads[src]
-        if isinstance(source, Exception):
-            raise source
-        if source.state.empty and not source.pending:
-            return []
+        """Merge the source into the target, then forget the source as the version that was
+        merged; when another process wrote the source in between, merge its newer version
+        too (the target merges each version once), so nothing of it is left behind."""
+        published: list[Applied] = []
+        for _ in range(MAX_CONFLICTS):
+            source = (await self._read([src]))[src]
+            if isinstance(source, Exception):
+                raise source
+            if source.state.empty and not source.pending:
+                return published
 
-        def run(r: Read, _: list[str]) -> Outcome:
-            return engine.merge(r.state, r.key, source.state, src, source.version, now, self._rules)
+            def run(r: Read, _: list[str], source: Read = source) -> Outcome:
+                return engine.merge(
+                    r.state, r.key, source.state, src, source.version, now, self._rules
+                )
 
-        done = (await self.run([dst], run, now, durable=True))[dst]
-        if isinstance(done, Exception):
-            raise done
-        # the source is forgotten only as the version that was merged
-        shard = keys.shard_of(src)
-        gone = Outcome(State())
-        call, _ = self._commit(Read(src, source.version, State(), []), gone, now)
-        call[2][2] = ""
-        await self._scripts.run([call], [src])
-        self._reads.forget([src])
-        pending = Applied(
-            [t for _, ts in source.pending for t in ts], [(shard, f) for f, _ in source.pending]
-        )
-        return [done[1], pending]
+            done = (await self.run([dst], run, now, durable=True))[dst]
+            if isinstance(done, Exception):
+                raise done
+            shard = keys.shard_of(src)
+            published += [
+                done[1],
+                Applied(
+                    [t for _, ts in source.pending for t in ts],
+                    [(shard, f) for f, _ in source.pending],
+                ),
+            ]
+            call, _ = self._commit(Read(src, source.version, State(), []), Outcome(State()), now)
+            call[2][2] = ""  # forget the source, if it is still the version merged
+            (forgotten,) = await self._scripts.run([call], [src])
+            self._reads.forget([src])
+            if isinstance(forgotten, Exception):
+                raise forgotten
+            if forgotten == 1:
+                return published
+        raise StoreConflict(f"{src} kept changing while it was linked to {dst}")
 
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
         """Drop outbox entries whose transitions Kafka has acknowledged."""

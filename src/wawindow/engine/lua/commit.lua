@@ -36,7 +36,7 @@ elsewhere (read again and retry).
 
 local SHARD_KEY_TTL = 9 * 86400 -- outbox entries are acknowledged long before; refreshed on write
 local DAY = 86400
-local state, due, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state, part_key, outbox, outq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ckey, seen, doc = ARGV[1], ARGV[2], ARGV[3]
 
 if redis.call("GET", KEYS[5]) then return 0 end
@@ -67,12 +67,12 @@ end
 -- the index has no TTL: a member leaves it only when its state has no deadline left or is
 -- forgotten, and a sorted set that loses its last member is gone
 if ARGV[5] == "" then
-  redis.call("ZREM", due, ckey)
+  redis.call("ZREM", part_key, ckey)
 else
-  redis.call("ZADD", due, ARGV[5], ckey)
+  redis.call("ZADD", part_key, ARGV[5], ckey)
 end
-local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
-local part = string.match(due, ":(%d+)$")
+local first = redis.call("ZRANGE", part_key, 0, 0, "WITHSCORES")
+local part = string.match(part_key, ":(%d+)$")
 if first[1] then
   redis.call("ZADD", KEYS[6], first[2], part)
 else

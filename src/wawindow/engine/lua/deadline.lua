@@ -1,24 +1,29 @@
 --[[
-Sets one key's next deadline in its part of the shard's deadline index (the sweeper setting a
-conversation aside), or only brings the shard's summary up to date with that part (the
-sweeper found the summary early: the part's members moved on, or the part was deleted).
+Sets aside a conversation the sweeper could not sweep (its next deadline moved to ARGV[2], and
+its state, which has no TTL while it has a deadline, given one so that a state that never
+becomes sweepable is not kept for ever), or only brings the shard's summary up to date with a
+part (the sweeper found the summary early: the part's members moved on, or it was deleted).
 
 KEYS[1]  the part of the shard's deadline index (ZSET "{ww:<n>}:due:<part>")
 KEYS[2]  the shard's deadline summary (ZSET: part -> its earliest deadline), as commit.lua
          keeps it
+KEYS[3]  the conversation's state (STRING), when ARGV[1] names one
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key ("": none, only the summary)   ARGV[2]  its deadline (Unix seconds)
+ARGV[3]  the TTL its state gets if it has none (seconds)
 
+A conversation no longer in the index (swept meanwhile, or forgotten) is not put back.
 Returns the part's earliest deadline, or false when the part is empty.
 ]]
 
-local due, summary = KEYS[1], KEYS[2]
+local part_key, summary = KEYS[1], KEYS[2]
 if ARGV[1] ~= "" then
-  redis.call("ZADD", due, ARGV[2], ARGV[1])
+  redis.call("ZADD", part_key, "XX", ARGV[2], ARGV[1]) -- XX: only while it is in the index
+  redis.call("EXPIRE", KEYS[3], ARGV[3], "NX") -- NX: only a state without a TTL
 end
-local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
-local part = string.match(due, ":(%d+)$")
+local first = redis.call("ZRANGE", part_key, 0, 0, "WITHSCORES")
+local part = string.match(part_key, ":(%d+)$")
 if first[1] then
   redis.call("ZADD", summary, first[2], part)
   return first[2]
