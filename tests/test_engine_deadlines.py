@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import loaded_store
 from wawindow import keys, samples
 from wawindow.engine.connection import AnyRedis
-from wawindow.engine.store import EngineConfig
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.split import split_body
 
@@ -191,3 +191,45 @@ async def test_a_set_aside_state_gets_a_ttl_and_a_swept_one_is_not_put_back(
     await redis.zrem(k.deadline_part, key)  # swept meanwhile
     await store.deadlines.postpone([key], NOW + 120)
     assert await redis.zscore(k.deadline_part, key) is None
+
+
+class WrittenMeanwhile(WindowStore):
+    """A store that, once it has merged a link's source into the target, lets another
+    process write the source before it forgets it: the race a link can lose."""
+
+    def __init__(self, redis: AnyRedis, other: WindowStore, late: tuple[str, Any]) -> None:
+        super().__init__(redis, EngineConfig())
+        self.other, self.late, self.target = other, late, ""
+
+    async def run(self, asked: Any, rules: Any, now: int, **options: Any) -> Any:
+        out = await super().run(asked, rules, now, **options)
+        if list(asked) == [self.target]:
+            self.target = ""  # once
+            await self.other.apply([self.late], now)
+        return out
+
+
+async def test_a_link_whose_source_is_written_meanwhile_leaves_nothing_behind(
+    redis: AnyRedis,
+) -> None:
+    """Linking merges the source into the target, then forgets the source as the version it
+    merged; another process's write in between makes that forget refuse. Before, the source
+    stayed (with its deadline and no TTL) behind the alias; now its newer version is merged
+    too and then forgotten."""
+    first = inbound("16505550004", NOW - 900)
+    late_key, late = inbound("16505550004", NOW - 300)
+    late["event_id"] = late["data"]["wamid"] = "wamid.later"
+    store = WrittenMeanwhile(redis, await loaded_store(redis), (late_key, late))
+    await store.load()
+    await store.apply([first], NOW)
+    target = f"{samples.PHONE_NUMBER_ID}:US.4"
+    store.target = target
+
+    await store.link_many([(first[0], target)], NOW)
+
+    assert await store.raw_state(first[0]) is None  # the source is gone
+    merged = await store.conversation(target)
+    assert merged.inbound == [NOW - 900, NOW - 300]  # both of its writes are in the target
+    parts = await indexed(redis)
+    assert first[0] not in parts
+    assert target in parts
