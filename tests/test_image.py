@@ -119,7 +119,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_holds_what_the_service_reads_at_run_time(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
 
-    for lua in ("read", "commit"):
+    for lua in ("read", "commit", "deadline", "summary"):
         assert f"wawindow/engine/lua/{lua}.lua" in names
     assert "wawindow/api/openapi.json" in names
     assert "wawindow/py.typed" in names

@@ -37,14 +37,14 @@ class DeadlineIndex:
             pipe.zrangebyscore(keys.deadline_part(shard, part), "-inf", now, start=0, num=limit)
         found = await pipe.execute()
         out: list[str] = []
-        taken: dict[int, int] = {}
+        taken: dict[int, int] = {}  # shard -> keys taken from its parts so far
         stale: list[tuple[int, int]] = []
         for (shard, part), members in zip(parts, found, strict=True):
             if not members:
                 stale.append((shard, part))
-            room = limit - taken.get(shard, 0)
-            out += [text(m) for m in members[:room]]
-            taken[shard] = taken.get(shard, 0) + min(room, len(members))
+            kept = members[: limit - taken.get(shard, 0)]
+            taken[shard] = taken.get(shard, 0) + len(kept)
+            out += [text(m) for m in kept]
         if stale:
             await self._scripts.run(
                 [self._deadline(shard, part) for shard, part in stale],

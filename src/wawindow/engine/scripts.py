@@ -19,8 +19,10 @@ from wawindow.errors import StoreNotDurable
 
 _LUA = importlib.resources.files(__package__) / "lua"
 READ = (_LUA / "read.lua").read_text()
-COMMIT = (_LUA / "commit.lua").read_text()
-DEADLINE = (_LUA / "deadline.lua").read_text()
+# the scripts that write a deadline keep the shard's summary with summary.lua's function
+_SUMMARY = (_LUA / "summary.lua").read_text()
+COMMIT = _SUMMARY + (_LUA / "commit.lua").read_text()
+DEADLINE = _SUMMARY + (_LUA / "deadline.lua").read_text()
 # Redis Cluster does not pipeline scripts: conversations are then read and written
 # concurrently, at most this many at a time.
 CLUSTER_CONCURRENCY = 64

@@ -10,8 +10,8 @@ KEYS[2]  the key's part of the shard's deadline index (ZSET "{ww:<n>}:due:<part>
 KEYS[3]  shard outbox (HASH)   KEYS[4]  shard outbox queue (ZSET)
 KEYS[5]  the key's alias (STRING): when the user was linked to another key since, nothing is
          written (the caller reads again and follows the link)
-KEYS[6]  the shard's deadline summary (ZSET: part -> its earliest deadline), kept here as
-         deadline.lua keeps it
+KEYS[6]  the shard's deadline summary (ZSET: part -> its earliest deadline), kept by
+         summary.lua's keep_summary, which is loaded before this
 All keys share the shard's hash tag (counter keys too), so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key          ARGV[2]  the version that was read ("0": none)
@@ -71,13 +71,7 @@ if ARGV[5] == "" then
 else
   redis.call("ZADD", part_key, ARGV[5], ckey)
 end
-local first = redis.call("ZRANGE", part_key, 0, 0, "WITHSCORES")
-local part = string.match(part_key, ":(%d+)$")
-if first[1] then
-  redis.call("ZADD", KEYS[6], first[2], part)
-else
-  redis.call("ZREM", KEYS[6], part)
-end
+keep_summary(part_key, KEYS[6]) -- summary.lua
 
 local prefix, counter_ttl = ARGV[7], tonumber(ARGV[8])
 for i = 11, #ARGV, 3 do

@@ -5,8 +5,8 @@ becomes sweepable is not kept for ever), or only brings the shard's summary up t
 part (the sweeper found the summary early: the part's members moved on, or it was deleted).
 
 KEYS[1]  the part of the shard's deadline index (ZSET "{ww:<n>}:due:<part>")
-KEYS[2]  the shard's deadline summary (ZSET: part -> its earliest deadline), as commit.lua
-         keeps it
+KEYS[2]  the shard's deadline summary (ZSET: part -> its earliest deadline), kept by
+         summary.lua's keep_summary, which is loaded before this
 KEYS[3]  the conversation's state (STRING), when ARGV[1] names one
 All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
@@ -22,11 +22,4 @@ if ARGV[1] ~= "" then
   redis.call("ZADD", part_key, "XX", ARGV[2], ARGV[1]) -- XX: only while it is in the index
   redis.call("EXPIRE", KEYS[3], ARGV[3], "NX") -- NX: only a state without a TTL
 end
-local first = redis.call("ZRANGE", part_key, 0, 0, "WITHSCORES")
-local part = string.match(part_key, ":(%d+)$")
-if first[1] then
-  redis.call("ZADD", summary, first[2], part)
-  return first[2]
-end
-redis.call("ZREM", summary, part)
-return false
+return keep_summary(part_key, summary) -- summary.lua
