@@ -67,7 +67,24 @@ class WebhookEvent:
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> bytes:
-        return orjson.dumps(self)
+        # the same JSON as orjson.dumps(self), written out: a dict is four times cheaper for
+        # orjson than a dataclass (docs/performance.md)
+        user = self.user
+        return orjson.dumps(
+            {
+                "event_id": self.event_id,
+                "kind": self.kind,
+                "field": self.field,
+                "waba_id": self.waba_id,
+                "phone_number_id": self.phone_number_id,
+                "key": self.key,
+                "user": None if user is None else {"user_id": user.user_id, "wa_id": user.wa_id},
+                "timestamp": self.timestamp,
+                "received_at_ms": self.received_at_ms,
+                "data": self.data,
+                "schema": self.schema,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
