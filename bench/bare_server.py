@@ -8,9 +8,6 @@ With ``--steps`` it also does part of the receiver's work, to show what each par
 - ``event-records``: one record per event, keyed by conversation, through the receiver's own
   publisher (what ``wawindow run webhook`` does).
 
-It runs with the receiver's garbage-collector thresholds (:func:`wawindow.roles.tune_collector`),
-as it runs on the same event loop: the ratio compares the work, not the runtime's settings.
-
 Usage: python bench/bare_server.py PORT [--steps verify,split,event-records]
        [--bootstrap HOST:PORT --topic NAME]
 """
@@ -24,7 +21,6 @@ import orjson
 from aiohttp import web
 
 from wawindow.publisher import Publisher, Record
-from wawindow.roles import tune_collector
 from wawindow.split import split_body
 from wawindow.webhook import signature
 
@@ -76,7 +72,6 @@ def main() -> None:
     if steps - set(STEPS):
         parser.error(f"unknown steps: {', '.join(sorted(steps - set(STEPS)))}")
     app = make_app(steps, args.bootstrap, args.topic)
-    tune_collector()
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

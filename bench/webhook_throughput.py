@@ -130,6 +130,22 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str,
     }
 
 
+def measured(pid: int, url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
+    """:func:`run_wrk`, plus how much of a core the server ``pid`` used meanwhile
+    (``server_cpu``: near 1.0 when it is the bottleneck, less when it waits on Kafka)."""
+    before, started = _cpu_seconds(pid), time.monotonic()
+    result = run_wrk(url, script, seconds, connections)
+    result["server_cpu"] = round((_cpu_seconds(pid) - before) / (time.monotonic() - started), 2)
+    result["server_cpu_us_per_request"] = round(result["server_cpu"] / result["rps"] * 1e6, 1)
+    return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -218,7 +234,7 @@ def serve_and_measure(
         url = url.format(port=port)
         wait_listening(port, server)
         run_wrk(url, script, 15 if "record" in " ".join(steps) else 3, connections)  # warm-up
-        return run_wrk(url, script, seconds, connections)
+        return measured(server.pid, url, script, seconds, connections)
     finally:
         server.terminate()
         server.wait(10)
@@ -316,13 +332,15 @@ def main() -> None:
                 create_topics(services.kafka_bootstrap, budget, partitions=6, replication_factor=1)
             )
             kafka = ["--bootstrap", services.kafka_bootstrap, "--topic", budget.webhook_events]
-            results["budget"] = {
+            runs = {
                 steps: serve_and_measure(
                     ["--steps", steps, *kafka], bare_url, script, args.seconds, args.connections,
                     server_core,
-                )["rps"]
+                )
                 for steps in BUDGET_STEPS
             }  # fmt: skip
+            results["budget"] = {steps: run["rps"] for steps, run in runs.items()}
+            results["budget_server_cpu"] = {steps: run["server_cpu"] for steps, run in runs.items()}
 
         port = free_port()
         env = {
@@ -349,7 +367,9 @@ def main() -> None:
             # them (aiokafka keeps one request in flight per broker); 10 s gave 2.6k/s, a
             # warm broker 3.5-4.8k/s. A production broker is warm.
             run_wrk(url, script, 30, args.connections)
-            results["receiver"] = run_wrk(url, script, args.seconds, args.connections)
+            results["receiver"] = measured(
+                receiver.pid, url, script, args.seconds, args.connections
+            )
             half = results["receiver"]["rps"] / 2
             results["receiver_half_load"] = asyncio.run(open_loop(port, bodies, half, args.seconds))
         finally:
@@ -401,21 +421,24 @@ def markdown(results: dict[str, Any]) -> str:
     b, r, h = results["bare"], results["receiver"], results["receiver_half_load"]
     half_errors = sum(v for k, v in h["statuses"].items() if str(k) != "200")
     rows = [
-        "| server | requests/s | p50 ms | p99 ms | non-2xx |",
-        "|---|---:|---:|---:|---:|",
+        "| server | requests/s | p50 ms | p99 ms | non-2xx | server CPU |",
+        "|---|---:|---:|---:|---:|---:|",
         f"| bare aiohttp handler (read body, 200) | {b['rps']:.0f} | {b['p50_ms']} "
-        f"| {b['p99_ms']} | {b['non_2xx']} |",
+        f"| {b['p99_ms']} | {b['non_2xx']} | {b['server_cpu']} |",
         f"| wawindow receiver (verify, split, Kafka acks=all) | {r['rps']:.0f} | {r['p50_ms']} "
-        f"| {r['p99_ms']} | {r['non_2xx']} |",
+        f"| {r['p99_ms']} | {r['non_2xx']} | {r['server_cpu']} |",
         f"| receiver, open loop at half its peak | {h['rate']:.0f} | {h['p50_ms']} "
-        f"| {h['p99_ms']} | {half_errors} |",
+        f"| {h['p99_ms']} | {half_errors} | |",
         "",
         f"ratio receiver/bare: {results['ratio']:.1%}; events/s at peak: {results['events_per_s']}",
     ]
     if "budget" in results:
-        rows += ["", "| bare handler plus | requests/s | of bare |", "|---|---:|---:|"]
+        cpu = results.get("budget_server_cpu", {})
         rows += [
-            f"| {steps} | {rps:.0f} | {rps / b['rps']:.2f} |"
+            "", "| bare handler plus | requests/s | of bare | server CPU |", "|---|---:|---:|---:|"
+        ]  # fmt: skip
+        rows += [
+            f"| {steps} | {rps:.0f} | {rps / b['rps']:.2f} | {cpu.get(steps, '')} |"
             for steps, rps in results["budget"].items()
         ]
     return "\n".join(rows)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import statistics
@@ -44,7 +43,6 @@ from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
-from wawindow.roles import tune_collector
 from wawindow.rules.state import State
 from wawindow.split import split_body
 from wawindow.topics import create_topics
@@ -188,8 +186,6 @@ async def worker_rate(
     redis = await connect(redis_url)
     worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
-    before = gc.get_threshold()
-    tune_collector()  # as `wawindow run worker` does
     try:
         while worker.processed == 0:  # joining the group is not part of the rate
             await worker.run_once(1000)
@@ -207,7 +203,6 @@ async def worker_rate(
             "worker_cpu_us_per_event": round((time.process_time() - cpu) / timed * 1e6, 1),
         }
     finally:
-        gc.set_threshold(*before)
         await worker.stop()
         await publisher.stop()
         await redis.aclose()

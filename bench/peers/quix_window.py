@@ -22,7 +22,6 @@ stops once it has processed ``--count`` records and prints one JSON line with it
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -170,9 +169,6 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True, help="RocksDB state directory")
     parser.add_argument("--out-topic", help="transitions topic (default: <topic>.peer-out)")
     args = parser.parse_args()
-    # the same collector thresholds as wawindow's serving processes (wawindow.roles), so the
-    # two sides differ in their work, not in their runtime's settings
-    gc.set_threshold(50_000, 20, 20)
     run = Run(args.count)
     app = build(args, run)
     app.run()

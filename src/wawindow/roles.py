@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
@@ -47,20 +46,6 @@ class Running:
     settings: Settings
     store: WindowStore | None
     worker: Worker | None
-
-
-# The collector's thresholds for a serving process. Python's default first generation (700
-# allocations) runs several collections per request or batch, each walking the young objects
-# that a request makes by the hundred and drops at once; 50,000 makes them rare, for a few MB
-# of young objects at most: about 12 % more webhooks per second and 5 % more events per second
-# (docs/performance.md). Cycles are still collected, only later.
-COLLECTOR_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_collector() -> None:
-    """Set :data:`COLLECTOR_THRESHOLDS` (``wawindow run`` and ``wawindow dev`` call it; a test
-    process keeps Python's default)."""
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def required_settings(roles: Collection[str]) -> tuple[str, ...]:

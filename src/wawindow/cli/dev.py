@@ -32,7 +32,7 @@ from wawindow.errors import WawindowError
 from wawindow.http import ROLES
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, replay
-from wawindow.roles import Running, run_roles, tune_collector
+from wawindow.roles import Running, run_roles
 from wawindow.topics import create_topics
 
 # Fixed, public values for `wawindow dev` only; never used when the settings name their own.
@@ -69,7 +69,6 @@ def cmd_dev(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             )
         )
         env_file = exits.enter_context(_dev_env_file(cache_dir(env), settings))
-        tune_collector()
         asyncio.run(
             run_roles(settings, ROLES, lambda running: _dev_ready(running, args.demo, env_file))
         )

@@ -18,7 +18,7 @@ from wawindow.devservices.redis_server import redis_server_binary
 from wawindow.errors import ConfigError
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, load_bodies, replay
-from wawindow.roles import required_settings, run_roles, tune_collector
+from wawindow.roles import required_settings, run_roles
 from wawindow.topics import create_topics
 
 log = structlog.get_logger("wawindow")
@@ -29,7 +29,6 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     roles: tuple[str, ...] = args.role
     settings.require(*required_settings(roles))
     log.info("wawindow.start", roles=list(roles), settings=settings.public())
-    tune_collector()
     asyncio.run(run_roles(settings, roles))
     return 0
 
