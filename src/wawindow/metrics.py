@@ -23,6 +23,12 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from wawindow.keys import SHARDS
+
+# shards whose open windows each refresh of wawindow_windows_open counts anew (the worker's
+# observation, every 5 s: all of them every 80 s)
+OPEN_COUNT_SHARDS = 16
+
 T = TypeVar("T", bound=MetricWrapperBase)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -127,7 +133,7 @@ class Metrics:
             "wawindow_windows_open",
             "users with an open service window, entry point window or conversation (whole"
             " store; every worker reports about the same figure, so take max, not sum; each"
-            " refresh counts 16 of the 256 shards anew)",
+            f" refresh counts {OPEN_COUNT_SHARDS} of the {SHARDS} shards anew)",
             registry=r,
         )
         self.window_events = Counter(

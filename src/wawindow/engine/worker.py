@@ -41,7 +41,7 @@ from wawindow.errors import KafkaUnavailable, WawindowError
 from wawindow.kafka import KafkaConnection
 from wawindow.keys import Topics
 from wawindow.logs import mask_key
-from wawindow.metrics import Metrics
+from wawindow.metrics import OPEN_COUNT_SHARDS, Metrics
 from wawindow.publisher import Publisher, Record
 from wawindow.rules.engine import invalid
 from wawindow.rules.identity import links_of
@@ -53,8 +53,6 @@ log = structlog.get_logger("wawindow.worker")
 SWEEP_INTERVAL_S = 0.25
 STALE_OUTBOX_S = 30
 OBSERVE_INTERVAL_S = 5.0
-# shards whose open windows each observation counts anew (all of them every 80 s)
-OPEN_COUNT_SHARDS = 16
 # a sweeper failing again waits longer, up to this, before the next try
 MAX_BACKOFF_S = 5.0
 # a conversation that cannot be swept is tried again this much later
