@@ -53,22 +53,26 @@ class DeadlineIndex:
         return out
 
     @staticmethod
-    def _deadline(shard: int, part: int, key: str = "", at: int = 0, keep_s: int = 0) -> Call:
-        where = [keys.deadline_part(shard, part), keys.deadline_summary(shard)]
-        if key:
-            where.append(keys.ConversationKeys.of(key).state)
-        return ("deadline", where, [key, at, keep_s])
+    def _deadline(shard: int, part: int) -> Call:
+        """The call that mends one part's entry in its shard's summary."""
+        return (
+            "deadline",
+            [keys.deadline_part(shard, part), keys.deadline_summary(shard)],
+            ["", 0, 0],
+        )
+
+    def _set_aside(self, key: str, until: int) -> Call:
+        """The call that moves one conversation's deadline to ``until`` and gives its state
+        a TTL if it has none."""
+        at = keys.ConversationKeys.of(key)
+        where = [at.deadline_part, keys.deadline_summary(at.shard), at.state]
+        return ("deadline", where, [key, until, self._set_aside_keep_s])
 
     async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
         """Set aside conversations a sweep failed on: their next deadline moves to ``until``
         (while they are still in the index), and a state without a TTL gets one, so one that
         never becomes sweepable is gone in the end (``set_aside_keep_s`` after the first)."""
-        calls = [
-            self._deadline(
-                keys.shard_of(k), keys.deadline_part_of(k), k, until, self._set_aside_keep_s
-            )
-            for k in conversation_keys
-        ]
+        calls = [self._set_aside(k, until) for k in conversation_keys]
         for result in await self._scripts.run(calls, list(conversation_keys)):
             if isinstance(result, Exception):
                 raise result

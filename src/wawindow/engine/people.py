@@ -85,9 +85,7 @@ class People:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hset(keys.NUMBERS, mapping=new)
             pipe.expire(keys.NUMBERS, self._store.retention_s)
-            for n, w in new.items():
-                pipe.sadd(keys.waba_numbers(w), n)
-                pipe.expire(keys.waba_numbers(w), self._store.retention_s)
+            self._into_waba_sets(pipe, new.items())
             await pipe.execute()
             self._noted.update({n: (w, now) for n, w in new.items()})
 
@@ -113,12 +111,17 @@ class People:
             return
         noted = await self._redis.hgetall(keys.NUMBERS)
         pipe = self._redis.pipeline(transaction=False)
-        for n, w in noted.items():
-            pipe.sadd(keys.waba_numbers(text(w)), text(n))
-            pipe.expire(keys.waba_numbers(text(w)), self._store.retention_s)
+        self._into_waba_sets(pipe, ((text(n), text(w)) for n, w in noted.items()))
         pipe.set(keys.NUMBERS_INDEXED, "1", ex=self._store.retention_s)
         await pipe.execute()
         self._indexed = True
+
+    def _into_waba_sets(self, pipe: Any, pairs: Iterable[tuple[str, str]]) -> None:
+        """Queue on ``pipe``: each (number, WABA) into the WABA's set, kept as long as
+        NUMBERS."""
+        for number, waba in pairs:
+            pipe.sadd(keys.waba_numbers(waba), number)
+            pipe.expire(keys.waba_numbers(waba), self._store.retention_s)
 
     async def waba_of(self, phone_number_id: str) -> str | None:
         raw = await self._redis.hget(keys.NUMBERS, phone_number_id)

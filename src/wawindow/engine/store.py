@@ -210,7 +210,7 @@ class WindowStore:
         call: _Call = (
             "commit",
             [
-                state_key, keys.deadline_part(shard, keys.deadline_part_of(r.key)),
+                state_key, keys.ConversationKeys(r.key, shard).deadline_part,
                 keys.outbox(shard), keys.outbox_queue(shard), keys.alias(r.key),
                 keys.deadline_summary(shard),
             ],
