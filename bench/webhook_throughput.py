@@ -357,7 +357,10 @@ def main() -> None:
         log_path = work / "receiver.log"
         with log_path.open("wb") as log:
             receiver = subprocess.Popen(
-                [sys.executable, "-m", "wawindow", "run", "webhook"], env=env, stderr=log
+                [sys.executable, "-m", "wawindow", "run", "webhook"],
+                env=env,
+                stderr=log,
+                preexec_fn=server_core,  # the bare handler's core, alone
             )
         try:
             url = f"http://127.0.0.1:{port}/webhook"
