@@ -42,6 +42,7 @@ faults: bootstrap  ## the fault, fuzz and durability tests, with five times the 
 bench: bootstrap  ## run every benchmark (results in bench/results/; needs wrk; the Quix peer goes into .venv-peers)
 	$(BIN)/python bench/webhook_throughput.py
 	$(BIN)/python bench/worker_throughput.py
+	$(BIN)/python bench/compiled.py
 
 clean:  ## stop local services started with `wawindow services up` and remove the virtualenv
 	-$(BIN)/wawindow services down

@@ -14,7 +14,7 @@ Stored as one compact JSON document per conversation.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -152,7 +152,14 @@ def _user_of(key: str) -> str | None:
 
 
 def _asdict(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+    return {name: getattr(obj, name) for name in _FIELDS[type(obj)]}
+
+
+# each stored class's fields, in order (from the dataclass, not ``__slots__``: the same when
+# compiled with mypyc, whose classes have none; see bench/compiled.py)
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Message, State)
+}
 
 
 # stored names: every byte counts per conversation
