@@ -55,6 +55,13 @@ async def summaries_match_parts(redis: AnyRedis) -> None:
     assert summaries == earliest
 
 
+async def deadline_of(redis: AnyRedis, key: str) -> int:
+    """A conversation's deadline in the index (it must have one)."""
+    score = await redis.zscore(keys.ConversationKeys.of(key).deadline_part, key)
+    assert score is not None, f"{key} is not in the deadline index"
+    return int(score)
+
+
 async def indexed(redis: AnyRedis) -> dict[str, int]:
     """Every member of every part of every shard's deadline index, with its deadline."""
     return {m.decode(): int(s) for members in (await parts(redis)).values() for m, s in members}
@@ -94,7 +101,7 @@ async def test_a_postponed_conversation_moves_its_parts_summary(redis: AnyRedis)
     before = await redis.zscore(keys.deadline_summary(k.shard), str(part))
     assert before is not None
 
-    await store.deadlines.postpone([key], int(before) + 3600)
+    await store.deadlines.postpone([key], int(before) + 3600, due_at=int(before))
     assert await redis.zscore(k.deadline_part, key) == before + 3600
     await summaries_match_parts(redis)
     assert await store.deadlines.due(int(before) + 60) == []
@@ -184,13 +191,41 @@ async def test_a_set_aside_state_gets_a_ttl_and_a_swept_one_is_not_put_back(
     k = keys.ConversationKeys.of(key)
     assert await redis.ttl(k.state) == -1  # a state with a deadline has no TTL of its own
 
-    await store.deadlines.postpone([key], NOW + 60)
+    due = await deadline_of(redis, key)
+    await store.deadlines.postpone([key], NOW + 60, due_at=due)
     assert 0 < await redis.ttl(k.state) <= EngineConfig().state_grace_s
     assert await redis.zscore(k.deadline_part, key) == NOW + 60
 
     await redis.zrem(k.deadline_part, key)  # swept meanwhile
-    await store.deadlines.postpone([key], NOW + 120)
+    await store.deadlines.postpone([key], NOW + 120, due_at=NOW + 60)
     assert await redis.zscore(k.deadline_part, key) is None
+
+
+async def test_a_deadline_written_after_the_sweep_found_it_due_is_not_postponed(
+    redis: AnyRedis,
+) -> None:
+    """The sweep fails on a conversation that was due at ``due``; before it sets it aside, a
+    new message moves its deadline on. The new deadline stays, and the state keeps no TTL."""
+    store = await loaded_store(redis)
+    key, event = inbound("16505550004", NOW - 600)
+    await store.apply([(key, event)], NOW)
+    k = keys.ConversationKeys.of(key)
+    due = await deadline_of(redis, key)
+
+    later, newer = inbound("16505550004", NOW)
+    newer["event_id"] += ".2"  # another message of the same user
+    await store.apply([(later, newer)], NOW)
+    moved = await deadline_of(redis, key)
+    assert moved == due + 600
+
+    await store.deadlines.postpone([key], due + 60, due_at=due)
+    assert await redis.zscore(k.deadline_part, key) == moved
+    assert await redis.ttl(k.state) == -1
+    await summaries_match_parts(redis)
+
+    await store.deadlines.postpone([key], moved + 60, due_at=moved)  # due now: set aside
+    assert await redis.zscore(k.deadline_part, key) == moved + 60
+    await summaries_match_parts(redis)
 
 
 class WrittenMeanwhile(WindowStore):

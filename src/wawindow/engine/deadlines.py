@@ -58,21 +58,23 @@ class DeadlineIndex:
         return (
             "deadline",
             [keys.deadline_part(shard, part), keys.deadline_summary(shard)],
-            ["", 0, 0],
+            ["", 0, 0, 0],
         )
 
-    def _set_aside(self, key: str, until: int) -> Call:
-        """The call that moves one conversation's deadline to ``until`` and gives its state
-        a TTL if it has none."""
+    def _set_aside(self, key: str, until: int, due_at: int) -> Call:
+        """The call that moves one conversation's deadline to ``until``, if it is still one
+        due at ``due_at``, and gives its state a TTL if it has none."""
         at = keys.ConversationKeys.of(key)
         where = [at.deadline_part, keys.deadline_summary(at.shard), at.state]
-        return ("deadline", where, [key, until, self._set_aside_keep_s])
+        return ("deadline", where, [key, until, self._set_aside_keep_s, due_at])
 
-    async def postpone(self, conversation_keys: Sequence[str], until: int) -> None:
-        """Set aside conversations a sweep failed on: their next deadline moves to ``until``
-        (while they are still in the index), and a state without a TTL gets one, so one that
-        never becomes sweepable is gone in the end (``set_aside_keep_s`` after the first)."""
-        calls = [self._set_aside(k, until) for k in conversation_keys]
+    async def postpone(self, conversation_keys: Sequence[str], until: int, due_at: int) -> None:
+        """Set aside conversations a sweep at ``due_at`` failed on: their next deadline moves
+        to ``until`` and a state without a TTL gets one, so one that never becomes sweepable
+        is gone in the end (``set_aside_keep_s`` after the first). Only while they are in the
+        index with a deadline due at ``due_at``: one written since with a later deadline (a
+        new event) keeps it."""
+        calls = [self._set_aside(k, until, due_at) for k in conversation_keys]
         for result in await self._scripts.run(calls, list(conversation_keys)):
             if isinstance(result, Exception):
                 raise result

@@ -412,7 +412,7 @@ class Worker:
             log.warning("worker.close_failed", conversation=mask_key(key), error=str(exc))
             raw = await self._store.raw_state(key)
             records.append(self._dead_letter(raw or key.encode(), f"cannot sweep {key}: {exc}"))
-        await self._store.deadlines.postpone(list(failed), now + QUARANTINE_S)
+        await self._store.deadlines.postpone(list(failed), now + QUARANTINE_S, due_at=now)
         await self._publisher.publish(records)
         self.metrics.conversations_quarantined.inc(len(failed))
         self.metrics.dead_letters.labels("worker").inc(len(records))

@@ -12,14 +12,20 @@ All keys share the shard's hash tag, so this runs unchanged on Redis Cluster.
 
 ARGV[1]  the conversation key ("": none, only the summary)   ARGV[2]  its deadline (Unix seconds)
 ARGV[3]  the TTL its state gets if it has none (seconds)
+ARGV[4]  when the sweeper found it due (Unix seconds)
 
-A conversation no longer in the index (swept meanwhile, or forgotten) is not put back.
+Only a deadline the sweeper found due moves: one at ARGV[4] or before. A conversation
+written since with a later deadline (a new event) keeps it, and its state keeps no TTL; one
+no longer in the index (swept meanwhile, or forgotten) is not put back.
 Returns the part's earliest deadline, or false when the part is empty.
 ]]
 
 local part_key, summary = KEYS[1], KEYS[2]
 if ARGV[1] ~= "" then
-  redis.call("ZADD", part_key, "XX", ARGV[2], ARGV[1]) -- XX: only while it is in the index
-  redis.call("EXPIRE", KEYS[3], ARGV[3], "NX") -- NX: only a state without a TTL
+  local current = redis.call("ZSCORE", part_key, ARGV[1])
+  if current and tonumber(current) <= tonumber(ARGV[4]) then
+    redis.call("ZADD", part_key, ARGV[2], ARGV[1])
+    redis.call("EXPIRE", KEYS[3], ARGV[3], "NX") -- NX: only a state without a TTL
+  end
 end
 return keep_summary(part_key, summary) -- summary.lua
