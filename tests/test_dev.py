@@ -18,6 +18,8 @@ import pytest
 
 from wawindow import demo
 from wawindow.cli import DEV_API_TOKEN
+from wawindow.cli.dev import demo_counts
+from wawindow.contracts import DAY
 from wawindow.devservices.process import free_port, port_open
 
 READY = "Ctrl-C stops everything."
@@ -99,3 +101,22 @@ async def test_dev_runs_the_demo_answers_the_api_and_stops_cleanly_on_sigint() -
     assert not port_open(port)
     assert not port_open(kafka_port)
     assert not port_open(redis_port)
+
+
+def _timestamps(value: object) -> list[int]:
+    """Every ``timestamp`` anywhere in a webhook body."""
+    if isinstance(value, dict):
+        found = [int(value["timestamp"])] if "timestamp" in value else []
+        return found + [t for v in value.values() for t in _timestamps(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _timestamps(v)]
+    return []
+
+
+@pytest.mark.parametrize("hour", range(0, 24, 3))
+def test_the_demos_counts_cover_every_webhook_at_any_time_of_day(hour: int) -> None:
+    now = 1_790_035_200 // DAY * DAY + hour * 3600 + 1234
+    query = demo_counts(now)
+    stamps = [t for body in demo.bodies(now) for t in _timestamps(body)]
+    assert min(stamps) == now - demo.OLDEST_S
+    assert all(query.start <= t < query.end for t in stamps)

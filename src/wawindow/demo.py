@@ -28,6 +28,8 @@ WABA_ID = samples.WABA_ID
 NUMBER_A = ("106540352242922", "15550783881")
 NUMBER_B = ("106540352242923", "15550783882")
 HOUR = 3600
+# how long before ``now`` the demo's oldest webhook is (16505550102's message)
+OLDEST_S = 30 * HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ def bodies(now: int) -> list[dict[str, Any]]:
     fep = samples.pmp_pricing("referral_conversion", "free_entry_point")
     hello = _inbound(a, "16505550101", "wamid.demo.a1.in", now - 2 * HOUR, "Is my order shipped?")
     out: list[dict[str, Any]] = [
-        _inbound(a, "16505550102", "wamid.demo.a2.in", now - 30 * HOUR, "Do you deliver?"),
+        _inbound(a, "16505550102", "wamid.demo.a2.in", now - OLDEST_S, "Do you deliver?"),
         _inbound(a, "16505550103", "wamid.demo.a3.in", now - 5 * HOUR, "Where is my parcel?"),
         _inbound(
             b,

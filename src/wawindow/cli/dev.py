@@ -128,6 +128,13 @@ async def _dev_ready(running: Running, demo_set: bool, env_file: Path) -> None:
     out("Ctrl-C stops everything.")
 
 
+def demo_counts(now: int) -> CountsQuery:
+    """The counts the demo prints: every UTC day it touches (its oldest webhook is two days
+    back soon after midnight)."""
+    first = (now - demo.OLDEST_S) // DAY * DAY
+    return CountsQuery(first, now // DAY * DAY + DAY, ZoneInfo("UTC"), "day")
+
+
 async def _replay_demo(running: Running, url: str) -> None:
     assert running.store is not None
     assert running.worker is not None
@@ -142,10 +149,8 @@ async def _replay_demo(running: Running, url: str) -> None:
         while await running.worker.lag() != 0:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     now = int(time.time())
-    today = now // DAY * DAY
-    query = CountsQuery(today - DAY, today + DAY, ZoneInfo("UTC"), "day")
     out("\ncounts, by UTC day (wawindow counts):")
-    out(counts_table(await counts(running.store.redis, query)))
+    out(counts_table(await counts(running.store.redis, demo_counts(now))))
     out("\nthe demo's users (wawindow window PHONE_NUMBER_ID USER):")
     for user in demo.USERS:
         view = await window_view(running.store, user.phone_number_id, user.wa_id, now)
