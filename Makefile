@@ -39,7 +39,7 @@ faults: bootstrap  ## the fault, fuzz and durability tests, with five times the 
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "" tests/test_faults.py tests/test_durability.py \
 		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
-bench: bootstrap  ## run every benchmark (results in bench/results/; needs wrk; the Quix peer goes into .venv-peers)
+bench: bootstrap  ## run every benchmark (results in bench/results/; needs wrk and a C compiler; the Quix peer goes into .venv-peers)
 	$(BIN)/python bench/webhook_throughput.py
 	$(BIN)/python bench/worker_throughput.py
 	$(BIN)/python bench/compiled.py

@@ -40,9 +40,11 @@ LOOP = """
 import hashlib, sys, time
 import orjson
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-import wawindow.readers, wawindow.rules.engine as rules
-compiled = wawindow.readers.__file__.endswith(".so")
-assert compiled == (sys.argv[3] == "compiled"), wawindow.readers.__file__
+import wawindow.contracts, wawindow.keys, wawindow.readers, wawindow.split
+import wawindow.rules.engine as rules, wawindow.rules.state
+for module in (wawindow.contracts, wawindow.keys, wawindow.readers, wawindow.split, rules,
+               wawindow.rules.state):
+    assert module.__file__.endswith(".so") == (sys.argv[3] == "compiled"), module.__file__
 from wawindow.rules.state import State
 from wawindow.split import split_body
 from webhook_throughput import realistic_bodies
@@ -53,22 +55,30 @@ now = 1_780_000_000
 events = [orjson.loads(raw) for _, raw in realistic_events(5000, now, interleave=1)]
 config = rules.Rules()
 
-digest = hashlib.sha256()  # of every record and state written: both builds must agree
-
-def split():
+def split(out=None):
     for raw in bodies:
         for event in split_body(raw, now * 1000).events:
-            digest.update(event.encode() + event.key.encode())
+            record, key = event.encode(), event.key.encode()
+            if out is not None:
+                out.append(record + key)
     return len(bodies)
 
-def apply():
+def apply(out=None):
     stored = {}
     for event in events:
         key = event["key"]
         outcome = rules.apply(State.decode(stored.get(key), key), key, [event], now, config)
         stored[key] = outcome.state.encode(key)
-        digest.update(stored[key] + repr(outcome.transitions).encode())
+        if out is not None:
+            out.append(stored[key] + repr(outcome.transitions).encode())
     return len(events)
+
+# every record, state and window event written, once, untimed: both builds must agree
+written = []
+split(written)
+apply(written)
+digest = hashlib.sha256(b"".join(written)).hexdigest()
+del written
 
 def best(loop):
     times = []
@@ -78,7 +88,7 @@ def best(loop):
         times.append((time.perf_counter() - started) / n * 1e6)
     return min(times[2:])  # the first two warm up
 
-found = {"split_us": best(split), "rules_us": best(apply), "digest": digest.hexdigest()}
+found = {"split_us": best(split), "rules_us": best(apply), "digest": digest}
 print(orjson.dumps(found).decode())
 """
 
@@ -88,19 +98,20 @@ def compile_copy(work: Path) -> float:
     shutil.copytree(SRC / "wawindow", work / "wawindow")
     started = time.monotonic()
     mypyc = Path(sys.executable).parent / "mypyc"
-    subprocess.run(
-        [str(mypyc), *(f"wawindow/{name}" for name in COMPILED)],
-        cwd=work, check=True, capture_output=True,
-    )  # fmt: skip
+    _run([str(mypyc), *(f"wawindow/{name}" for name in COMPILED)], cwd=work)
     return time.monotonic() - started
 
 
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    """Run ``argv``; its output, or its error output as this script's error when it fails."""
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return done.stdout
+
+
 def measure(path: Path, mode: str, digests: set[str]) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", LOOP, str(path), str(HERE), mode],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    result = json.loads(out)
+    result = json.loads(_run([sys.executable, "-c", LOOP, str(path), str(HERE), mode]))
     digests.add(result.pop("digest"))
     if len(digests) > 1:
         raise SystemExit("the compiled code wrote other records or states than the interpreted")
