@@ -1,10 +1,10 @@
 """Benchmark: what compiling the pure-Python hot paths to C with mypyc would buy.
 
-The receiver's split (``wawindow.split``, ``wawindow.readers``) and the worker's rules
-(``wawindow.rules``) are plain, fully typed Python, which mypyc (part of mypy, a development
-dependency) compiles to a C extension. This copies ``src/wawindow`` to a temporary
-directory, compiles those modules there, and times the same loops with the interpreted and
-the compiled code, alternating, in fresh processes:
+The receiver's split (``wawindow.split``, ``wawindow.readers``, ``wawindow.fields``) and the
+worker's rules (``wawindow.rules``) are plain, fully typed Python, which mypyc (part of
+mypy, a development dependency) compiles to a C extension. This copies ``src/wawindow`` to
+a temporary directory, compiles those modules there, and times the same loops with the
+interpreted and the compiled code, alternating, in fresh processes:
 
 - **split**: a realistic webhook body (the receiver benchmark's mix) split into events and
   each event encoded as its ``webhook-events`` record, per body;
@@ -33,17 +33,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 RESULTS = HERE / "results" / "compiled.json"
-COMPILED = ["split.py", "readers.py", "keys.py", "contracts.py", "rules"]
+COMPILED = ["split.py", "readers.py", "fields.py", "keys.py", "contracts.py", "rules"]
 
 # run in a fresh process with the code under test first on sys.path; prints microseconds
 LOOP = """
 import hashlib, sys, time
 import orjson
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-import wawindow.contracts, wawindow.keys, wawindow.readers, wawindow.split
+import wawindow.contracts, wawindow.fields, wawindow.keys, wawindow.readers, wawindow.split
 import wawindow.rules.engine as rules, wawindow.rules.state
-for module in (wawindow.contracts, wawindow.keys, wawindow.readers, wawindow.split, rules,
-               wawindow.rules.state):
+for module in (wawindow.contracts, wawindow.fields, wawindow.keys, wawindow.readers,
+               wawindow.split, rules, wawindow.rules.state):
     assert module.__file__.endswith(".so") == (sys.argv[3] == "compiled"), module.__file__
 from wawindow.rules.state import State
 from wawindow.split import split_body

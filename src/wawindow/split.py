@@ -18,16 +18,14 @@ from typing import Any
 
 import orjson
 
+from wawindow.fields import Skip, normalize_keyword, text
 from wawindow.readers import (
     ITEM_READERS,
     SCHEMA_VERSION,
     Context,
-    Skip,
     SplitOptions,
     UserRef,
     WebhookEvent,
-    normalize_keyword,
-    text,
 )
 
 __all__ = [
