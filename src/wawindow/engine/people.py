@@ -1,6 +1,6 @@
 """People in Redis: consent and erasure, through the conversations' read-decide-write path
-(:meth:`wawindow.engine.store.WindowStore.run`), so order, repeats and replays behave as they
-do for webhooks.
+(:meth:`wawindow.engine.documents.DocumentStore.run`), so order, repeats and replays behave
+as they do for webhooks.
 
 - A person's document (:mod:`wawindow.rules.people`) lives at ``{ww:n}:k:<waba>:<user>``,
   without expiry.
@@ -23,7 +23,8 @@ import structlog
 from wawindow import keys
 from wawindow.contracts import DAY, ChangeKind
 from wawindow.engine.connection import text
-from wawindow.engine.store import Applied, Read, WindowStore
+from wawindow.engine.documents import Applied, Read
+from wawindow.engine.store import WindowStore
 from wawindow.errors import EventRejected
 from wawindow.keys import conversation_key
 from wawindow.rules import engine, people

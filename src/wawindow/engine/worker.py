@@ -35,8 +35,9 @@ from redis.exceptions import RedisError
 from wawindow import consent_records
 from wawindow.contracts import CONVERSATION_KINDS
 from wawindow.engine import cloudevents
+from wawindow.engine.documents import Applied
 from wawindow.engine.people import People
-from wawindow.engine.store import Applied, WindowStore
+from wawindow.engine.store import WindowStore
 from wawindow.errors import KafkaUnavailable, WawindowError
 from wawindow.kafka import KafkaConnection
 from wawindow.keys import Topics

@@ -1,0 +1,245 @@
+"""The one read-decide-write path of every stored document: a conversation's state or a
+person's record (:mod:`wawindow.engine.store`, :mod:`wawindow.engine.people`).
+
+A batch costs two round trips: one pipeline of ``read.lua`` calls (each document, its
+unacknowledged window events, and whether its user now lives under another key), then,
+after the rules ran in Python, one pipeline of ``commit.lua`` calls that write each new
+document, outbox entry, deadline and counter changes atomically, and only if no other process
+wrote that document since it was read (a document that changed is read and run again). A
+conversation this process wrote itself is not read again: what it wrote is remembered
+(:mod:`wawindow.engine.reads`), and the version check of ``commit.lua`` catches every write
+of another process since. Keys come from :mod:`wawindow.keys`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from wawindow import keys
+from wawindow.contracts import CounterField
+from wawindow.engine.connection import AnyRedis, text
+from wawindow.engine.reads import Reads
+from wawindow.engine.scripts import Call as _Call
+from wawindow.engine.scripts import Scripts
+from wawindow.errors import EventRejected, StoreConflict
+from wawindow.rules.state import State
+from wawindow.rules.transitions import CounterChange, Transition
+
+# how many alias hops are followed (a wa_id linked to a BSUID, then a number change)
+MAX_ALIAS_HOPS = 4
+# how often a conversation is read and written again when another process wrote it meanwhile
+MAX_CONFLICTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The window events of one write of a conversation, and the outbox fields where they
+    wait until Kafka has them (``(shard, field)``)."""
+
+    transitions: list[Transition]
+    outbox: list[tuple[int, str]]
+
+
+@dataclass(slots=True)
+class Read:
+    """A stored document as read: a conversation's :class:`State` or a person's
+    :class:`~wawindow.rules.people.Person`, its version, and its unacknowledged events."""
+
+    key: str
+    version: str
+    state: Any
+    pending: list[tuple[str, list[Transition]]]
+    # the whole stored string, when it was not read but remembered (engine/reads.py):
+    # commit.lua then writes only if Redis still holds exactly that
+    remembered: bytes = b""
+
+
+class Written(Protocol):
+    """What the rules made of a document, to be written back."""
+
+    @property
+    def state(self) -> Any: ...  # has encode() and waba_id
+
+    transitions: list[Transition]
+    counters: list[CounterChange]
+    due: int | None
+    keep_until: int
+
+
+W = TypeVar("W", bound=Written)
+
+
+def transitions_of(raw: bytes | str | None) -> list[Transition]:
+    """The window events of an outbox entry, as stored."""
+    items = orjson.loads(raw) if raw else []
+    return [Transition.decode(i) for i in items] if isinstance(items, list) else []
+
+
+class DocumentStore:
+    """Reads documents, runs rules on them and writes them back (see the module docstring)."""
+
+    def __init__(self, redis: AnyRedis, scripts: Scripts, counters_ttl_s: int) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._counters_ttl_s = counters_ttl_s  # how long a counter is kept after a change
+        self._reads = Reads()  # what this process wrote last (engine/reads.py)
+
+    # -- reading and writing one conversation ------------------------------------------------
+
+    async def _read(
+        self, asked: Sequence[str], decode: Callable[[Any, str], Any] = State.decode
+    ) -> dict[str, Read | Exception]:
+        """Each key's state, where its user lives now (aliases followed)."""
+        out: dict[str, Read | Exception] = {}
+        todo = {k: k for k in asked}
+        for _ in range(MAX_ALIAS_HOPS + 1):
+            if not todo:
+                break
+            calls: list[_Call] = []
+            for current in todo.values():
+                state_key, shard = keys.document_keys(current)
+                calls.append(
+                    ("read", [state_key, keys.outbox(shard), keys.alias(current)], [current])
+                )
+            replies = await self._scripts.run(calls, list(todo.values()))
+            moved: dict[str, str] = {}
+            for (key, current), reply in zip(todo.items(), replies, strict=True):
+                if isinstance(reply, Exception):
+                    out[key] = reply
+                elif reply[0]:
+                    moved[key] = text(reply[0])
+                else:
+                    out[key] = self._decode(current, reply, decode)
+            todo = moved
+        for key in todo:
+            out[key] = EventRejected(f"{key}: links chained more than {MAX_ALIAS_HOPS} times")
+        return out
+
+    @staticmethod
+    def _decode(key: str, reply: list[Any], decode: Callable[[Any, str], Any]) -> Read | Exception:
+        try:
+            pending = [
+                (text(reply[i]), transitions_of(reply[i + 1])) for i in range(3, len(reply), 2)
+            ]
+            return Read(key, text(reply[1]), decode(reply[2], key), pending)
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+            return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
+
+    def _commit(self, r: Read, outcome: Written, now: int) -> tuple[_Call, Applied]:
+        """The script call that writes ``outcome``, and what it publishes once written."""
+        state_key, shard = keys.document_keys(r.key)
+        waba, number = outcome.state.waba_id or "", r.key.split(":", 1)[0]
+        totals: dict[tuple[int, str], int] = {}
+        for c in outcome.counters:
+            f = CounterField.at(c.at, waba, number, c.metric, c.dims)
+            totals[f.day, f.encode()] = totals.get((f.day, f.encode()), 0) + c.delta
+        counters = [x for (day, f), n in totals.items() if n for x in (day, f, n)]
+        transitions = outcome.transitions
+        field = f"{r.key}|v{int(r.version) + 1}"
+        call: _Call = (
+            "commit",
+            [
+                state_key, keys.ConversationKeys(r.key, shard).deadline_part,
+                keys.outbox(shard), keys.outbox_queue(shard), keys.alias(r.key),
+                keys.deadline_summary(shard),
+            ],
+            [
+                r.key, r.version, outcome.state.encode(r.key), outcome.keep_until,
+                "" if outcome.due is None else outcome.due, now,
+                keys.counters(shard, ""), self._counters_ttl_s,
+                orjson.dumps([t.encode() for t in transitions]) if transitions else "",
+                r.remembered, *counters,
+            ],
+        )  # fmt: skip
+        # what an earlier write left unacknowledged (a crash before its publish) goes out too
+        published = [t for _, ts in r.pending for t in ts] + transitions
+        outbox = [(shard, f) for f, _ in r.pending] + ([(shard, field)] if transitions else [])
+        return call, Applied(published, outbox)
+
+    async def run(
+        self,
+        asked: Sequence[str],
+        rules: Callable[[Read, list[str]], W],
+        now: int,
+        *,
+        durable: bool = False,
+        decode: Callable[[Any, str], Any] = State.decode,
+        remember: bool = False,
+    ) -> dict[str, tuple[W, Applied] | Exception]:
+        """Read the documents of ``asked`` keys (conversations, or people with ``decode``),
+        run ``rules`` on each (given the state and the asked keys that live there), and write
+        the outcomes back; a document that another process wrote meanwhile is read and run
+        again. The one read-decide-write path of every stored document. ``remember``: use and
+        keep what this process wrote (engine/reads.py; conversations the worker applies
+        events to, which its partitions make its own)."""
+        out: dict[str, tuple[W, Applied] | Exception] = {}
+        todo = list(asked)
+        remember = remember and decode == State.decode
+        for _ in range(MAX_CONFLICTS):
+            reads = self._remembered(todo) if remember else {}
+            missing = [k for k in todo if k not in reads]
+            if missing:
+                reads.update(await self._read(missing, decode))
+            by_key: dict[str, tuple[Read, list[str]]] = {}
+            for key in todo:
+                r = reads[key]
+                if isinstance(r, Exception):
+                    out[key] = r
+                else:
+                    by_key.setdefault(r.key, (r, []))[1].append(key)
+            runs: list[tuple[Read, list[str], W]] = []
+            for r, keys_here in by_key.values():
+                try:
+                    runs.append((r, keys_here, rules(r, keys_here)))
+                except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                    for key in keys_here:  # a bug or a state the rules cannot read: this one only
+                        out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
+            calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
+            replies = await self._scripts.run(
+                [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
+            )
+            todo = []
+            for (r, keys_here, outcome), (call, applied), reply in zip(
+                runs, calls, replies, strict=True
+            ):
+                if isinstance(reply, Exception):
+                    self._reads.forget(keys_here)
+                    for key in keys_here:
+                        out[key] = reply
+                elif reply == 0:
+                    self._reads.forget(keys_here)
+                    todo += keys_here  # written by another process since the read: again
+                else:
+                    if remember:
+                        self._wrote(r, keys_here, outcome, call)
+                    done = (outcome, applied)
+                    for key in keys_here:
+                        out[key] = done
+            if not todo:
+                return out
+        raise StoreConflict(f"{len(todo)} conversations kept changing under this worker")
+
+    def _remembered(self, asked: Sequence[str]) -> dict[str, Read | Exception]:
+        """The conversations of ``asked`` as this process last wrote them (engine/reads.py)."""
+        out: dict[str, Read | Exception] = {}
+        for key in asked:
+            kept = self._reads.get(key)
+            if kept is not None:
+                stored = f"{kept.version} ".encode() + kept.document
+                state = State.decode(kept.document, kept.key)
+                out[key] = Read(kept.key, kept.version, state, kept.pending, stored)
+        return out
+
+    def _wrote(self, r: Read, asked: list[str], outcome: Written, call: _Call) -> None:
+        document = call[2][2]  # commit.lua's ARGV[3], the document as written
+        if not document:  # forgotten: Redis has no version of it to compare with
+            self._reads.forget(asked)
+            return
+        version = str(int(r.version) + 1)
+        field = f"{r.key}|v{version}"
+        outbox = (field, list(outcome.transitions)) if outcome.transitions else None
+        self._reads.wrote(asked, r.key, version, document, outbox)
