@@ -35,7 +35,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-faults: bootstrap  ## the fault, fuzz and durability tests, with five times the examples
+faults: bootstrap deploy-tools  ## the fault, fuzz and durability tests, with five times the examples
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "" tests/test_faults.py tests/test_durability.py \
 		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
