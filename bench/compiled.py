@@ -34,17 +34,21 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 RESULTS = HERE / "results" / "compiled.json"
 COMPILED = ["split.py", "readers.py", "fields.py", "keys.py", "contracts.py", "rules"]
+# the modules the loops run, each of which must load compiled in the compiled copy
+CHECKED = [f"wawindow.{name.removesuffix('.py')}" for name in COMPILED if name != "rules"] + [
+    "wawindow.rules.engine",
+    "wawindow.rules.state",
+]
 
 # run in a fresh process with the code under test first on sys.path; prints microseconds
 LOOP = """
-import hashlib, sys, time
+import hashlib, importlib, sys, time
 import orjson
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-import wawindow.contracts, wawindow.fields, wawindow.keys, wawindow.readers, wawindow.split
-import wawindow.rules.engine as rules, wawindow.rules.state
-for module in (wawindow.contracts, wawindow.fields, wawindow.keys, wawindow.readers,
-               wawindow.split, rules, wawindow.rules.state):
-    assert module.__file__.endswith(".so") == (sys.argv[3] == "compiled"), module.__file__
+for name in sys.argv[4].split(","):
+    file = importlib.import_module(name).__file__
+    assert file.endswith(".so") == (sys.argv[3] == "compiled"), file
+import wawindow.rules.engine as rules
 from wawindow.rules.state import State
 from wawindow.split import split_body
 from webhook_throughput import realistic_bodies
@@ -111,7 +115,8 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 
 
 def measure(path: Path, mode: str, digests: set[str]) -> dict[str, float]:
-    result = json.loads(_run([sys.executable, "-c", LOOP, str(path), str(HERE), mode]))
+    argv = [sys.executable, "-c", LOOP, str(path), str(HERE), mode, ",".join(CHECKED)]
+    result = json.loads(_run(argv))
     digests.add(result.pop("digest"))
     if len(digests) > 1:
         raise SystemExit("the compiled code wrote other records or states than the interpreted")
