@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
@@ -32,9 +31,6 @@ from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.service_window import CSW_SECONDS as CSW
 from wawindow.rules.state import State
-
-log = structlog.get_logger("wawindow.store")
-
 
 CSW_SECONDS = CSW
 DAY = contracts.DAY
