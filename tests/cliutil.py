@@ -18,9 +18,16 @@ from wawindow.devservices.process import free_port
 WAWINDOW = [sys.executable, "-m", "wawindow"]
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a command to its end; ``stdin`` is what it reads (a pipe, never a terminal)."""
     return subprocess.run(
-        [*WAWINDOW, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [*WAWINDOW, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

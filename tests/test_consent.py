@@ -166,6 +166,9 @@ async def test_the_newest_decision_wins_whatever_order_it_arrives_in(
         ({"at": 99_999_999_999}, "at"),
         ({"user": "not a user"}, "user"),
         ({"waba_id": ""}, "waba_id"),
+        ({"waba_id": "abc"}, "waba_id"),
+        ({"wordng": "v2 of the form"}, "wordng"),
+        ({"proof_ref": "box-7"}, "proof_ref"),
         ({"wording": 5}, "wording"),
         ({"source": "x" * 501}, "source"),
     ],
@@ -422,12 +425,13 @@ async def test_the_cli_records_shows_imports_and_erases(
     env = cli_env(s, services)
     recorded = run(
         ["consent", "record", WABA, WA, "opt_in", "--category", "utility",
-         "--at", "2026-11-01T09:00:00Z", "--source", "paper", "--proof", "box-7"],
+         "--at", "1793523600", "--source", "paper", "--proof", "box-7"],
         env,
     )  # fmt: skip
     bad = run(["consent", "record", WABA, WA, "opt_in", "--category", "fax"], env)
     lines = [f"{WABA},1650555{n:04d},offers,opt_in,2026-11-0{n % 9 + 1}T10:00:00Z,import"
              for n in range(1200)]  # fmt: skip
+    lines.append(f"{WABA},16505559999,offers,opt_in,1793523600,import")  # Unix seconds
     rows = ["waba_id,user,category,decision,at,source", *lines, f"{WABA},nobody,offers,opt_in,"]
     csv_file = tmp_path / "optins.csv"
     csv_file.write_text("\n".join(rows) + "\n")
@@ -440,16 +444,20 @@ async def test_the_cli_records_shows_imports_and_erases(
     assert s.settings.kafka_bootstrap
     on_kafka = await read_all(s.settings.kafka_bootstrap, s.topics.consent_events)
 
-    erased = run(["consent", "erase", WABA, WA], env)
+    unconfirmed = run(["consent", "erase", WABA, WA], env)  # no terminal, no --yes
+    declined = run(["consent", "erase", WABA, WA], env, stdin="no\n")
+    erased = run(["consent", "erase", WABA, WA, "--yes"], env)
     await s.process()
     after = run(["consent", "show", WABA, WA], env)
+    rerun = run(["consent", "import", str(csv_file), "--quiet", "--restart"], env)
+    on_kafka_after = await read_all(s.settings.kafka_bootstrap, s.topics.consent_events)
 
     assert recorded.returncode == 0, recorded.stderr
     assert (bad.returncode, "category:" in bad.stderr) == (2, True)
     assert (first.returncode, again.returncode) == (1, 1)  # the one bad row, both times
-    assert "line 1202: at: is required" in first.stderr
-    assert progress == "1200"
-    assert len(on_kafka) == 1 + 2 * 1200  # imported twice: the same ids, one change each
+    assert "line 1203: at: is required" in first.stderr
+    assert progress == "1201"
+    assert len(on_kafka) == 1 + 2 * 1201  # imported twice: the same ids, one change each
     view = orjson.loads(shown.stdout)
     assert view["categories"]["utility"] == {
         "state": "opted_in",
@@ -458,8 +466,23 @@ async def test_the_cli_records_shows_imports_and_erases(
     }
     assert view["history"][0]["recorded_by"].startswith("cli")
     assert len(orjson.loads(imported.stdout)["history"]) == 1
-    assert erased.returncode == 0
+    assert (unconfirmed.returncode, "pass --yes" in unconfirmed.stderr) == (2, True)
+    assert declined.returncode == 1
+    assert erased.returncode == 0, erased.stderr
+    assert f"erasure of {WA} at WABA {WABA} recorded" in erased.stdout
     assert after.returncode == 1
+    # a rerun after the worker applied the file sends nothing and says so
+    assert rerun.stdout.strip().endswith("0 new, 1201 already on record, 1 skipped")
+    assert first.stdout.strip().endswith("1201 new, 0 already on record, 1 skipped")
+    unix = run(["consent", "show", WABA, "16505559999"], env)
+    assert orjson.loads(unix.stdout)["history"][0]["at"] == "2026-11-01T09:00:00Z"
+    before = {(r.partition, r.offset) for r in on_kafka}
+    since = [
+        orjson.loads(r.value)
+        for r in on_kafka_after
+        if r.value and (r.partition, r.offset) not in before
+    ]
+    assert [r["kind"] for r in since] == ["erasure"]  # the rerun sent no change again
 
 
 async def test_an_opt_out_on_one_number_holds_on_every_number_of_the_waba(

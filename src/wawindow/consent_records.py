@@ -27,7 +27,15 @@ from wawindow.rules.consent import ALL, DEFAULT_CATEGORIES
 DECISIONS = ("opt_in", "opt_out")
 #: a user: a wa_id (digits) or a BSUID (country code, a dot, then letters and digits)
 USER = re.compile(r"[0-9]{5,20}|[A-Z]{2}\.[A-Za-z0-9._-]{1,120}")
-WABA = re.compile(r"[0-9A-Za-z_-]{1,64}")
+#: a WABA id, as Meta gives it: digits
+WABA = re.compile(r"[0-9]{1,32}")
+#: what records already on the topic may name (written before WABA ids were checked as
+#: digits): they are replayed as they are
+RECORDED_WABA = re.compile(r"[0-9A-Za-z_-]{1,64}")
+#: the fields a consent request may have; any other is refused, naming it
+REQUEST_FIELDS = frozenset(
+    ("waba_id", "user", "category", "decision", "at", "source", "wording", "proof", "recorded_by")
+)
 CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MAX_TEXT = 500  # source, wording, proof, recorded_by
 FUTURE_S = 5  # how far ahead of the tracker's clock a decision's time may be (clock skew)
@@ -60,6 +68,11 @@ def consent_record(body: Any, now: int, categories: Categories, recorded_by: str
     """A consent change from a request body (API or CLI); raises :class:`BadField`."""
     if not isinstance(body, Mapping):
         raise BadField("body", "must be a JSON object")
+    unknown = sorted(str(k) for k in body if k not in REQUEST_FIELDS)
+    if unknown:
+        raise BadField(
+            unknown[0], f"is not a field of a consent change ({', '.join(sorted(REQUEST_FIELDS))})"
+        )
     waba_id, user = waba_and_user(body.get("waba_id"), body.get("user"))
     category = body.get("category")
     if not isinstance(category, str) or category not in categories:
@@ -90,8 +103,9 @@ def consent_record(body: Any, now: int, categories: Categories, recorded_by: str
 
 
 def erasure_record(waba_id: Any, user: Any, now: int, recorded_by: str) -> dict[str, Any]:
-    """An erasure of a person at a WABA, as of ``now``."""
-    waba, person = waba_and_user(waba_id, user)
+    """An erasure of a person at a WABA, as of ``now`` (a WABA id as records on the topic
+    may name it: what was recorded under it can be erased)."""
+    waba, person = waba_and_user(waba_id, user, RECORDED_WABA)
     return {
         "kind": ChangeKind.ERASURE.value,
         "event_id": _digest("erasure", waba, person, str(now)),
@@ -103,9 +117,9 @@ def erasure_record(waba_id: Any, user: Any, now: int, recorded_by: str) -> dict[
     }
 
 
-def waba_and_user(waba_id: Any, user: Any) -> tuple[str, str]:
-    if not isinstance(waba_id, str) or not WABA.fullmatch(waba_id):
-        raise BadField("waba_id", "must be a WABA id")
+def waba_and_user(waba_id: Any, user: Any, waba: re.Pattern[str] = WABA) -> tuple[str, str]:
+    if not isinstance(waba_id, str) or not waba.fullmatch(waba_id):
+        raise BadField("waba_id", "must be a WABA id (digits)")
     if not isinstance(user, str) or not USER.fullmatch(user):
         raise BadField("user", "must be a wa_id (digits) or a BSUID (such as US.13491208655)")
     return waba_id, user
@@ -119,6 +133,8 @@ def instant(name: str, value: Any, now: int) -> int:
         raise BadField(name, "must be an ISO 8601 time or Unix seconds")
     if isinstance(value, int | float):
         ts = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():  # Unix seconds, as in JSON
+        ts = int(value.strip())
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -143,7 +159,7 @@ def invalid(rec: Any) -> str | None:
     if kind not in (ChangeKind.CONSENT, ChangeKind.ERASURE):
         return f"record {rec['event_id']} has kind {kind!r}"
     try:
-        waba_and_user(rec.get("waba_id"), rec.get("user"))
+        waba_and_user(rec.get("waba_id"), rec.get("user"), RECORDED_WABA)
     except BadField as exc:
         return f"record {rec['event_id']}: {exc}"
     for name in ("at", "recorded_at"):

@@ -18,6 +18,7 @@ from aiohttp import web
 from wawindow.answers import error
 from wawindow.api.context import API, CALLER, PEOPLE, TOPICS
 from wawindow.consent_records import (
+    RECORDED_WABA,
     BadField,
     consent_record,
     erasure_record,
@@ -120,7 +121,7 @@ async def get_consent(request: web.Request) -> web.Response:
 
     waba_id, user = request.match_info["waba_id"], request.match_info["user"]
     try:
-        waba_and_user(waba_id, user)
+        waba_and_user(waba_id, user, RECORDED_WABA)
     except BadField as exc:
         return error(400, "bad_parameter", str(exc))
     if not _may_see(request, waba_id):

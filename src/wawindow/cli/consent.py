@@ -5,7 +5,9 @@ the worker applies them. ``import`` reads a CSV with the header
 ``waba_id,user,category,decision,at`` (and optionally ``source,wording,proof,recorded_by``):
 
 - idempotent: a row's id is a hash of what it says, so importing a file twice records each
-  change once;
+  change once; with Redis configured, changes already on record are not sent again, and
+  the summary says how many were new (``N new, M already on record, K skipped``);
+- ``at`` is an ISO 8601 time or Unix seconds, as in the API;
 - resumable: after each chunk Kafka has acknowledged, the number of rows done is written to
   ``FILE.progress``; a run that stops is started again with the same command and goes on
   from there (``--restart`` ignores it);
@@ -51,7 +53,9 @@ def add_consent_commands(sub: Any) -> None:
     rec.add_argument("user", help="the person's wa_id or BSUID")
     rec.add_argument("decision", choices=["opt_in", "opt_out"])
     rec.add_argument("--category", default="all", help="a consent category, or all (default)")
-    rec.add_argument("--at", help="when the person decided: ISO 8601 (default: now)")
+    rec.add_argument(
+        "--at", help="when the person decided: ISO 8601 or Unix seconds (default: now)"
+    )
     rec.add_argument("--source", help="where: website_form, phone, paper, …")
     rec.add_argument("--wording", help="the wording or form version shown")
     rec.add_argument("--proof", help="a reference to the record of it")
@@ -65,6 +69,7 @@ def add_consent_commands(sub: Any) -> None:
     erase = actions.add_parser("erase", help="erase a person: windows, consent, ledger, links")
     erase.add_argument("waba_id")
     erase.add_argument("user")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     erase.set_defaults(handler=cmd_erase)
 
     imp = actions.add_parser("import", help="import an opt-in list (CSV); resumable")
@@ -111,7 +116,29 @@ def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = settings_from(env)
-    return _write(settings, lambda now: erasure_record(args.waba_id, args.user, now, _who()))
+    who = f"{args.user} at WABA {args.waba_id}"
+    if not args.yes:
+        sys.stderr.write(
+            f"Erase {who}: their windows, conversations, consent history, ledger references"
+            " and id links? Their opt-outs in force are kept as a suppression (keyed hashes"
+            " only). This cannot be undone. Type 'yes' to erase: "
+        )
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # nothing to read: no one to ask
+            sys.stderr.write(f"\nwawindow: {who} not erased; pass --yes to confirm\n")
+            return 2
+        if answer.strip().lower() != "yes":
+            sys.stderr.write("wawindow: not erased\n")
+            return 1
+    code = _write(settings, lambda now: erasure_record(args.waba_id, args.user, now, _who()))
+    if code == 0:
+        out(
+            f"erasure of {who} recorded; the worker now erases their windows, conversations,"
+            " consent history, ledger references and id links on every number of the WABA,"
+            " and keeps their opt-outs as a suppression"
+        )
+    return code
 
 
 def _write(settings: Settings, make: Callable[[int], dict[str, Any]]) -> int:
@@ -124,6 +151,21 @@ def _write(settings: Settings, make: Callable[[int], dict[str, Any]]) -> int:
     _publish(settings, [rec])
     out(rec["event_id"])
     return 0
+
+
+def _on_record(settings: Settings, records: Sequence[dict[str, Any]]) -> set[str] | None:
+    """The ids of ``records`` already on record (None: no Redis configured to ask)."""
+    if settings.redis_url is None or not records:
+        return None if settings.redis_url is None else set()
+
+    async def ask(redis: Any) -> set[str]:
+        people = People(WindowStore(redis, EngineConfig()))
+        found: set[str] = set()
+        for start in range(0, len(records), CHUNK):
+            found |= await people.on_record(records[start : start + CHUNK])
+        return found
+
+    return with_redis(settings, ask)
 
 
 def cmd_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -176,19 +218,27 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"wawindow: cannot read {path}: {exc.strerror}", file=sys.stderr)  # noqa: T201
         return 2
+    known = _on_record(settings, records)
+    new = records if known is None else [r for r in records if r["event_id"] not in known]
     progress_file = path.with_name(path.name + ".progress")
     done = 0
     if progress_file.exists() and not args.restart:
         done = min(int(progress_file.read_text().strip() or 0), len(records))
     bar = None if args.quiet else ProgressBar()
     for start in range(done, len(records), CHUNK):
-        chunk = records[start : start + CHUNK]
-        _publish(settings, chunk)
-        done = start + len(chunk)
+        chunk = [r for r in records[start : start + CHUNK] if r in new]
+        if chunk:
+            _publish(settings, chunk)
+        done = min(start + CHUNK, len(records))
         progress_file.write_text(f"{done}\n")
         if bar is not None:
             bar(done, len(records))
     for problem in problems:
         print(f"wawindow: {path}: {problem}", file=sys.stderr)  # noqa: T201
-    out(f"imported {len(records)} change(s) from {path}; {len(problems)} row(s) skipped")
+    if known is None:
+        out(f"{path}: {len(records)} sent (not checked against what is on record:"
+            f" no WAWINDOW_REDIS_URL), {len(problems)} skipped")  # fmt: skip
+    else:
+        out(f"{path}: {len(new)} new, {len(records) - len(new)} already on record,"
+            f" {len(problems)} skipped")  # fmt: skip
     return 1 if problems else 0

@@ -168,6 +168,20 @@ class People:
         raw = await self._redis.get(keys.PersonKeys.of(waba_id, user).state)
         return Person.decode(text(raw).split(" ", 1)[1] if raw else None)
 
+    async def on_record(self, records: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The ids of the consent changes among ``records`` that are on record already:
+        applied to the person's history, or forgotten by an erasure (one round trip)."""
+        people = sorted({(str(r["waba_id"]), str(r["user"])) for r in records})
+        pipe = self._redis.pipeline(transaction=False)
+        for waba_id, user in people:
+            pipe.get(keys.PersonKeys.of(waba_id, user).state)
+        known: set[str] = set()
+        for raw in await pipe.execute():
+            if raw:
+                person = Person.decode(text(raw).split(" ", 1)[1])
+                known |= {d.id for d in person.history} | set(person.forgotten)
+        return {str(r["event_id"]) for r in records} & known
+
     async def conversations(self, users: Iterable[str], numbers: Iterable[str]) -> dict[str, State]:
         """The conversations of ``users`` on ``numbers``, by the key they live under."""
         asked = [conversation_key(n, u) for n in numbers for u in users]
