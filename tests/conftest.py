@@ -49,8 +49,8 @@ def examples(ci: int) -> int:
     return ci if hypothesis.settings.get_current_profile_name() == "ci" else 5 * ci
 
 
-# Meta's published sample bodies, kept beside the project (not copied into it).
-PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "payloads"
+# Meta's published sample bodies and the project's group bodies (see SOURCES.md there).
+PAYLOADS = Path(__file__).parent / "fixtures" / "meta"
 
 APP_SECRET = "test-app-secret"
 OLD_APP_SECRET = "test-app-secret-before-rotation"

@@ -51,7 +51,10 @@ class Scenario:
     # -- input -----------------------------------------------------------------------------
 
     async def post(self, *changes: dict[str, Any]) -> None:
-        raw = samples.encode(samples.body(*changes))
+        await self.post_body(samples.encode(samples.body(*changes)))
+
+    async def post_body(self, raw: bytes) -> None:
+        """Post a whole webhook body, signed as Meta signs it."""
         response = await self.receiver.post(
             "/webhook", data=io.BytesIO(raw), headers={HEADER: sign(raw, APP_SECRET)}
         )

@@ -53,11 +53,11 @@ def test_topics_create_from_the_command_line(services: Services, topic_prefix: s
 
 
 @pytest.mark.kafka
-@pytest.mark.skipif(not PAYLOADS.is_dir(), reason=f"Meta's sample bodies not at {PAYLOADS}")
-async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
+async def test_run_webhook_puts_the_sample_bodies_on_webhook_events(
     services: Services, topic_prefix: str, webhook_process: tuple[str, subprocess.Popen[bytes]]
 ) -> None:
-    """The acceptance path: the real command, Meta's sample bodies, the real topic."""
+    """The acceptance path: the real command, the sample bodies of the fixtures (Meta's and
+    the group bodies), the real topic."""
     base, proc = webhook_process
     await wait_healthy(base, proc)
     files = sorted(PAYLOADS.glob("*.json"))
@@ -73,8 +73,8 @@ async def test_run_webhook_puts_the_shared_payloads_on_webhook_events(
     records = await read_all(services.kafka_bootstrap, Topics(topic_prefix).webhook_events)
     kinds = sorted(orjson.loads(r.value)["kind"] for r in records)
     assert len(records) == len(files) + 1  # one body carries a message and a value-level error
-    assert kinds.count("message") == 14
-    assert kinds.count("status") == 8
+    assert kinds.count("message") == 15
+    assert kinds.count("status") == 11
     assert kinds.count("error") == 2
 
     proc.send_signal(signal.SIGTERM)

@@ -42,6 +42,23 @@ def conversation_key(phone_number_id: str, user: str) -> str:
     return f"{phone_number_id}:{user}"
 
 
+#: a group's conversation is keyed ``phone_number_id:group.<group id>``
+GROUP_PREFIX = "group."
+
+
+def group_conversation_key(phone_number_id: str, group_id: str) -> str:
+    """A group's conversation key: the window is the group's, never a participant's."""
+    return conversation_key(phone_number_id, GROUP_PREFIX + group_id)
+
+
+def group_of(key: str) -> str | None:
+    """The group id of a group's conversation key, else None."""
+    user = key.partition(":")[2]
+    if not user.startswith(GROUP_PREFIX):
+        return None
+    return user.removeprefix(GROUP_PREFIX) or None
+
+
 # -- Redis ------------------------------------------------------------------------------------
 #
 # Every key carries the hash tag of its *shard* ({ww:<n>}), and a conversation always maps to

@@ -30,7 +30,7 @@ from wawindow.fields import (
     to_timestamp,
     type_metadata,
 )
-from wawindow.keys import conversation_key
+from wawindow.keys import conversation_key, group_conversation_key
 
 SCHEMA_VERSION = 1
 # Fields whose values carry message content: only their shape leaves the receiver.
@@ -150,7 +150,7 @@ class Context:
 
     def group_key(self, group_id: str) -> str:
         """A group's conversation key: the window is the group's, never a participant's."""
-        return conversation_key(str(self.phone_number_id), f"group.{group_id}")
+        return group_conversation_key(str(self.phone_number_id), group_id)
 
     def _event(
         self,

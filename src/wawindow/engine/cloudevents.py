@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from wawindow.keys import group_of
 from wawindow.rules.transitions import Transition
 
 #: the Kafka protocol binding's structured mode: without it, a CloudEvents SDK reads the record
@@ -23,6 +24,13 @@ def iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def subject(t: Transition) -> str:
+    """Whom a transition is about, never empty: a group's conversation names the group (its
+    participants are not the conversation's user), any other the user's BSUID, else the
+    wa_id, else the user part of its key."""
+    return group_of(t.key) or t.user_id or t.wa_id or t.key.rpartition(":")[2] or t.id
+
+
 def to_cloudevent(t: Transition) -> dict[str, Any]:
     """The published form of a transition; ``id`` is the transition's deterministic id."""
     data: dict[str, Any] = {"waba_id": t.waba_id}
@@ -36,7 +44,7 @@ def to_cloudevent(t: Transition) -> dict[str, Any]:
         "id": t.id,
         "source": f"wawindow/{t.phone_number_id or 'waba/' + str(t.waba_id)}",
         "type": f"wawindow.{t.type}",
-        "subject": t.user_id or t.wa_id,
+        "subject": subject(t),
         "time": iso(t.time),
         "datacontenttype": "application/json",
         "data": data,
