@@ -12,10 +12,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.conftest import APP_SECRET, VERIFY_TOKEN
 from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
 from wawindow.api.app import create_api_app
 from wawindow.config import Settings
+from wawindow.http import ROLES, build_app
+from wawindow.publisher import Publisher
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -31,7 +34,9 @@ ApiClient = TestClient[web.Request, web.Application]
 @pytest.fixture
 async def api(s: Scenario) -> AsyncIterator[ApiClient]:
     settings = Settings.from_env(
-        {"WAWINDOW_API_TOKENS": f"{ALL},{MINE}={samples.WABA_ID},{OTHERS}=999|998"}
+        {
+            "WAWINDOW_API_TOKENS": f"{ALL},{MINE}={samples.WABA_ID},{OTHERS}=999|998",
+        }
     )
     client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
     await client.start_server()
@@ -51,6 +56,116 @@ async def test_v1_needs_a_valid_token(api: ApiClient) -> None:
     for token in (None, "wrong"):
         status, body = await get(api, f"/v1/windows/{PN}/{WA}", token)
         assert (status, body["error"]) == (401, "unauthorized")
+
+
+async def test_a_missing_token_and_one_matching_none_are_told_apart(api: ApiClient) -> None:
+    sent = {
+        "none": {},
+        "not bearer": {"Authorization": f"Basic {ALL}"},
+        "empty": {"Authorization": "Bearer "},
+        "unknown": {"Authorization": "Bearer wrong"},
+        "another case": {"Authorization": f"Bearer {ALL.upper()}"},
+    }
+    answers = {}
+    for name, headers in sent.items():
+        response = await api.get(f"/v1/windows/{PN}/{WA}", headers=headers)
+        answers[name] = (response.status, await response.json())
+
+    missing = (401, {"error": "unauthorized", "detail": "send Authorization: Bearer <token>"})
+    unknown = (401, {"error": "unauthorized", "detail": "the bearer token is not recognised"})
+    assert answers == {
+        "none": missing,
+        "not bearer": missing,
+        "empty": missing,
+        "unknown": unknown,
+        "another case": unknown,
+    }
+
+
+@pytest.mark.parametrize("roles", [("webhook",), ("worker",), ("api",), ROLES], ids=str)
+async def test_unknown_paths_and_methods_answer_the_error_shape_in_every_role(
+    s: Scenario, roles: tuple[str, ...]
+) -> None:
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_KAFKA_BOOTSTRAP": s.settings.kafka_bootstrap or "",
+            "WAWINDOW_TOPIC_PREFIX": s.settings.topic_prefix,
+            "WAWINDOW_APP_SECRETS": APP_SECRET,
+            "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+            "WAWINDOW_API_TOKENS": ALL,
+        }
+    )
+    publisher = Publisher(settings.kafka, ack_timeout_ms=3000)
+    app = build_app(settings, roles, publisher=publisher, store=s.store)
+    client: ApiClient = TestClient(TestServer(app))
+    await publisher.start()
+    await client.start_server()
+    try:
+        answers = {}
+        for method, path in [("GET", "/nowhere"), ("POST", "/"), ("DELETE", "/healthz"),
+                             ("POST", "/metrics"), ("PUT", "/openapi.json")]:  # fmt: skip
+            response = await client.request(method, path)
+            answers[(method, path)] = (response.status, await response.json())
+            if response.status == 405:
+                assert response.headers["Allow"] in ("GET,HEAD", "HEAD,GET")
+        probes = [(await client.get(p)).status for p in ("/healthz", "/readyz", "/metrics")]
+        served = await (await client.get("/openapi.json")).json()
+    finally:
+        await client.close()
+        await publisher.stop()
+
+    assert answers == {
+        ("GET", "/nowhere"): (404, {"error": "not_found", "detail": "no endpoint at /nowhere"}),
+        ("POST", "/"): (404, {"error": "not_found", "detail": "no endpoint at /"}),
+        **{
+            (m, p): (
+                405,
+                {"error": "method_not_allowed", "detail": f"{m} {p}: allowed are GET, HEAD"},
+            )
+            for m, p in [("DELETE", "/healthz"), ("POST", "/metrics"), ("PUT", "/openapi.json")]
+        },
+    }
+    assert probes == [200, 200, 200]
+    assert "paths" in served
+
+
+async def test_the_api_and_the_receiver_answer_their_own_unknown_paths_and_methods(
+    s: Scenario, api: ApiClient
+) -> None:
+    headers = {"Authorization": f"Bearer {ALL}"}
+    nowhere = await api.get("/v1/nowhere", headers=headers)
+    stranger = await api.get("/v1/nowhere")  # the token first: no path is shown to a stranger
+    post = await api.post("/v1/send-check", headers=headers)
+    put = await s.receiver.put("/webhook", data=b"{}")
+
+    assert (nowhere.status, await nowhere.json()) == (
+        404,
+        {"error": "not_found", "detail": "no endpoint at /v1/nowhere"},
+    )
+    assert (stranger.status, (await stranger.json())["error"]) == (401, "unauthorized")
+    assert (post.status, (await post.json())["error"]) == (405, "method_not_allowed")
+    assert set(post.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    assert (put.status, (await put.json())["error"]) == (405, "method_not_allowed")
+    assert set(put.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
+
+
+async def test_a_body_not_in_its_content_encoding_is_400_not_500(s: Scenario) -> None:
+    """aiohttp decodes bodies before the handler reads them; one that cannot be decoded is the
+    caller's fault, in the error shape, on the API as on the receiver."""
+    settings = Settings.from_env({"WAWINDOW_API_WRITE_TOKENS": ALL})
+    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+    await client.start_server()
+    try:
+        response = await client.post(
+            "/v1/consents",
+            data=b'{"not": "gzip"}',
+            headers={"Authorization": f"Bearer {ALL}", "Content-Encoding": "gzip"},
+        )
+        answer = (response.status, await response.json())
+    finally:
+        await client.close()
+
+    assert answer == (400, {"error": "unreadable_body", "detail": "the body is not valid gzip"})
 
 
 async def test_windows_shows_the_users_state_and_404_for_a_stranger(
@@ -341,7 +456,12 @@ async def test_send_check_prices_a_message_from_the_operators_rate_card(
         '{"market": "North America", "calling_codes": ["1"],'
         ' "rates": {"marketing": 0.025, "service": 0.0034}}]}]}'
     )
-    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_API_TOKENS": ALL,
+            "WAWINDOW_RATE_CARD_FILE": str(card),
+        }
+    )
     client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
     await client.start_server()
     try:
@@ -387,7 +507,12 @@ async def test_send_check_places_bsuid_users_by_country_and_bills_authentication
             "primary_business_location": "US",
             "auth_international_rate_eligibility": {"start_time": s.now - 86400}}},
     }))  # fmt: skip
-    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_API_TOKENS": ALL,
+            "WAWINDOW_RATE_CARD_FILE": str(card),
+        }
+    )
     client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
     await client.start_server()
     try:
@@ -425,7 +550,12 @@ async def test_a_marketing_template_sent_through_marketing_messages_is_priced_as
         '{"market": "North America", "calling_codes": ["1"],'
         ' "rates": {"marketing": 0.025, "marketing_lite": 0.0201}}]}]}'
     )
-    settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, "WAWINDOW_RATE_CARD_FILE": str(card)})
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_API_TOKENS": ALL,
+            "WAWINDOW_RATE_CARD_FILE": str(card),
+        }
+    )
     client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
     await client.start_server()
     try:

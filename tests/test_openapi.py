@@ -132,6 +132,9 @@ async def test_every_answer_of_the_running_server_matches_the_document(
 
         await call("post", "/webhook", "/webhook", expect=401, data=b"{}",
                    headers={HEADER: "sha256=" + "0" * 64})  # fmt: skip
+        await call("post", "/webhook", "/webhook", expect=400, data=b"{}",
+                   headers={HEADER: sign(b"{}", APP_SECRET),
+                            "Content-Encoding": "gzip"})  # fmt: skip
         await call("get", "/webhook", "/webhook", expect=200,
                    params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN,
                            "hub.challenge": "1158201444"})  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -123,8 +125,7 @@ async def test_unicode_bodies_verify_over_their_raw_bytes(
 # -- splitting into Kafka --------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not PAYLOADS.is_dir(), reason=f"Meta's sample bodies not at {PAYLOADS}")
-async def test_every_shared_payload_lands_on_webhook_events_keyed_by_conversation(
+async def test_every_sample_body_lands_on_webhook_events_keyed_by_conversation(
     receiver: Client, settings: Settings, topics: Topics
 ) -> None:
     from tests.test_split import EXPECTED
@@ -271,6 +272,114 @@ async def test_a_partly_unreadable_body_stores_the_good_events_and_keeps_the_bod
     assert [e["data"]["wamid"] for e in events] == ["wamid.ok"]
     assert [r.value for r in dead] == [raw]
     assert "statuses[1]: no id" in dict(dead[0].headers)["reason"].decode()
+
+
+# -- Content-Encoding ------------------------------------------------------------------------
+
+
+def one_message(wamid: str = "wamid.enc") -> bytes:
+    return samples.encode(
+        samples.body(samples.messages_change(messages=[samples.text_message(wamid, 100)]))
+    )
+
+
+async def post_encoded(client: Client, body: bytes, coding: str, signed: bytes) -> tuple[int, Any]:
+    """POST ``body`` as it is, naming ``coding``, signed over ``signed`` (the decoded body)."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+    headers[HEADER] = sign(signed, APP_SECRET)
+    response = await client.post("/webhook", data=io.BytesIO(body), headers=headers)
+    return response.status, await response.text()
+
+
+def flipped(data: bytes) -> bytes:
+    return data[:12] + bytes([data[12] ^ 0xFF]) + data[13:]
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", lambda raw: raw),  # the issue's case: plain JSON said to be gzip
+        ("deflate", lambda raw: raw),
+        ("gzip", lambda raw: flipped(gzip.compress(raw))),
+        ("gzip", zlib.compress),  # deflate said to be gzip
+        ("deflate", gzip.compress),
+    ],
+    ids=["json-as-gzip", "json-as-deflate", "damaged-gzip", "zlib-as-gzip", "gzip-as-deflate"],
+)
+async def test_a_body_not_in_its_content_encoding_is_400_and_nothing_is_stored(
+    receiver: Client, settings: Settings, topics: Topics, coding: str, encode: Any
+) -> None:
+    """Its signature cannot be checked, so it is no signed body: not even dead-lettered."""
+    raw = one_message()
+
+    status, text = await post_encoded(receiver, encode(raw), coding, raw)
+    after, _ = await post(receiver, one_message("wamid.after"))  # the refusal closed its connection
+
+    assert (status, orjson.loads(text)) == (
+        400,
+        {"error": "unreadable_body", "detail": f"the body is not valid {coding}"},
+    )
+    assert after == 200
+    events, dead = await stored(settings, topics)
+    assert [e["data"]["wamid"] for e in events] == ["wamid.after"]
+    assert dead == []
+
+
+@pytest.mark.parametrize("coding", ["x-bogus", "compress", "gzip, gzip", "gzip;q=1", "gzïp"])
+async def test_an_unsupported_content_encoding_is_400_and_nothing_is_stored(
+    receiver: Client, settings: Settings, topics: Topics, coding: str
+) -> None:
+    raw = one_message()
+
+    status, text = await post_encoded(receiver, raw, coding, raw)
+
+    assert status == 400
+    assert orjson.loads(text)["error"] == "unsupported_encoding"
+    assert await stored(settings, topics) == ([], [])
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_a_coding_aiohttp_cannot_decode_here_is_400_and_nothing_is_stored(
+    receiver: Client, settings: Settings, topics: Topics, coding: str
+) -> None:
+    """Without the Brotli or zstd library aiohttp's parser refuses these itself, before any of
+    the service's code runs (its answer is plain text); with it, JSON bytes are not valid."""
+    raw = one_message()
+
+    status, _ = await post_encoded(receiver, raw, coding, raw)
+
+    assert status == 400
+    assert await stored(settings, topics) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [("gzip", gzip.compress), ("GZIP", gzip.compress), ("deflate", zlib.compress),
+     ("identity", lambda raw: raw), ("", lambda raw: raw)],
+)  # fmt: skip
+async def test_a_body_in_a_coding_aiohttp_decodes_is_accepted_signed_as_decoded(
+    receiver: Client, settings: Settings, topics: Topics, coding: str, encode: Any
+) -> None:
+    raw = one_message()
+
+    status, _ = await post_encoded(receiver, encode(raw), coding, raw)
+
+    assert status == 200
+    events, dead = await stored(settings, topics)
+    assert ([e["data"]["wamid"] for e in events], dead) == (["wamid.enc"], [])
+
+
+async def test_a_gzip_body_over_the_limit_once_decoded_is_413_and_nothing_is_stored(
+    receiver: Client, settings: Settings, topics: Topics
+) -> None:
+    raw = b'{"object":"whatsapp_business_account","pad":"' + b"x" * settings.max_body_bytes + b'"}'
+    body = gzip.compress(raw)
+    assert len(body) < settings.max_body_bytes
+
+    status, text = await post_encoded(receiver, body, "gzip", raw)
+
+    assert (status, orjson.loads(text)["error"]) == (413, "payload_too_large")
+    assert await stored(settings, topics) == ([], [])
 
 
 # -- logging and probes ----------------------------------------------------------------------

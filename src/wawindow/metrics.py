@@ -49,7 +49,7 @@ class Metrics:
         self.webhook_requests = Counter(
             "wawindow_webhook_requests",
             "POST /webhook answers by outcome (accepted, partial, dead_lettered, bad_signature,"
-            " too_large, kafka_unavailable)",
+            " too_large, unsupported_encoding, unreadable_body, kafka_unavailable)",
             ["outcome", "status"],
             registry=r,
         )

@@ -102,6 +102,8 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if hmac.compare_digest(given, token.token.value.encode()) and given:
             match = token
     if match is None:
+        if given:  # a bearer token, but none of the tokens the service was given
+            return error(401, "unauthorized", "the bearer token is not recognised")
         return error(401, "unauthorized", "send Authorization: Bearer <token>")
     digest = hashlib.sha256(match.token.value.encode()).hexdigest()[:12]
     request[CALLER] = Caller(match.waba_ids, match.write, digest)

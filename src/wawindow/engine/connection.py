@@ -132,7 +132,7 @@ def _from_sentinels(url: str, sentinels: Sentinels, options: dict[str, Any]) -> 
         "username": unquote(parsed.username or "") or None,
         "password": unquote(parsed.password or "") or None,
     }
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         list(sentinels.addresses),
         sentinel_kwargs={k: v for k, v in options.items() if k != "health_check_interval"},
         retry=_retry(),

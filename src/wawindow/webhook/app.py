@@ -3,7 +3,9 @@
 ``POST /webhook`` answers ``200`` only once every event of the body is acknowledged by
 Kafka:
 
-1. read the raw body, at most ``max_body_bytes`` (``413`` beyond);
+1. read the raw body, at most ``max_body_bytes`` (``413`` beyond); a ``Content-Encoding``
+   aiohttp does not decode, or a body it cannot decode, is ``400`` with nothing stored (the
+   bytes whose signature would be checked are unknown, so it is not a signed body);
 2. verify ``X-Hub-Signature-256`` over those exact bytes (``401``, nothing stored);
 3. split it into normalized events (:mod:`wawindow.split`);
 4. publish the events to ``webhook-events`` and, when any part could not be read, the whole
@@ -19,10 +21,10 @@ import time
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from wawindow import logs
-from wawindow.answers import error
+from wawindow.answers import error, unreadable
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable
 from wawindow.health import PUBLISHER
@@ -115,7 +117,21 @@ async def receive(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     metrics = request.app[METRICS]
 
-    raw = await _read_limited(request, config.max_body_bytes)
+    try:
+        raw = await _read_limited(request, config.max_body_bytes)
+    except Unreadable as exc:
+        _answered(metrics, started, exc.code, 400)
+        log.warning(
+            "webhook.post",
+            path="/webhook",
+            outcome=exc.code,
+            status=400,
+            content_encoding=exc.coding[:64],
+            latency_ms=_ms(started),
+        )
+        refused = error(400, exc.code, exc.detail)
+        refused.force_close()  # what is left of the body on the connection is unknown
+        return refused
     if raw is None:
         _answered(metrics, started, "too_large", 413)
         log.warning(
@@ -212,19 +228,47 @@ def _records(topics: Topics, split: Split, raw: bytes, received_at_ms: int) -> l
     return records
 
 
+# the codings aiohttp decodes before a handler reads the body (it refuses br and zstd itself,
+# with a plain-text 400, when their libraries are missing); none, or identity, is as sent
+DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
+
+
+class Unreadable(Exception):
+    """A body that cannot be read: an unknown ``Content-Encoding`` (or several), or bytes not
+    in the coding named. Its signature cannot be checked, so nothing of it is stored."""
+
+    def __init__(self, code: str, detail: str, coding: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.coding = code, detail, coding
+
+
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit`` (checked before reading when
-    Content-Length says so, and while reading when it does not)."""
-    if request.content_length is not None:
-        return None if request.content_length > limit else await request.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The body as aiohttp decoded it from its Content-Encoding, or None when it is larger
+    than ``limit``: checked before reading when Content-Length says so, and on the decoded
+    bytes while reading. Raises :class:`Unreadable`."""
+    coding = ", ".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
+    name = coding.lower() if coding.isascii() else coding  # as aiohttp compares it
+    if name not in ("", "identity") and name not in DECODED:
+        raise Unreadable(
+            "unsupported_encoding", f"Content-Encoding {coding[:64]!r} is not supported", coding
+        )
+    try:
+        if request.content_length is not None:
+            if request.content_length > limit:
+                return None
+            return await request.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except web.HTTPRequestEntityTooLarge:  # the limit is the app's client_max_size, decoded
+        return None
+    except web.RequestPayloadError:  # not in the coding it names (or broken framing)
+        raise Unreadable("unreadable_body", unreadable(request), coding) from None
 
 
 def _kinds(split: Split) -> dict[str, int]:
