@@ -147,3 +147,63 @@ def test_the_hot_line_is_the_line_structlog_writes(level: str) -> None:
     assert stamp.match(hot.pop("timestamp"))
     assert hot == slow
     assert hot["wa_id"] == "16*******34"
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_lines_for_people_are_for_reading_and_keep_the_libraries_out(
+    tmp_path: Any, to_file: bool
+) -> None:
+    """A command a person runs renders its lines for reading even into a pipe, and the
+    libraries' lines never come between them: into a file of their own, or nowhere (not even
+    Python's last resort, which writes warnings to stderr)."""
+    import contextlib
+    import io
+    import logging
+
+    import orjson
+    import structlog
+
+    from wawindow import logs
+
+    stream = io.StringIO()  # not a terminal
+    library_log = tmp_path / "clients.log" if to_file else None
+    root = logging.getLogger()
+    saved, level, structlog_config = list(root.handlers), root.level, structlog.get_config()
+    hot = logs.hot_line()
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            assert logs.configure("warning", "auto", stream, for_people=True,
+                                  library_log=library_log) is None  # fmt: skip
+            structlog.get_logger("wawindow").warning("worker.slow", wa_id="16505551234")
+            logging.getLogger("aiokafka").error("Unable connect to %s", "127.0.0.1:9092")
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers = saved
+        root.setLevel(level)
+        structlog.configure(**structlog_config)
+        logs._HOT[0] = hot
+
+    [line] = stream.getvalue().splitlines()
+    assert "worker.slow" in line
+    assert "16*******34" in line
+    assert not line.startswith("{")
+    assert "\x1b[" not in line  # no colours outside a terminal
+    assert stderr.getvalue() == ""
+    if library_log is not None:
+        [library] = [orjson.loads(x) for x in library_log.read_text().splitlines()]
+        assert library["logger"] == "aiokafka"
+        assert library["event"] == "Unable connect to 127.0.0.1:9092"
+
+
+def test_the_libraries_are_quiet_while_a_process_starts() -> None:
+    import logging
+
+    from wawindow.logs import libraries_quiet
+
+    root = logging.getLogger()
+    before = root.level
+    with libraries_quiet():
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.CRITICAL)
+    assert root.level == before

@@ -95,6 +95,11 @@ class Settings:
     # how send-check uses consent on file: off, record, enforce (see docs/api.md, "Consent")
     consent_policy: str = "off"
     consent_categories: tuple[str, ...] = ("marketing", "utility", "authentication")
+    # the secret of the keyed hashes an erasure leaves (suppression list, erasure marks)
+    suppression_key: Secret | None = None
+    # how long a suppression keeps a webhook-borne opt-out after the erasure (an opt-out
+    # recorded through the API is kept without expiry, as it was before the erasure)
+    suppression_days: int = 400
     # how to reach a secured Kafka (see wawindow.kafka and docs/connecting.md)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -161,6 +166,8 @@ class Settings:
             ),
             consent_policy=reader.choice("CONSENT_POLICY", "off", ("off", "record", "enforce")),
             consent_categories=_categories(reader.csv("CONSENT_CATEGORIES")),
+            suppression_key=_secret(reader.text("SUPPRESSION_KEY")),
+            suppression_days=reader.integer("SUPPRESSION_DAYS", 400, low=1),
             kafka_security_protocol=(reader.text("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             kafka_sasl_mechanism=(reader.text("KAFKA_SASL_MECHANISM") or "").upper() or None,
             kafka_sasl_username=reader.text("KAFKA_SASL_USERNAME") or None,

@@ -107,18 +107,39 @@ class KafkaConnection:
 
     def ssl_context(self) -> ssl.SSLContext:
         """System CAs (or the CA bundle), hostname verification on, TLS 1.2 at least."""
-        try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-            if self.cert_file and self.key_file:
-                context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"WAWINDOW_KAFKA_SSL_*: cannot load the TLS files: {exc}") from None
+        context = tls_context("WAWINDOW_KAFKA_SSL_", self.ca_file, self.cert_file, self.key_file)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
     @property
     def producer_compression(self) -> str | None:
         return None if self.compression == "none" else self.compression
+
+
+def tls_context(
+    prefix: str, ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    """A client's TLS context from the files of the settings ``prefix`` + ``CA_FILE``,
+    ``CERT_FILE``, ``KEY_FILE``; one that cannot be read or used is one line naming it."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{prefix}CA_FILE: cannot use {ca_file}: {_why(exc)}") from None
+    if cert_file and key_file:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{prefix}CERT_FILE and {prefix}KEY_FILE: cannot use {cert_file} with"
+                f" {key_file}: {_why(exc)}"
+            ) from None
+    return context
+
+
+def _why(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return exc.strerror or str(exc)
 
 
 def _token_provider(spec: str) -> Any:

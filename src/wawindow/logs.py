@@ -8,11 +8,13 @@ phone numbers and user ids pass through :func:`mask_id` before they reach a line
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from typing import IO, Any, TextIO
 
 import orjson
@@ -183,14 +185,24 @@ def _buffer_for(raw: IO[bytes]) -> LineBuffer:
 
 
 def configure(
-    level: str = "info", fmt: str = "auto", stream: TextIO | None = None
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    *,
+    for_people: bool = False,
+    library_log: Path | None = None,
 ) -> LineBuffer | None:
     """Configure structlog for the process: JSON lines, or a console renderer on a TTY. The
     standard library's loggers (aiokafka, aiohttp, redis) go through the same processors
     (masking included) into the same stream, as JSON lines with their ``logger`` name.
-    Returns the :class:`LineBuffer` that JSON lines go through (None on a console)."""
+    Returns the :class:`LineBuffer` that JSON lines go through (None on a console).
+
+    ``for_people`` (the commands a person runs in a terminal, ``dev`` among them): lines are
+    rendered for reading unless ``fmt`` is ``json``, TTY or not, and the libraries' lines stay
+    out of the stream: as JSON lines in ``library_log`` when given, else nowhere (the command
+    says in one line of its own what failed)."""
     stream = stream or sys.stderr
-    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    console = fmt == "console" or (fmt == "auto" and (for_people or stream.isatty()))
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -200,7 +212,7 @@ def configure(
     processors: list[Any] = [*shared, structlog.processors.format_exc_info]
     buffer: LineBuffer | None = None
     if console:
-        processors.append(structlog.dev.ConsoleRenderer())
+        processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
         factory: Any = structlog.PrintLoggerFactory(stream)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
@@ -221,7 +233,15 @@ def configure(
         if console
         else structlog.processors.JSONRenderer(serializer=_json_text)
     )
-    handler = logging.StreamHandler(buffer or stream)
+    handler: logging.Handler
+    if not for_people:
+        handler = logging.StreamHandler(buffer or stream)
+    elif library_log is not None:
+        library_log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(library_log, encoding="utf-8")
+        renderer = structlog.processors.JSONRenderer(serializer=_json_text)
+    else:  # not even Python's last resort, which writes warnings to stderr
+        handler = logging.NullHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -229,9 +249,25 @@ def configure(
         )
     )
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
     return buffer
+
+
+@contextlib.contextmanager
+def libraries_quiet() -> Iterator[None]:
+    """The standard library's loggers (aiokafka, redis, asyncio) write nothing meanwhile:
+    while a process starts, what fails is said once, in the error that stops it."""
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        root.setLevel(saved)
 
 
 def _json_text(obj: Any, **_: Any) -> str:

@@ -47,6 +47,8 @@ def load_rules(path: str | None) -> tuple[PricingRule, ...]:
     if path:
         try:
             items: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError("it must be a JSON list of rules (objects)")
             for item in items:
                 kinds = frozenset(item.get("free_in_service_window", []))
                 unknown = kinds - set(KINDS)
@@ -54,7 +56,15 @@ def load_rules(path: str | None) -> tuple[PricingRule, ...]:
                     raise ValueError(f"unknown kinds {sorted(unknown)}")
                 since = date.fromisoformat(item["since"])
                 rules[since] = PricingRule(since, str(item["pricing_model"]), kinds)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
+            raise ConfigError(
+                f"WAWINDOW_PRICING_RULES_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+        except KeyError as exc:
+            raise ConfigError(
+                f"WAWINDOW_PRICING_RULES_FILE: cannot use {path}: a rule has no {exc} field"
+            ) from None
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"WAWINDOW_PRICING_RULES_FILE: cannot use {path}: {exc}") from None
     return tuple(sorted(rules.values(), key=lambda r: r.since))
 

@@ -199,12 +199,22 @@ def load_rate_cards(path: str | None) -> tuple[RateCard, ...]:
         return ()
     try:
         doc: Any = json.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)
+        if not isinstance(doc, dict) or not isinstance(doc.get("cards"), list):
+            raise ValueError('it must be a JSON object with a list of "cards"')
         wabas = {str(k): _waba(str(k), v) for k, v in dict(doc.get("wabas", {})).items()}
         cards = tuple(sorted((_card(c, wabas) for c in doc["cards"]), key=lambda c: c.since))
         if len({c.since for c in cards}) != len(cards):
             raise ValueError("two cards share a 'since' date")
         return cards
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as exc:
+    except OSError as exc:
+        raise ConfigError(f"WAWINDOW_RATE_CARD_FILE: cannot read {path}: {exc.strerror}") from None
+    except KeyError as exc:
+        raise ConfigError(f"WAWINDOW_RATE_CARD_FILE: cannot use {path}: no {exc} field") from None
+    except (TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"WAWINDOW_RATE_CARD_FILE: cannot use {path}: not the shape of a rate card ({exc})"
+        ) from None
+    except (ValueError, InvalidOperation) as exc:
         raise ConfigError(f"WAWINDOW_RATE_CARD_FILE: cannot use {path}: {exc}") from None
 
 

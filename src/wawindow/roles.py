@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from wawindow import __version__
+from wawindow import __version__, logs
 from wawindow.config import Settings
 from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
@@ -30,7 +30,9 @@ from wawindow.errors import ServiceStartError
 from wawindow.http import build_app, needs_kafka
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
+from wawindow.pricing import load_rules
 from wawindow.publisher import Publisher
+from wawindow.ratecard import load_rate_cards
 
 log = structlog.get_logger("wawindow")
 
@@ -59,6 +61,20 @@ def required_settings(roles: Collection[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_files(settings: Settings, roles: Collection[str]) -> None:
+    """Read every file a setting names that ``roles`` use, before anything starts: one that is
+    missing or malformed stops start-up with one line naming its setting, instead of
+    halfway through with clients open."""
+    kafka = settings.kafka_connection_unchecked()
+    if settings.kafka_bootstrap:
+        kafka.options()  # the TLS files, and the OAUTHBEARER token provider
+    if settings.redis_url is not None and ("worker" in roles or "api" in roles):
+        settings.redis_tls.check(settings.redis_url.value)
+    if "api" in roles:
+        load_rules(settings.pricing_rules_file)
+        load_rate_cards(settings.rate_card_file)
+
+
 async def run_roles(
     settings: Settings,
     roles: Collection[str],
@@ -68,12 +84,16 @@ async def run_roles(
     """Run ``roles`` until SIGINT/SIGTERM (or ``stop`` is set). ``ready`` runs beside them once
     they are up, and is cancelled at shutdown if it has not finished."""
     settings.require(*required_settings(roles))
+    check_files(settings, roles)
     # every line of this process, the libraries' included, says which roles and release
     structlog.contextvars.bind_contextvars(role=",".join(sorted(roles)), version=__version__)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # until every role is up, what fails is said once, in the error that stops start-up
+    starting = contextlib.ExitStack()
+    starting.enter_context(logs.libraries_quiet())
     try:
         async with contextlib.AsyncExitStack() as stack:
             publisher = Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
@@ -131,6 +151,7 @@ async def run_roles(
                     f"cannot listen on {settings.http_host}:{settings.http_port}"
                     f" ({exc.strerror}); choose another port with WAWINDOW_HTTP_PORT"
                 ) from None
+            starting.close()
             log.info("wawindow.started", roles=sorted(roles), port=settings.http_port)
             if ready is not None:
                 task = asyncio.create_task(ready(Running(settings, store, worker)))
@@ -152,6 +173,7 @@ async def run_roles(
                 await stop.wait()
             log.info("wawindow.stopping")
     finally:
+        starting.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from wawindow.errors import KafkaUnavailable
-from wawindow.kafka import KafkaConnection, describe
+from wawindow.kafka import KafkaConnection, describe, diagnose
 from wawindow.keys import Topics
 
 _DAY_MS = 24 * 3600 * 1000
@@ -97,6 +97,9 @@ async def create_topics(
         if existing:
             await admin.alter_configs(existing)
         return await _wait_for_leaders(admin, topics, created, timeout_s)
+    except KafkaConnectionError as exc:
+        why = await diagnose(conn)
+        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {why}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot create topics on {bootstrap}: {describe(exc)}") from exc
     finally:

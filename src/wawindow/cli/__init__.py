@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--no-demo", dest="demo", action="store_false", help="do not replay the demo set"
     )
+    dev.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: wipe the Kafka and Redis data (and suppression key) kept from the"
+        " last run",
+    )
     dev.set_defaults(handler=cmd_dev)
 
     rep = sub.add_parser("replay", help="sign webhook bodies and POST them to a receiver")

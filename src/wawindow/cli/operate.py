@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from wawindow import logs
 from wawindow.cli.output import out, settings_from
 from wawindow.config import cache_dir
 from wawindow.devservices import stack
@@ -18,16 +19,17 @@ from wawindow.devservices.redis_server import redis_server_binary
 from wawindow.errors import ConfigError
 from wawindow.keys import Topics
 from wawindow.replay import ProgressBar, load_bodies, replay
-from wawindow.roles import required_settings, run_roles
+from wawindow.roles import check_files, required_settings, run_roles
 from wawindow.topics import create_topics
 
 log = structlog.get_logger("wawindow")
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = settings_from(env)
+    settings = settings_from(env, for_people=False)
     roles: tuple[str, ...] = args.role
     settings.require(*required_settings(roles))
+    check_files(settings, roles)
     log.info("wawindow.start", roles=list(roles), settings=settings.public())
     asyncio.run(run_roles(settings, roles))
     return 0
@@ -73,6 +75,7 @@ def cmd_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_services(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    logs.configure("warning", for_people=True)  # the clients' lines while a broker starts: none
     cache = cache_dir(env)
     if args.action == "fetch":
         redis_server_binary()

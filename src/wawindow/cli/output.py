@@ -8,6 +8,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,9 +31,16 @@ def parse_roles(value: str) -> tuple[str, ...]:
     return roles
 
 
-def settings_from(env: Mapping[str, str]) -> Settings:
+def settings_from(
+    env: Mapping[str, str], *, for_people: bool = True, library_log: Path | None = None
+) -> Settings:
+    """The settings, and logging configured: for a person at a terminal (lines to read, the
+    libraries' lines kept out: see :func:`wawindow.logs.configure`), or, with ``for_people``
+    false, for a service (``wawindow run``: JSON lines unless on a TTY)."""
     settings = Settings.from_env(env)
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(
+        settings.log_level, settings.log_format, for_people=for_people, library_log=library_log
+    )
     return settings
 
 
@@ -74,6 +82,13 @@ def write_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None
 def out(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def err(line: str) -> None:
+    """One line for the person at the terminal, on stderr (after any log lines waiting)."""
+    logs.drain()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def columns(lines: Sequence[Sequence[str]], numeric: Collection[int]) -> str:

@@ -157,9 +157,13 @@ class KafkaBroker:
         ]  # fmt: skip
 
     def _prepare(self) -> None:
+        """Write the configuration (this start's ports) and, unless the data directory holds a
+        formatted broker's data already, format it: a restart on kept data keeps its cluster
+        id and topics. A format cut short (no ``meta.properties``) is wiped and done again."""
         data = self.run_dir / "data"
-        if (data / "meta.properties").exists():
-            return
+        formatted = (data / "meta.properties").exists()
+        if not formatted and data.exists():
+            shutil.rmtree(data)
         data.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         template = (_FILES / "server.properties.in").read_text()
@@ -190,6 +194,8 @@ class KafkaBroker:
             config = "\n".join(lines) + "\n" + self.sasl_ssl.properties()
         (self.run_dir / "server.properties").write_text(config)
         (self.run_dir / "log4j2.yaml").write_bytes((_FILES / "log4j2.yaml").read_bytes())
+        if formatted:
+            return
         cluster_id = self.cluster_id or new_cluster_id()
         format_storage(
             self.libs,

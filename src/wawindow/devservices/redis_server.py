@@ -48,10 +48,13 @@ class RedisServer:
         tls: LocalCA | None = None,
         client_certificates: bool = False,
         users: tuple[tuple[str, str, str], ...] = (),
+        persistent: bool = False,
     ) -> None:
         """``tls``: also listen with TLS on ``tls_port`` (clients' certificates optional, or
         required with ``client_certificates``: mutual TLS); ``users``: ACL users
-        ``(name, password, rules)`` beside the default one."""
+        ``(name, password, rules)`` beside the default one; ``persistent``: an append-only
+        file in ``run_dir`` (fsynced every second), so a later start there finds the data."""
+        self.persistent = persistent
         self.tls = tls
         self.client_certificates = client_certificates
         self.tls_port = free_port() if tls else None
@@ -86,7 +89,11 @@ class RedisServer:
                     f"logfile {self.log_path}",
                     "daemonize no",
                     'save ""',
-                    "appendonly no",
+                    *(
+                        ("appendonly yes", "appendfsync everysec")
+                        if self.persistent
+                        else ("appendonly no",)
+                    ),
                     "protected-mode yes",
                     *self._tls_config(),
                     *(f"user {n} on >{p} {rules}" for n, p, rules in self.users),

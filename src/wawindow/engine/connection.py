@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wawindow.errors import RedisUnavailable
+from wawindow.kafka import tls_context
 
 AnyRedis = Redis | RedisCluster
 
@@ -77,6 +78,12 @@ class RedisTLS:
         if self.cert_file:
             out["ssl_certfile"], out["ssl_keyfile"] = self.cert_file, self.key_file
         return out
+
+    def check(self, url: str) -> None:
+        """Read the files now, for a ``rediss://`` URL: one that cannot be used stops start-up
+        with one line naming its setting (redis-py would say so only on the first call)."""
+        if url.startswith("rediss://"):
+            tls_context("WAWINDOW_REDIS_SSL_", self.ca_file, self.cert_file, self.key_file)
 
 
 @dataclass(frozen=True, slots=True)
