@@ -40,6 +40,7 @@ from wawindow.config import cache_dir
 from wawindow.devservices.stack import LocalServices
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore
+from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
@@ -170,7 +171,12 @@ async def new_worker(
     publisher = Publisher(bootstrap, ack_timeout_ms=30_000)
     await publisher.start()
     worker = Worker(
-        bootstrap=bootstrap, topics=topics, group_id=group, store=store, publisher=publisher
+        bootstrap=bootstrap,
+        topics=topics,
+        group_id=group,
+        store=store,
+        publisher=publisher,
+        suppression=SuppressionConfig.of(b"bench-suppression-key"),
     )
     return worker, publisher
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import aiohttp
 import pytest
 
-from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN, Services
 from wawindow.devservices.process import free_port
 
 WAWINDOW = [sys.executable, "-m", "wawindow"]
@@ -38,6 +38,7 @@ def base_env(services: Services, prefix: str) -> dict[str, str]:
         "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
         "WAWINDOW_APP_SECRETS": APP_SECRET,
         "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
         "WAWINDOW_TOPIC_PREFIX": prefix,
         "WAWINDOW_HTTP_HOST": "127.0.0.1",
         "WAWINDOW_LOG_FORMAT": "json",

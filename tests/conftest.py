@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tests.engine_harness import Scenario
     from wawindow.engine.connection import AnyRedis
     from wawindow.engine.store import WindowStore
+    from wawindow.publisher import Publisher
 
 # Property tests: a fixed, derandomized set of examples in CI; more, and random, elsewhere.
 _SLOW = [hypothesis.HealthCheck.too_slow]
@@ -53,6 +54,7 @@ def examples(ci: int) -> int:
 PAYLOADS = Path(__file__).parent / "fixtures" / "meta"
 
 APP_SECRET = "test-app-secret"
+SUPPRESSION_KEY = "test-suppression-key"
 OLD_APP_SECRET = "test-app-secret-before-rotation"
 VERIFY_TOKEN = "test-verify-token"
 
@@ -99,6 +101,7 @@ def settings_for(services: Services, topic_prefix: str) -> Settings:
             "WAWINDOW_REDIS_URL": services.redis_url,
             "WAWINDOW_APP_SECRETS": f"{APP_SECRET},{OLD_APP_SECRET}",
             "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_TOPIC_PREFIX": topic_prefix,
             "WAWINDOW_KAFKA_ACK_TIMEOUT_MS": "3000",
         }
@@ -192,6 +195,20 @@ async def s(
 
     async with scenario(receiver, settings, topics, redis_db1(services)) as sc:
         yield sc
+
+
+@pytest.fixture
+async def publisher(s: Scenario) -> AsyncIterator[Publisher]:
+    """A started publisher on the scenario's Kafka (for the API's consent writes)."""
+    from wawindow.publisher import Publisher
+
+    assert s.settings.kafka_bootstrap
+    p = Publisher(s.settings.kafka_bootstrap, ack_timeout_ms=5000)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import APP_SECRET, Client
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY, Client
 from tests.kafkautil import read_all, values
 from wawindow import samples
 from wawindow.config import Settings
@@ -20,6 +20,7 @@ from wawindow.contracts import DAY
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.counts import read_counters
 from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher
@@ -82,7 +83,7 @@ class Scenario:
             group_id=group,
             store=self.store,
             publisher=publisher,
-            **options,
+            **{"suppression": SuppressionConfig.of(SUPPRESSION_KEY.encode()), **options},
         )
         await worker.start()
         self.workers.append(worker)

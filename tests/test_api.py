@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN
 from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
 from wawindow.api.app import create_api_app
@@ -35,6 +35,7 @@ ApiClient = TestClient[web.Request, web.Application]
 async def api(s: Scenario) -> AsyncIterator[ApiClient]:
     settings = Settings.from_env(
         {
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_TOKENS": f"{ALL},{MINE}={samples.WABA_ID},{OTHERS}=999|998",
         }
     )
@@ -92,6 +93,7 @@ async def test_unknown_paths_and_methods_answer_the_error_shape_in_every_role(
             "WAWINDOW_TOPIC_PREFIX": s.settings.topic_prefix,
             "WAWINDOW_APP_SECRETS": APP_SECRET,
             "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_TOKENS": ALL,
         }
     )
@@ -152,7 +154,9 @@ async def test_the_api_and_the_receiver_answer_their_own_unknown_paths_and_metho
 async def test_a_body_not_in_its_content_encoding_is_400_not_500(s: Scenario) -> None:
     """aiohttp decodes bodies before the handler reads them; one that cannot be decoded is the
     caller's fault, in the error shape, on the API as on the receiver."""
-    settings = Settings.from_env({"WAWINDOW_API_WRITE_TOKENS": ALL})
+    settings = Settings.from_env(
+        {"WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY, "WAWINDOW_API_WRITE_TOKENS": ALL}
+    )
     client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
     await client.start_server()
     try:
@@ -431,7 +435,9 @@ async def test_the_operators_pricing_rules_file_from_the_environment_changes_the
     params = {"phone_number_id": PN, "user": WA, "kind": "free_form"}
     answers = []
     for extra in ({}, {"WAWINDOW_PRICING_RULES_FILE": str(rules)}):
-        settings = Settings.from_env({"WAWINDOW_API_TOKENS": ALL, **extra})
+        settings = Settings.from_env(
+            {"WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY, "WAWINDOW_API_TOKENS": ALL, **extra}
+        )
         client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
         await client.start_server()
         try:
@@ -458,6 +464,7 @@ async def test_send_check_prices_a_message_from_the_operators_rate_card(
     )
     settings = Settings.from_env(
         {
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_TOKENS": ALL,
             "WAWINDOW_RATE_CARD_FILE": str(card),
         }
@@ -509,6 +516,7 @@ async def test_send_check_places_bsuid_users_by_country_and_bills_authentication
     }))  # fmt: skip
     settings = Settings.from_env(
         {
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_TOKENS": ALL,
             "WAWINDOW_RATE_CARD_FILE": str(card),
         }
@@ -552,6 +560,7 @@ async def test_a_marketing_template_sent_through_marketing_messages_is_priced_as
     )
     settings = Settings.from_env(
         {
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_TOKENS": ALL,
             "WAWINDOW_RATE_CARD_FILE": str(card),
         }

@@ -15,12 +15,14 @@ from referencing.jsonschema import DRAFT7
 
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
-from wawindow import samples
+from wawindow import consent_records, samples
 from wawindow.consent_records import Categories, consent_record, erasure_record
 from wawindow.contracts import ChangeKind, EventKind, TransitionType
 from wawindow.engine.cloudevents import to_cloudevent
+from wawindow.engine.suppression import record_of
 from wawindow.keys import Topics, person_key
 from wawindow.rules import people
+from wawindow.rules.suppression import at_erasure
 
 DOC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent.parent / "docs" / "asyncapi.yaml").read_text()
@@ -163,6 +165,16 @@ def test_the_records_the_api_and_cli_make_fit_the_documented_schemas() -> None:
     valid("erasure", erasure)
     assert set(erasure) == declared(record_messages()["erasure"])[0]
     valid("consentTombstone", None)
+    ds = [people.decision_of(consent), people.decision_of({**bare, "decision": "opt_out"})]
+    entry = at_erasure("102290129340398", now, ["0" * 32, "a" * 32], ds, [], ("marketing",), 9)
+    suppression = record_of(entry)
+    valid("suppression", suppression)
+    assert set(suppression) == declared(record_messages()["suppression"])[0]
+    assert consent_records.invalid(suppression) is None
+    with pytest.raises(ValidationError):
+        valid("suppression", {**suppression, "digests": ["16505550000"]})
+    with pytest.raises(ValidationError):
+        valid("suppression", {**suppression, "webhook": {"all": ["soon", "x", 0]}})
     with pytest.raises(ValidationError):
         valid("erasure", consent)
     with pytest.raises(ValidationError):

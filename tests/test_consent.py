@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import Services
+from tests.conftest import SUPPRESSION_KEY, Services
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
 from wawindow import keys, samples
@@ -40,6 +40,7 @@ def api_settings(s: Scenario, policy: str = "enforce", **extra: str) -> Settings
     return Settings.from_env(
         {
             "WAWINDOW_API_TOKENS": READER,
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_API_WRITE_TOKENS": f"{WRITER},{LIMITED}=999",
             "WAWINDOW_TOPIC_PREFIX": s.topics.prefix,
             "WAWINDOW_CONSENT_POLICY": policy,
@@ -47,17 +48,6 @@ def api_settings(s: Scenario, policy: str = "enforce", **extra: str) -> Settings
             **extra,
         }
     )
-
-
-@pytest.fixture
-async def publisher(s: Scenario) -> AsyncIterator[Publisher]:
-    assert s.settings.kafka_bootstrap
-    p = Publisher(s.settings.kafka_bootstrap, ack_timeout_ms=5000)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
 
 
 async def client_for(settings: Settings, s: Scenario, publisher: Publisher) -> ApiClient:

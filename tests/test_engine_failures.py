@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import Services, redis_db1
+from tests.conftest import SUPPRESSION_KEY, Services, redis_db1
 from tests.engine_harness import Scenario
 from tests.kafkautil import partitions_of, read_all
 from wawindow import keys, samples
@@ -87,6 +87,7 @@ def start_worker(s: Scenario, services: Services, group: str) -> subprocess.Pope
         **{k: v for k, v in os.environ.items() if not k.startswith("WAWINDOW_")},
         "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
         "WAWINDOW_REDIS_URL": redis_db1(services),
+        "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
         "WAWINDOW_TOPIC_PREFIX": s.topics.prefix,
         "WAWINDOW_WORKER_GROUP": group,
         "WAWINDOW_WORKER_BATCH_SIZE": "10",

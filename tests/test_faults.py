@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import APP_SECRET, Client, Services
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY, Client, Services
 from tests.kafkautil import read_all
 from tests.test_engine_failures import wait_for_lag_zero
 from wawindow import samples
@@ -129,6 +129,7 @@ def start_worker(services: Services, topics: Topics, redis_url: str) -> subproce
         "WAWINDOW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
         "WAWINDOW_REDIS_URL": redis_url,
         "WAWINDOW_TOPIC_PREFIX": topics.prefix,
+        "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
         "WAWINDOW_WORKER_GROUP": GROUP,
         "WAWINDOW_WORKER_BATCH_SIZE": "20",
         "WAWINDOW_HTTP_HOST": "127.0.0.1",

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import APP_SECRET
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY
 from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
 from wawindow.metrics import METRICS, Metrics
@@ -145,7 +145,9 @@ async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario)
     from wawindow.api.app import create_api_app
     from wawindow.config import Settings
 
-    settings = Settings.from_env({"WAWINDOW_API_TOKENS": "metrics-token"})
+    settings = Settings.from_env(
+        {"WAWINDOW_API_TOKENS": "metrics-token", "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY}
+    )
     app = create_api_app(settings, s.store)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
 from tests.cliutil import WAWINDOW, run, wait_healthy
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN
 from tests.waiting import until
 from wawindow import samples
 from wawindow.config import cache_dir
@@ -73,6 +73,7 @@ class Secured:
             "WAWINDOW_APP_SECRETS": APP_SECRET,
             "WAWINDOW_VERIFY_TOKEN": VERIFY_TOKEN,
             "WAWINDOW_API_WRITE_TOKENS": TOKEN,
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
             "WAWINDOW_TOPIC_PREFIX": PREFIX,
             "WAWINDOW_HTTP_HOST": "127.0.0.1",
             "WAWINDOW_LOG_FORMAT": "json",

@@ -6,6 +6,8 @@ A record is JSON::
     {"kind": "consent", "event_id", "waba_id", "user", "category", "decision", "at",
      "source", "wording", "proof", "recorded_by", "recorded_at"}
     {"kind": "erasure", "event_id", "waba_id", "user", "at", "recorded_by", "recorded_at"}
+    {"kind": "suppression", "event_id", "waba_id", "erased_at", "digests", "webhook",
+     "consent", "categories"}
 
 keyed by its ``event_id`` on a compacted topic (see :mod:`wawindow.topics`). A change's id is
 a hash of what it says (WABA, user, category, decision, time, source, wording, proof), so the
@@ -37,6 +39,8 @@ REQUEST_FIELDS = frozenset(
     ("waba_id", "user", "category", "decision", "at", "source", "wording", "proof", "recorded_by")
 )
 CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+#: a keyed hash of an id (wawindow.rules.suppression.digest)
+DIGEST = re.compile(r"[0-9a-f]{32}")
 MAX_TEXT = 500  # source, wording, proof, recorded_by
 FUTURE_S = 5  # how far ahead of the tracker's clock a decision's time may be (clock skew)
 
@@ -156,6 +160,8 @@ def invalid(rec: Any) -> str | None:
     if not isinstance(rec, Mapping) or not isinstance(rec.get("event_id"), str):
         return "record without an event_id"
     kind = rec.get("kind")
+    if kind == ChangeKind.SUPPRESSION:
+        return _invalid_suppression(rec)
     if kind not in (ChangeKind.CONSENT, ChangeKind.ERASURE):
         return f"record {rec['event_id']} has kind {kind!r}"
     try:
@@ -175,6 +181,40 @@ def invalid(rec: Any) -> str | None:
             return f"record {rec['event_id']} has no category"
         if rec.get("decision") not in DECISIONS:
             return f"record {rec['event_id']} has no decision"
+    return None
+
+
+def _invalid_suppression(rec: Mapping[str, Any]) -> str | None:
+    """Why a suppression record (see :mod:`wawindow.rules.suppression`) cannot be applied."""
+    name = f"suppression {rec['event_id']}"
+    if not isinstance(rec.get("waba_id"), str) or not RECORDED_WABA.fullmatch(rec["waba_id"]):
+        return f"{name} has no WABA id"
+    erased_at = rec.get("erased_at")
+    if type(erased_at) is not int or erased_at not in TIMESTAMPS or not erased_at:
+        return f"{name} has no Unix erased_at in range: {erased_at!r}"
+    digests = rec.get("digests")
+    if not isinstance(digests, list) or not digests:
+        return f"{name} has no digests"
+    if not all(isinstance(d, str) and DIGEST.fullmatch(d) for d in digests):
+        return f"{name} has a digest that is not a keyed hash"
+    for part in ("webhook", "consent"):
+        held = rec.get(part)
+        if not isinstance(held, Mapping):
+            return f"{name} has no {part} object"
+        for category, h in held.items():
+            if not (category == ALL or CATEGORY.fullmatch(str(category))):
+                return f"{name} has a {part} category {category!r}"
+            if not (
+                isinstance(h, list)
+                and len(h) == 3
+                and type(h[0]) is int
+                and isinstance(h[1], str)
+                and type(h[2]) is int
+            ):
+                return f"{name} has a {part} opt-out that is not [at, source, until]"
+    categories = rec.get("categories")
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        return f"{name} has no categories"
     return None
 
 

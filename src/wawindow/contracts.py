@@ -33,6 +33,8 @@ class ChangeKind(StrEnum):
 
     CONSENT = "consent"
     ERASURE = "erasure"
+    # what an erasure kept of the person's opt-outs (see wawindow.rules.suppression)
+    SUPPRESSION = "suppression"
 
 
 #: the kinds that belong to a conversation (the others are keyed by WABA and change no state)

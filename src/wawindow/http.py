@@ -21,6 +21,7 @@ from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
 from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
+from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.engine.worker import Worker
 from wawindow.health import NEEDS_KAFKA, PUBLISHER, STORE, WORKER, add_health_routes
 from wawindow.keys import Topics
@@ -65,7 +66,7 @@ def build_app(
         if store is None:
             raise ValueError("the api role needs the store")
         app[API] = ApiConfig.from_settings(settings)
-        app[PEOPLE] = People(store)
+        app[PEOPLE] = People(store, Suppressions(store, SuppressionConfig.from_settings(settings)))
         app[TOPICS] = Topics(settings.topic_prefix)
         add_api_routes(app)
     if worker is not None:

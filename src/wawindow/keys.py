@@ -172,19 +172,32 @@ class PersonKeys:
         return f"{_tag(self.shard)}:{self.key}"
 
 
+def suppression_key(waba_id: str, digest: str) -> str:
+    """What an erasure kept of one id of a person at a WABA: ``s:<waba>:<keyed hash>`` (see
+    :mod:`wawindow.rules.suppression`); never a plain id."""
+    return f"s:{waba_id}:{digest}"
+
+
 def document_keys(key: str) -> tuple[str, int]:
-    """The state key and shard of a stored document: a conversation or a person."""
-    if key.startswith("k:"):
+    """The state key and shard of a stored document: a conversation, a person or a
+    suppression (STRING ``<version> <document>``; a person's or a suppression's kept without
+    expiry, or as long as its opt-outs would have been)."""
+    if key.startswith(("k:", "s:")):
         shard = shard_of(key)
         return f"{_tag(shard)}:{key}", shard
     k = ConversationKeys.of(key)
     return k.state, k.shard
 
 
-#: HASH: '<waba>|<user id>' -> the Unix second up to which that person was erased; older
-#: webhooks of theirs are dropped before they reach any state (kept as long as the erasure
-#: records of consent-events: for ever)
+#: HASH: the keyed hash of '<waba>|<user id>' (:func:`wawindow.rules.suppression.digest`)
+#: -> the Unix second up to which that person was erased; older webhooks of theirs are
+#: dropped before they reach any state (kept as long as the erasure records of
+#: consent-events: for ever). Releases before the keyed hashes wrote the plain
+#: '<waba>|<user id>': the worker rewrites those once (ERASED_HASHED marks it done)
 ERASED = "ww:erased"
+
+#: STRING: set once every field of ERASED is a keyed hash
+ERASED_HASHED = "ww:erased:hashed"
 
 #: HASH: phone number id -> its WABA, for every number the worker has seen; how a person's
 #: conversations are found at erasure, and a number's WABA for consent

@@ -25,6 +25,7 @@ from wawindow import __version__, logs
 from wawindow.config import Settings
 from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
 from wawindow.http import build_app, needs_kafka
@@ -58,6 +59,8 @@ def required_settings(roles: Collection[str]) -> tuple[str, ...]:
         names += ["redis_url"]
     if "api" in roles:
         names += ["api_tokens"]
+    if "worker" in roles or "api" in roles:  # they erase, and answer send-checks
+        names += ["suppression_key"]
     return tuple(names)
 
 
@@ -134,6 +137,7 @@ async def run_roles(
                     publisher=publisher,
                     batch_size=settings.worker_batch_size,
                     metrics=metrics,
+                    suppression=SuppressionConfig.from_settings(settings),
                 )
                 await worker.start()
                 stack.push_async_callback(worker.stop)

@@ -37,8 +37,9 @@ from wawindow.metrics import METRICS, Metrics
 from wawindow.pricing import KINDS, expected_charge
 from wawindow.publisher import Publisher
 from wawindow.ratecard import ENDPOINTS, estimate, rate_for
-from wawindow.rules.consent import Consent
+from wawindow.rules.consent import Consent, Decision
 from wawindow.rules.send_check import decide
+from wawindow.rules.suppression import Suppression
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -168,18 +169,37 @@ async def send_check(request: web.Request) -> web.Response:
         shown = ", ".join(config.categories.shown)
         return error(400, "bad_parameter", f"consent_category must be one of {shown}")
     consent = None
-    if config.consent_policy != "off" and kind != "free_form":
+    people = request.app[PEOPLE]
+    suppressions: list[Suppression] = []
+    decisions: list[Decision] = []
+    if kind != "free_form":
         waba_id = (
             (view or {}).get("waba_id")
             or q.get("waba_id")
             or waba
-            or await request.app[PEOPLE].waba_of(q["phone_number_id"])
+            or await people.waba_of(q["phone_number_id"])
         )
         if waba_id is not None and _may_see(request, waba_id):
-            # every number of the WABA: an opt-out sent to one number holds for all of them
-            on_file = await request.app[PEOPLE].on_file(waba_id, q["user"])
-            consent = Consent.of(on_file.decisions)
-    answer = decide(view, consent, config.consent_policy, kind, consent_category)
+            # what erasures of the person kept (of every id the view names): one round trip
+            known_ids = ((view or {}).get("user") or {}).values()
+            ids = {q["user"], *(i for i in known_ids if isinstance(i, str))}
+            if people.suppressions is not None:
+                suppressions = await people.suppressions.entries(waba_id, ids)
+            if config.consent_policy != "off" or suppressions:
+                # every number of the WABA: an opt-out sent to one number holds for all
+                decisions = (await people.on_file(waba_id, q["user"])).decisions
+            if config.consent_policy != "off":
+                consent = Consent.of(decisions)
+    answer = decide(
+        view,
+        consent,
+        config.consent_policy,
+        kind,
+        consent_category,
+        suppressions,
+        decisions,
+        now,
+    )
     charge = expected_charge(
         config.rules, kind, now, service_window_open=csw_open, entry_point_open=fep_open
     )
@@ -209,6 +229,7 @@ async def send_check(request: web.Request) -> web.Response:
             "entry_point_window_expires_at": fep.get("expires_at") if fep_open else None,
             "expected_charge": charge,
             **({"consent": answer.consent} if answer.consent is not None else {}),
+            **({"suppressed": True} if answer.suppressed else {}),
         }
     )
 

@@ -10,6 +10,9 @@ as they do for webhooks.
   ids, then erases the person's documents under each id. Each step can be repeated.
 - Consent on file joins the person's recorded decisions under each of their ids with the
   opt-outs their conversations learned from webhooks: one history.
+- Before anything is erased, the opt-outs in force are kept as a suppression under keyed
+  hashes of the person's ids (:mod:`wawindow.engine.suppression`), and the erasure marks
+  (``ww:erased``) name keyed hashes too, never plain ids.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from wawindow.contracts import DAY, ChangeKind
 from wawindow.engine.connection import text
 from wawindow.engine.documents import Applied, Read
 from wawindow.engine.store import WindowStore
+from wawindow.engine.suppression import Suppressions, record_of
 from wawindow.errors import EventRejected
 from wawindow.keys import conversation_key
 from wawindow.rules import engine, people
@@ -32,6 +36,7 @@ from wawindow.rules.consent import Decision, from_webhooks
 from wawindow.rules.engine import EventResult
 from wawindow.rules.people import Person
 from wawindow.rules.state import State
+from wawindow.rules.suppression import Suppression, merge
 
 log = structlog.get_logger("wawindow.people")
 
@@ -39,11 +44,13 @@ log = structlog.get_logger("wawindow.people")
 @dataclass(slots=True)
 class PeopleReport:
     """Per record its result (or the error that kept it from being applied), the writes
-    whose events are to be published, and the consent records to tombstone on Kafka."""
+    whose events are to be published, the consent records to tombstone on Kafka, and the
+    suppression records to put there."""
 
     results: list[EventResult | Exception]
     applied: list[Applied] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +69,18 @@ class OnFile:
 class People:
     """Consent and erasure of people, on the conversations' store."""
 
-    def __init__(self, store: WindowStore) -> None:
+    def __init__(self, store: WindowStore, suppressions: Suppressions | None = None) -> None:
+        """``suppressions``: needed to erase (the worker), not to read consent."""
         self._store = store
         self._redis = store.redis
+        self._suppressions = suppressions
+        self._marks_hashed = False  # every field of ERASED is a keyed hash (_hash_marks)
         self._noted: dict[str, tuple[str, float]] = {}  # number -> (WABA, when written)
         self._indexed = False  # every noted number is in its WABA's set (_index_numbers)
+
+    @property
+    def suppressions(self) -> Suppressions | None:
+        return self._suppressions
 
     # -- the numbers of a WABA ----------------------------------------------------------------
 
@@ -130,37 +144,79 @@ class People:
 
     # -- erased people ------------------------------------------------------------------------
 
+    def _suppressing(self) -> Suppressions:
+        if self._suppressions is None:
+            raise EventRejected(
+                "no WAWINDOW_SUPPRESSION_KEY: an erasure would lose the person's opt-outs"
+            )
+        return self._suppressions
+
     async def erased(
         self, events: Sequence[Mapping[str, Any]]
     ) -> Callable[[Mapping[str, Any]], bool]:
         """Which of ``events`` belong to an erased person and are not newer than the erasure
         (one round trip for a batch)."""
-        fields = sorted({f for ev in events for f in _person_fields(ev)})
-        if not fields:
+        people = {p for ev in events for p in _person_ids(ev)}
+        if not people:
             return lambda _: False
-        found = dict(zip(fields, await self._redis.hmget(keys.ERASED, fields), strict=True))
-        up_to = {f: int(v) for f, v in found.items() if v is not None}
+        await self._hash_marks()
+        sup = self._suppressing()
+        fields = {p: sup.every_digest(*p) for p in people}  # every key's: a rotation
+        names = sorted({f for fs in fields.values() for f in fs})
+        found = dict(zip(names, await self._redis.hmget(keys.ERASED, names), strict=True))
+        up_to = {
+            p: max(times)
+            for p, fs in fields.items()
+            if (times := [int(v) for f in fs if (v := found[f]) is not None])
+        }
         if not up_to:
             return lambda _: False
 
         def erased(ev: Mapping[str, Any]) -> bool:
             ts = ev.get("timestamp")
             return any(
-                f in up_to and (not isinstance(ts, int) or ts <= up_to[f])
-                for f in _person_fields(ev)
+                p in up_to and (not isinstance(ts, int) or ts <= up_to[p]) for p in _person_ids(ev)
             )
 
         return erased
 
     async def _mark_erased(self, waba_id: str, ids: Iterable[str], at: int) -> None:
-        current = await self._redis.hmget(keys.ERASED, [f"{waba_id}|{i}" for i in ids])
+        await self._hash_marks()
+        fields = self._suppressing().digests(waba_id, ids)
+        current = await self._redis.hmget(keys.ERASED, fields)
         marks: dict[Any, Any] = {
-            f"{waba_id}|{i}": at
-            for i, c in zip(ids, current, strict=True)
-            if c is None or int(c) < at
+            f: at for f, c in zip(fields, current, strict=True) if c is None or int(c) < at
         }
         if marks:
             await self._redis.hset(keys.ERASED, mapping=marks)
+
+    async def _hash_marks(self) -> None:
+        """Once per store: rewrite the plain '<waba>|<id>' fields of ERASED that releases
+        before the keyed hashes wrote as keyed hashes (the newest time of each kept)."""
+        if self._marks_hashed or await self._redis.get(keys.ERASED_HASHED):
+            self._marks_hashed = True
+            return
+        sup = self._suppressing()
+        plain = {
+            text(f): int(v)
+            for f, v in (await self._redis.hgetall(keys.ERASED)).items()
+            if "|" in text(f)
+        }
+        hashed: dict[str, int] = {}
+        for f, at in plain.items():
+            waba_id, _, user = f.partition("|")
+            d = sup.digest(waba_id, user)
+            hashed[d] = max(at, hashed.get(d, 0))
+        current = await self._redis.hmget(keys.ERASED, list(hashed)) if hashed else []
+        pipe = self._redis.pipeline(transaction=False)
+        for (d, at), c in zip(hashed.items(), current, strict=True):
+            if c is None or int(c) < at:
+                pipe.hset(keys.ERASED, d, at)
+        if plain:
+            pipe.hdel(keys.ERASED, *plain)
+        pipe.set(keys.ERASED_HASHED, "1", ex=self._store.retention_s)
+        await pipe.execute()
+        self._marks_hashed = True
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -219,6 +275,13 @@ class People:
         report = PeopleReport([EventRejected("not applied")] * len(records))
         todo: list[tuple[int | None, dict[str, Any]]] = []
         for i, rec in enumerate(records):
+            if rec["kind"] == ChangeKind.SUPPRESSION:
+                try:
+                    report.tombstones += await self._suppressing().apply([rec], now)
+                    report.results[i] = EventResult()
+                except (EventRejected, ValueError, TypeError, KeyError) as exc:
+                    report.results[i] = exc
+                continue
             if rec["kind"] != ChangeKind.ERASURE:
                 todo.append((i, dict(rec)))
                 continue
@@ -228,12 +291,21 @@ class People:
             try:
                 if rec["event_id"] not in (await self.person(waba_id, user)).erasures:
                     # a replayed erasure is not done again: the person may have come back since
-                    ids, applied = await self._erase_conversations(
-                        waba_id, user, int(rec["at"]), now
+                    ids, applied, kept = await self._erase(waba_id, user, int(rec["at"]), now)
+                else:  # its suppression record again: a crash may have come before its publish
+                    kept = next(
+                        (
+                            e
+                            for e in await self._suppressing().entries(waba_id, [user])
+                            if e.erased_at == int(rec["at"])
+                        ),
+                        None,
                     )
             except (EventRejected, ValueError, TypeError, KeyError) as exc:
                 report.results[i] = exc
                 continue
+            if kept is not None:
+                report.records.append(record_of(kept))
             report.applied += applied
             todo.append((i, {**rec, "ids": ids}))
             for other in ids:  # the same person's documents under their other ids, quietly
@@ -265,6 +337,24 @@ class People:
                     report.results[j] = res
         report.tombstones = list(dict.fromkeys(report.tombstones))
         return report
+
+    async def _erase(
+        self, waba_id: str, user: str, at: int, now: int
+    ) -> tuple[list[str], list[Applied], Suppression | None]:
+        """Keep the opt-outs in force as a suppression, then erase the conversations;
+        returns the ids erased, the writes to publish and the suppression kept (None: the
+        person had no opt-out in force)."""
+        sup = self._suppressing()
+        on_file = await self.on_file(waba_id, user)
+        before = await sup.entries(waba_id, on_file.ids)
+        entry = sup.at_erasure(waba_id, at, on_file.ids, on_file.decisions, before)
+        kept, _ = await sup.keep(entry, now)  # before anything is erased: a crash loses nothing
+        ids, applied = await self._erase_conversations(waba_id, user, at, now)
+        more = set(ids) - set(on_file.ids)
+        if kept is not None and more:  # ids only the links named: theirs too
+            wider = merge(kept, Suppression(waba_id, kept.erased_at, sup.digests(waba_id, more)))
+            kept, _ = await sup.keep(wider, now)
+        return ids, applied, kept
 
     async def _erase_conversations(
         self, waba_id: str, user: str, at: int, now: int
@@ -318,14 +408,12 @@ class People:
         return sorted(ids), applied
 
 
-def _person_fields(ev: Mapping[str, Any]) -> list[str]:
-    """The ``ww:erased`` fields an event's person may be erased under."""
+def _person_ids(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (WABA, id) pairs an event's person may be erased under."""
     waba, user = ev.get("waba_id"), ev.get("user")
     if not isinstance(waba, str) or not isinstance(user, dict):
         return []
     data = ev.get("data")
     if isinstance(data, dict) and data.get("group_id"):
         return []  # a group's participants are not the conversation's person
-    return [
-        f"{waba}|{i}" for i in (user.get("wa_id"), user.get("user_id")) if isinstance(i, str) and i
-    ]
+    return [(waba, i) for i in (user.get("wa_id"), user.get("user_id")) if isinstance(i, str) and i]

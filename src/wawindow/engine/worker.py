@@ -38,6 +38,7 @@ from wawindow.engine import cloudevents
 from wawindow.engine.documents import Applied
 from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
+from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.errors import KafkaUnavailable, WawindowError
 from wawindow.kafka import KafkaConnection
 from wawindow.keys import Topics
@@ -78,12 +79,13 @@ class Worker:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         stall_s: float = STALL_S,
+        suppression: SuppressionConfig,
     ) -> None:
         self._kafka = KafkaConnection.of(bootstrap)
         self._topics = topics
         self._group_id = group_id
         self._store = store
-        self._people = People(store)
+        self._people = People(store, Suppressions(store, suppression))
         self._publisher = publisher
         self._batch_size = batch_size
         self._clock = clock
@@ -296,6 +298,11 @@ class Worker:
             applied += people.applied
             tombstones = [
                 Record(self._topics.consent_events, None, key.encode()) for key in people.tombstones
+            ]
+            # what erasures kept of opt-outs, on the consent topic too: a rebuild finds it
+            tombstones += [
+                Record(self._topics.consent_events, orjson.dumps(r), str(r["event_id"]).encode())
+                for r in people.records
             ]
         transitions: list[Transition] = []
         seen: set[str] = set()

@@ -12,14 +12,19 @@ person now, and if not, why?
   ``marketing_opted_out`` for ``user_preferences`` or 131050, ``opted_out_of_category`` for
   one recorded by the business). Under ``record`` the answer is as under ``off`` and says
   what consent is on file; ``off`` ignores recorded consent.
+- An erased person's opt-outs outlive the erasure (:mod:`wawindow.rules.suppression`): a
+  template the person refused before is refused after, with the same reason and
+  ``suppressed``, until a newer opt-in for its category or ``all``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wawindow.rules.consent import Consent, State
+from wawindow.rules.consent import Consent, Decision, State
+from wawindow.rules.suppression import WEBHOOK_REASONS, Suppression, reason_of
 
 POLICIES = ("off", "record", "enforce")
 
@@ -30,14 +35,7 @@ class Answer:
     reason: str | None
     requires_template: bool
     consent: dict[str, State] | None = None  # what is on file, under "record" and "enforce"
-
-
-#: why an opt-out on file refuses a template, by where it came from
-_OPT_OUT_REASONS = {
-    "whatsapp_keyword": "opted_out",
-    "user_preferences": "marketing_opted_out",
-    "meta_131050": "marketing_opted_out",
-}
+    suppressed: bool = False  # refused by what an erasure kept
 
 
 def decide(
@@ -46,11 +44,15 @@ def decide(
     policy: str,
     kind: str,
     consent_category: str | None = None,
+    suppressions: Sequence[Suppression] = (),
+    decisions: Sequence[Decision] = (),
+    now: int = 0,
 ) -> Answer:
     """``view``: the user's window view (``None``: never seen); ``consent``: what is on file,
     recorded and webhook-borne decisions together; ``kind``: ``free_form`` or
     ``template:<category>``; ``consent_category``: an operator's finer category to check
-    instead of the template's."""
+    instead of the template's; ``suppressions``: what erasures of the person kept, with the
+    ``decisions`` on file (what lifts them) and the time ``now``."""
     window = (view or {}).get("service_window") or {}
     window_open = bool(window.get("open"))
     category = kind.removeprefix("template:") if kind != "free_form" else None
@@ -73,15 +75,23 @@ def decide(
         if (
             broad is not None
             and not broad.opt_in
-            and (broad.source in _OPT_OUT_REASONS or d is None or broad.at >= d.at)
+            and (broad.source in WEBHOOK_REASONS or d is None or broad.at >= d.at)
         ):
             d = broad
         if d is None:
             reason = "no_opt_in"
         elif not d.opt_in:
-            reason = _OPT_OUT_REASONS.get(d.source, "opted_out_of_category")
+            reason = reason_of(d.source)
     elif view is not None and view.get("opted_out"):
         reason = "opted_out"
     elif category == "marketing" and view is not None and view.get("marketing_opt_out"):
         reason = "marketing_opted_out"
-    return Answer(reason is None, reason, not window_open, on_file)
+    suppressed = False
+    if category is not None and reason in (None, "no_opt_in"):
+        for entry in suppressions:
+            since = [d for d in decisions if d.at > entry.erased_at]
+            kept = entry.refusing(policy, checked or category, category, since, now)
+            if kept is not None:
+                reason, suppressed = kept, True
+                break
+    return Answer(reason is None, reason, not window_open, on_file, suppressed)
