@@ -12,12 +12,12 @@ as they do for webhooks.
   opt-outs their conversations learned from webhooks: one history.
 - Before anything is erased, the opt-outs in force are kept as a suppression under keyed
   hashes of the person's ids (:mod:`wawindow.engine.suppression`), and the erasure marks
-  (``ww:erased``) name keyed hashes too, never plain ids.
+  (``ww:erased``, :mod:`wawindow.engine.marks`) name keyed hashes too, never plain ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from wawindow import keys
 from wawindow.contracts import DAY, ChangeKind
 from wawindow.engine.connection import text
 from wawindow.engine.documents import Applied, Read
+from wawindow.engine.marks import ErasureMarks
 from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import Suppressions, record_of
 from wawindow.errors import EventRejected
@@ -74,7 +75,7 @@ class People:
         self._store = store
         self._redis = store.redis
         self._suppressions = suppressions
-        self._marks_hashed = False  # every field of ERASED is a keyed hash (_hash_marks)
+        self._marks: ErasureMarks | None = None
         self._noted: dict[str, tuple[str, float]] = {}  # number -> (WABA, when written)
         self._indexed = False  # every noted number is in its WABA's set (_index_numbers)
 
@@ -151,72 +152,12 @@ class People:
             )
         return self._suppressions
 
-    async def erased(
-        self, events: Sequence[Mapping[str, Any]]
-    ) -> Callable[[Mapping[str, Any]], bool]:
-        """Which of ``events`` belong to an erased person and are not newer than the erasure
-        (one round trip for a batch)."""
-        people = {p for ev in events for p in _person_ids(ev)}
-        if not people:
-            return lambda _: False
-        await self._hash_marks()
-        sup = self._suppressing()
-        fields = {p: sup.every_digest(*p) for p in people}  # every key's: a rotation
-        names = sorted({f for fs in fields.values() for f in fs})
-        found = dict(zip(names, await self._redis.hmget(keys.ERASED, names), strict=True))
-        up_to = {
-            p: max(times)
-            for p, fs in fields.items()
-            if (times := [int(v) for f in fs if (v := found[f]) is not None])
-        }
-        if not up_to:
-            return lambda _: False
-
-        def erased(ev: Mapping[str, Any]) -> bool:
-            ts = ev.get("timestamp")
-            return any(
-                p in up_to and (not isinstance(ts, int) or ts <= up_to[p]) for p in _person_ids(ev)
-            )
-
-        return erased
-
-    async def _mark_erased(self, waba_id: str, ids: Iterable[str], at: int) -> None:
-        await self._hash_marks()
-        fields = self._suppressing().digests(waba_id, ids)
-        current = await self._redis.hmget(keys.ERASED, fields)
-        marks: dict[Any, Any] = {
-            f: at for f, c in zip(fields, current, strict=True) if c is None or int(c) < at
-        }
-        if marks:
-            await self._redis.hset(keys.ERASED, mapping=marks)
-
-    async def _hash_marks(self) -> None:
-        """Once per store: rewrite the plain '<waba>|<id>' fields of ERASED that releases
-        before the keyed hashes wrote as keyed hashes (the newest time of each kept)."""
-        if self._marks_hashed or await self._redis.get(keys.ERASED_HASHED):
-            self._marks_hashed = True
-            return
-        sup = self._suppressing()
-        plain = {
-            text(f): int(v)
-            for f, v in (await self._redis.hgetall(keys.ERASED)).items()
-            if "|" in text(f)
-        }
-        hashed: dict[str, int] = {}
-        for f, at in plain.items():
-            waba_id, _, user = f.partition("|")
-            d = sup.digest(waba_id, user)
-            hashed[d] = max(at, hashed.get(d, 0))
-        current = await self._redis.hmget(keys.ERASED, list(hashed)) if hashed else []
-        pipe = self._redis.pipeline(transaction=False)
-        for (d, at), c in zip(hashed.items(), current, strict=True):
-            if c is None or int(c) < at:
-                pipe.hset(keys.ERASED, d, at)
-        if plain:
-            pipe.hdel(keys.ERASED, *plain)
-        pipe.set(keys.ERASED_HASHED, "1", ex=self._store.retention_s)
-        await pipe.execute()
-        self._marks_hashed = True
+    @property
+    def marks(self) -> ErasureMarks:
+        """Which webhooks belong to an erased person (needs the suppression key)."""
+        if self._marks is None:
+            self._marks = ErasureMarks(self._redis, self._suppressing(), self._store.retention_s)
+        return self._marks
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -386,7 +327,7 @@ class People:
                     ) from None
                 ids |= {i for i in (s.wa_id, s.user_id) if i}
         found |= targets | {conversation_key(n, u) for n in numbers for u in ids}
-        await self._mark_erased(waba_id, sorted(ids), at)
+        await self.marks.mark(waba_id, sorted(ids), at)
         if not found:
             return sorted(ids), []
         rules = self._store.rules
@@ -406,14 +347,3 @@ class People:
                 applied.append(result[1])
         log.info("people.erased", conversations=len(found), numbers=len(numbers))
         return sorted(ids), applied
-
-
-def _person_ids(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The (WABA, id) pairs an event's person may be erased under."""
-    waba, user = ev.get("waba_id"), ev.get("user")
-    if not isinstance(waba, str) or not isinstance(user, dict):
-        return []
-    data = ev.get("data")
-    if isinstance(data, dict) and data.get("group_id"):
-        return []  # a group's participants are not the conversation's person
-    return [(waba, i) for i in (user.get("wa_id"), user.get("user_id")) if isinstance(i, str) and i]

@@ -253,7 +253,7 @@ class Worker:
                 continue
             decoded.append((event, r.value))
         # an erased person's older events (late, or replayed) never reach their state
-        erased = await self._people.erased([e for e, _ in decoded])
+        erased = await self._people.marks.erased([e for e, _ in decoded])
         for event, raw in decoded:
             if erased(event):
                 self.metrics.duplicates.inc()
