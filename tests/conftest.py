@@ -21,12 +21,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.apps import create_app
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices.process import free_port
 from wawindow.devservices.stack import LocalServices
 from wawindow.keys import Topics
 from wawindow.topics import create_topics
-from wawindow.webhook.app import create_app
 
 if TYPE_CHECKING:
     from tests.engine_harness import Scenario

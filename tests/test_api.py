@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.apps import create_api_app
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN
 from tests.engine_harness import HOUR, Scenario
 from wawindow import samples
-from wawindow.api.app import create_api_app
 from wawindow.config import Settings
 from wawindow.http import ROLES, build_app
 from wawindow.publisher import Publisher

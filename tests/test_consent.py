@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.apps import create_api_app
 from tests.conftest import SUPPRESSION_KEY, Services
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
 from wawindow import keys, samples
-from wawindow.api.app import create_api_app
 from wawindow.config import Settings
 from wawindow.engine.people import People
 from wawindow.publisher import Publisher

@@ -62,10 +62,10 @@ async def on_own_kafka(
     worker."""
     from aiohttp.test_utils import TestClient, TestServer
 
+    from tests.apps import create_app
     from tests.conftest import VERIFY_TOKEN
     from wawindow.config import Settings
     from wawindow.topics import create_topics
-    from wawindow.webhook.app import create_app
 
     topics = Topics(prefix)
     settings = Settings.from_env({

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.apps import create_app
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Client
 from tests.kafkautil import read_all, values
 from wawindow import samples
@@ -22,7 +23,6 @@ from wawindow.devservices.broker import KafkaBroker, fetch_jars
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS
 from wawindow.topics import create_topics
-from wawindow.webhook.app import create_app
 from wawindow.webhook.signature import HEADER, sign
 
 pytestmark = pytest.mark.kafka

@@ -142,7 +142,7 @@ def test_every_metric_family_is_named_wawindow_and_has_bounded_labels() -> None:
 async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from wawindow.api.app import create_api_app
+    from tests.apps import create_api_app
     from wawindow.config import Settings
 
     settings = Settings.from_env(

@@ -288,10 +288,10 @@ async def _fuzz_encodings(services: Services, posts: list[Encoded]) -> None:
     and nothing of it on any topic."""
     from aiohttp.test_utils import TestClient, TestServer
 
+    from tests.apps import create_app
     from tests.conftest import new_prefix, settings_for
     from wawindow.keys import Topics
     from wawindow.topics import create_topics
-    from wawindow.webhook.app import create_app
 
     settings = settings_for(services, new_prefix())
     topics = Topics(settings.topic_prefix)

@@ -18,7 +18,7 @@ from wawindow.devservices.redis_server import RedisServer
 from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import window_view
-from wawindow.health import PUBLISHER, STORE, WORKER, add_health_routes
+from wawindow.health import PUBLISHER, REDIS, WORKER, add_health_routes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 USERS = 200
@@ -50,7 +50,7 @@ async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) 
     worker = await s.worker(stall_s=0.5)
     app = web.Application()
     app[PUBLISHER] = s._publishers[0]
-    app[STORE] = s.store
+    app[REDIS] = s.store
     app[WORKER] = worker
     add_health_routes(app)
     client = TestClient(TestServer(app))

@@ -4,16 +4,29 @@ sweeper made progress lately), and whether Kafka and Redis answer and the sweepe
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from aiohttp import web
 
-from wawindow.engine.store import WindowStore
-from wawindow.engine.worker import Worker
 from wawindow.publisher import Publisher
 
+
+class Pinged(Protocol):
+    """What readiness asks of the store: does Redis answer (within ``timeout_s``)?"""
+
+    async def ping(self, timeout_s: float) -> bool: ...
+
+
+class Looping(Protocol):
+    """What liveness and readiness ask of a worker: are its loops making progress?"""
+
+    def health(self) -> dict[str, bool]: ...
+
+
+# typed by what the checks ask, so that serving /readyz needs nothing of the engine
 PUBLISHER = web.AppKey("publisher", Publisher)
-STORE = web.AppKey("store", WindowStore)
-WORKER = web.AppKey("worker", Worker)
+REDIS = web.AppKey("redis_check", Pinged)
+WORKER = web.AppKey("worker_check", Looping)
 #: whether this process's roles need Kafka to be ready (the API alone does not)
 NEEDS_KAFKA = web.AppKey("needs_kafka", bool)
 
@@ -43,7 +56,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: Kafka answers a metadata request (when the roles need it: the API alone
     serves without it and says ``"kafka": false`` only for information); Redis answers PING
     when a role uses it; the worker's sweeps succeed."""
-    store = request.app.get(STORE)
+    store = request.app.get(REDIS)
     # both at once, each within CHECK_S: the probes' timeoutSeconds (k8s/base) allow for it
     kafka, redis = await asyncio.gather(
         request.app[PUBLISHER].ready(CHECK_S),

@@ -16,14 +16,14 @@ from aiohttp import web
 
 from wawindow.answers import json_errors
 from wawindow.api.app import add_api_routes
-from wawindow.api.context import API, PEOPLE, TOPICS, ApiConfig
+from wawindow.api.context import API, PEOPLE, STORE, TOPICS, ApiConfig
 from wawindow.api.openapi import add_openapi_route
 from wawindow.config import Settings
 from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.engine.worker import Worker
-from wawindow.health import NEEDS_KAFKA, PUBLISHER, STORE, WORKER, add_health_routes
+from wawindow.health import NEEDS_KAFKA, PUBLISHER, REDIS, WORKER, add_health_routes
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics, add_metrics_route
 from wawindow.publisher import Publisher
@@ -61,11 +61,12 @@ def build_app(
         app[CONFIG] = ReceiverConfig.from_settings(settings)
         add_routes(app)
     if store is not None:
-        app[STORE] = store
+        app[REDIS] = store
     if "api" in roles:
         if store is None:
             raise ValueError("the api role needs the store")
         app[API] = ApiConfig.from_settings(settings)
+        app[STORE] = store
         app[PEOPLE] = People(store, Suppressions(store, SuppressionConfig.from_settings(settings)))
         app[TOPICS] = Topics(settings.topic_prefix)
         add_api_routes(app)

@@ -18,8 +18,7 @@ from aiohttp import web
 
 from wawindow.answers import error
 from wawindow.api.consents import add_consent_routes
-from wawindow.api.context import API, CALLER, PEOPLE, Caller
-from wawindow.config import Settings
+from wawindow.api.context import API, CALLER, PEOPLE, STORE, Caller
 from wawindow.engine.counts import (
     CSV_COLUMNS,
     GRANULARITIES,
@@ -30,12 +29,9 @@ from wawindow.engine.counts import (
     meta_data_points,
     parse_instant,
 )
-from wawindow.engine.store import WindowStore
 from wawindow.engine.views import window_view
-from wawindow.health import STORE
-from wawindow.metrics import METRICS, Metrics
+from wawindow.metrics import METRICS
 from wawindow.pricing import KINDS, expected_charge
-from wawindow.publisher import Publisher
 from wawindow.ratecard import ENDPOINTS, estimate, rate_for
 from wawindow.rules.consent import Consent, Decision
 from wawindow.rules.send_check import decide
@@ -52,22 +48,6 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/v1/send-check", send_check)
     app.router.add_get("/v1/counts", counts_handler)
     add_consent_routes(app)
-
-
-def create_api_app(
-    settings: Settings,
-    store: WindowStore,
-    metrics: Metrics | None = None,
-    publisher: Publisher | None = None,
-) -> web.Application:
-    """The API's app (:func:`wawindow.http.build_app` for the api role). Without a started
-    ``publisher`` consent writes answer 503, as with Kafka down."""
-    from wawindow.http import build_app  # the builder imports this module
-
-    publisher = publisher or Publisher(
-        settings.kafka_bootstrap or "", ack_timeout_ms=settings.kafka_ack_timeout_ms
-    )
-    return build_app(settings, {"api"}, publisher=publisher, store=store, metrics=metrics)
 
 
 @web.middleware

@@ -9,6 +9,7 @@ from aiohttp import web
 from wawindow.config import ApiToken, Settings
 from wawindow.consent_records import Categories
 from wawindow.engine.people import People
+from wawindow.engine.store import WindowStore
 from wawindow.keys import Topics
 from wawindow.pricing import PricingRule, load_rules
 from wawindow.ratecard import RateCard, load_rate_cards
@@ -47,4 +48,5 @@ class Caller:
 API = web.AppKey("api", ApiConfig)
 CALLER = web.RequestKey("caller", Caller)
 PEOPLE = web.AppKey("people", People)
+STORE = web.AppKey("store", WindowStore)
 TOPICS = web.AppKey("topics", Topics)

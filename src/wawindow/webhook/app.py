@@ -30,7 +30,7 @@ from wawindow.errors import KafkaUnavailable
 from wawindow.health import PUBLISHER
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics
-from wawindow.publisher import Publisher, Record
+from wawindow.publisher import Record
 from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
 from wawindow.topics import MAX_RECORD_BYTES
 from wawindow.webhook import signature
@@ -71,32 +71,10 @@ CONFIG = web.AppKey("config", ReceiverConfig)
 DEAD_LETTER_BODY_BYTES = MAX_RECORD_BYTES - 256 * 1024
 
 
-def create_app(
-    settings: Settings, publisher: Publisher | None = None, metrics: Metrics | None = None
-) -> web.Application:
-    """The receiver's app (:func:`wawindow.http.build_app` for the webhook role). Without
-    ``publisher`` it makes and owns one from the settings."""
-    from wawindow.http import build_app  # the builder imports this module
-
-    settings.require("kafka_bootstrap")
-    owned = publisher is None
-    publisher = publisher or Publisher(settings.kafka, ack_timeout_ms=settings.kafka_ack_timeout_ms)
-    app = build_app(settings, {"webhook"}, publisher=publisher, metrics=metrics)
-    if owned:
-        app.cleanup_ctx.append(_publisher_ctx)
-    return app
-
-
 def add_routes(app: web.Application) -> None:
     """Mount the receiver's routes on ``app`` (which must hold CONFIG, PUBLISHER, METRICS)."""
     app.router.add_get("/webhook", handshake)
     app.router.add_post("/webhook", receive)
-
-
-async def _publisher_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-    await app[PUBLISHER].start()
-    yield
-    await app[PUBLISHER].stop()
 
 
 async def handshake(request: web.Request) -> web.Response:
