@@ -134,3 +134,26 @@ def test_only_the_command_line_builds_the_service() -> None:
     importers = {m for m, deps in GRAPH.items() if deps & builders} - builders
 
     assert importers <= under(MODULES, "wawindow.cli")
+
+
+def test_every_error_the_project_defines_descends_from_its_root() -> None:
+    import importlib
+    import inspect
+
+    from wawindow.errors import WawindowError
+
+    found = {}
+    for name in MODULES:
+        if name.endswith("__main__") or name == "wawindow.kafka_msk":  # an optional extra's
+            continue
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == name
+            ):
+                found[f"{name}.{attr}"] = value
+
+    assert "wawindow.errors.BadParameter" in found
+    assert [n for n, cls in found.items() if not issubclass(cls, WawindowError)] == []

@@ -14,7 +14,8 @@ from tests.test_engine_views import _env, run_cli
 from wawindow import samples
 from wawindow.contracts import DAY
 from wawindow.engine.counts import CounterRow
-from wawindow.engine.reconcile import AnalyticsError, compared_as, parse_analytics, reconcile
+from wawindow.engine.reconcile import compared_as, parse_analytics, reconcile
+from wawindow.errors import AnalyticsError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pricing_analytics_drift.json"
 SPELLINGS = Path(__file__).parent / "fixtures" / "pricing_analytics_spellings.json"

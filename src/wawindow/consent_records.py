@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wawindow.contracts import TIMESTAMPS, ChangeKind
+from wawindow.errors import BadField
 from wawindow.rules.consent import ALL, DEFAULT_CATEGORIES
 
 DECISIONS = ("opt_in", "opt_out")
@@ -43,14 +44,6 @@ CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 DIGEST = re.compile(r"[0-9a-f]{32}")
 MAX_TEXT = 500  # source, wording, proof, recorded_by
 FUTURE_S = 5  # how far ahead of the tracker's clock a decision's time may be (clock skew)
-
-
-class BadField(ValueError):
-    """A field of a consent request that cannot be taken; ``field`` names it."""
-
-    def __init__(self, field: str, why: str) -> None:
-        super().__init__(f"{field}: {why}")
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,13 @@ Our exception hierarchy::
     ├── EventRejected        the engine cannot apply an event; it goes to dead-letter
     ├── ServiceStartError    a local Kafka or redis-server could not be started
     ├── StoreConflict        conversations kept changing under an update; the batch is retried
-    └── StoreNotDurable      Redis's replicas or AOF did not confirm a batch in time; retried
+    ├── StoreNotDurable      Redis's replicas or AOF did not confirm a batch in time; retried
+    ├── BadInput             a caller's input cannot be taken; the message names what
+    │   ├── BadParameter     an API or command parameter (400 naming it)
+    │   ├── BadField         a field of a consent change (400 naming it)
+    │   └── AnalyticsError   a saved analytics response this tracker cannot read
+    └── Unreadable           an item or a body that cannot be read (the receiver's: what of
+                             it can be is kept, the rest goes to dead-letter or is refused)
 
 Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
 talks to that library, so callers handle one family.
@@ -46,6 +52,35 @@ class ServiceStartError(WawindowError):
 class StoreConflict(WawindowError):
     """Conversations kept changing under an update (other processes writing them); the batch
     is tried again."""
+
+
+class BadInput(WawindowError, ValueError):
+    """A caller's input that cannot be taken; the message says what and why."""
+
+
+class BadParameter(BadInput):
+    """A parameter of an API request or a command; ``name`` names it."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.name = name
+        self.detail = detail
+
+
+class BadField(BadInput):
+    """A field of a consent request that cannot be taken; ``field`` names it."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field
+
+
+class AnalyticsError(BadInput):
+    """A saved analytics file is not a response the reconciliation understands."""
+
+
+class Unreadable(WawindowError):
+    """Something received that cannot be read; the message says which and why."""
 
 
 class StoreNotDurable(WawindowError):

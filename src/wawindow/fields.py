@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from wawindow.contracts import TIMESTAMPS
+from wawindow.errors import Unreadable
 
 # Anything but letters and digits, in any script: "Stop!", "opt-out" and "退订。" fold alike.
 _KEYWORD_NOISE = re.compile(r"[\W_]+")
@@ -20,8 +21,8 @@ _KEYWORD_NOISE = re.compile(r"[\W_]+")
 _SYSTEM_ALIASES = {"customer_changed_number": "user_changed_number"}
 
 
-class Skip(Exception):
-    """An item that cannot be read; the message says which and why."""
+class Skip(Unreadable):
+    """An item of a body that cannot be read; the message says which and why."""
 
 
 def text(value: Any) -> str | None:

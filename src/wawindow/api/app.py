@@ -23,13 +23,13 @@ from wawindow.engine.counts import (
     CSV_COLUMNS,
     GRANULARITIES,
     MAX_RANGE_DAYS,
-    BadParameter,
     CountsQuery,
     counts,
     meta_data_points,
     parse_instant,
 )
 from wawindow.engine.views import window_view
+from wawindow.errors import BadParameter
 from wawindow.metrics import METRICS
 from wawindow.pricing import KINDS, expected_charge
 from wawindow.ratecard import ENDPOINTS, estimate, rate_for

@@ -19,13 +19,12 @@ from wawindow.answers import error
 from wawindow.api.context import API, CALLER, PEOPLE, TOPICS
 from wawindow.consent_records import (
     RECORDED_WABA,
-    BadField,
     consent_record,
     erasure_record,
     waba_and_user,
 )
 from wawindow.engine.views import consent_view
-from wawindow.errors import KafkaUnavailable
+from wawindow.errors import BadField, KafkaUnavailable
 from wawindow.health import PUBLISHER
 from wawindow.publisher import Record
 

@@ -32,10 +32,11 @@ import orjson
 
 from wawindow.cli.output import out, settings_from, with_redis
 from wawindow.config import Settings
-from wawindow.consent_records import BadField, Categories, consent_record, erasure_record
+from wawindow.consent_records import Categories, consent_record, erasure_record
 from wawindow.engine.people import People
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import consent_view
+from wawindow.errors import BadField
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
 from wawindow.replay import ProgressBar

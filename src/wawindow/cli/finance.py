@@ -13,14 +13,13 @@ from wawindow.cli.output import columns, out, settings_from, time_zone, with_red
 from wawindow.engine.counts import (
     CSV_COLUMNS,
     DIMENSIONS,
-    BadParameter,
     CountsQuery,
     counts,
     parse_instant,
     read_counters,
 )
-from wawindow.engine.reconcile import AnalyticsError, day_span, parse_analytics, reconcile
-from wawindow.errors import ConfigError
+from wawindow.engine.reconcile import day_span, parse_analytics, reconcile
+from wawindow.errors import AnalyticsError, BadParameter, ConfigError
 
 
 def cmd_counts(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from wawindow import keys
 from wawindow.contracts import DAY, CounterField
 from wawindow.engine.connection import AnyRedis, text
+from wawindow.errors import BadParameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +169,6 @@ CSV_COLUMNS = (
     "period_start", "waba_id", "phone_number_id", "metric",
     *DIMENSIONS["conversations_opened"], *DIMENSIONS["messages_delivered"], "count",
 )  # fmt: skip
-
-
-class BadParameter(Exception):
-    def __init__(self, name: str, detail: str) -> None:
-        super().__init__(f"{name}: {detail}")
-        self.name = name
-        self.detail = detail
 
 
 def parse_instant(name: str, raw: str | None, tz: ZoneInfo) -> int:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from wawindow.contracts import DAY
 from wawindow.engine.counts import CounterRow
+from wawindow.errors import AnalyticsError
 
 ANY = "*"  # a dimension the response does not break down by
 KINDS = {
@@ -64,10 +65,6 @@ def compared_as(category: str | None, kind: str | None) -> tuple[str, str]:
             category = category if rule[0] == ANY else rule[0]
             kind = kind if rule[1] == ANY else rule[1]
     return category, kind
-
-
-class AnalyticsError(ValueError):
-    """The file is not a response this command understands; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

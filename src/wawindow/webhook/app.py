@@ -26,7 +26,7 @@ from aiohttp import hdrs, web
 from wawindow import logs
 from wawindow.answers import error, unreadable
 from wawindow.config import Settings
-from wawindow.errors import KafkaUnavailable
+from wawindow.errors import KafkaUnavailable, Unreadable
 from wawindow.health import PUBLISHER
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics
@@ -97,7 +97,7 @@ async def receive(request: web.Request) -> web.Response:
 
     try:
         raw = await _read_limited(request, config.max_body_bytes)
-    except Unreadable as exc:
+    except UnreadableBody as exc:
         _answered(metrics, started, exc.code, 400)
         log.warning(
             "webhook.post",
@@ -211,7 +211,7 @@ def _records(topics: Topics, split: Split, raw: bytes, received_at_ms: int) -> l
 DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
 
 
-class Unreadable(Exception):
+class UnreadableBody(Unreadable):
     """A body that cannot be read: an unknown ``Content-Encoding`` (or several), or bytes not
     in the coding named. Its signature cannot be checked, so nothing of it is stored."""
 
@@ -223,11 +223,11 @@ class Unreadable(Exception):
 async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body as aiohttp decoded it from its Content-Encoding, or None when it is larger
     than ``limit``: checked before reading when Content-Length says so, and on the decoded
-    bytes while reading. Raises :class:`Unreadable`."""
+    bytes while reading. Raises :class:`UnreadableBody`."""
     coding = ", ".join(request.headers.getall(hdrs.CONTENT_ENCODING, ()))
     name = coding.lower() if coding.isascii() else coding  # as aiohttp compares it
     if name not in ("", "identity") and name not in DECODED:
-        raise Unreadable(
+        raise UnreadableBody(
             "unsupported_encoding", f"Content-Encoding {coding[:64]!r} is not supported", coding
         )
     try:
@@ -246,7 +246,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
     except web.HTTPRequestEntityTooLarge:  # the limit is the app's client_max_size, decoded
         return None
     except web.RequestPayloadError:  # not in the coding it names (or broken framing)
-        raise Unreadable("unreadable_body", unreadable(request), coding) from None
+        raise UnreadableBody("unreadable_body", unreadable(request), coding) from None
 
 
 def _kinds(split: Split) -> dict[str, int]:
