@@ -58,6 +58,11 @@ async def raw_post(client: Client, head: bytes, body: bytes) -> int:
         writer.close()
 
 
+def header(record: Any, name: str) -> str:
+    """A header of a Kafka record, as text."""
+    return bytes(dict(record.headers)[name]).decode()
+
+
 def body_with(value: dict[str, Any]) -> bytes:
     return samples.encode(samples.body({"field": "messages", "value": value}))
 
@@ -69,10 +74,17 @@ def metadata() -> dict[str, Any]:
 # -- named cases --------------------------------------------------------------------------
 
 
-async def test_contacts_as_a_number_is_dead_lettered_not_an_error(s: Scenario) -> None:
+async def test_contacts_as_a_number_is_ignored_and_the_message_stored(s: Scenario) -> None:
+    """``contacts`` names no one here, so nothing of it is lost: the message is stored,
+    nothing is set aside."""
     message = samples.text_message("wamid.1", s.now - 60)
     raw = body_with({"metadata": metadata(), "contacts": 7, "messages": [message]})
+
     assert await post(s.receiver, raw) == 200
+    assert s.settings.kafka_bootstrap
+    events = values(await read_all(s.settings.kafka_bootstrap, s.topics.webhook_events))
+    assert [(e["kind"], e["data"]["wamid"]) for e in events] == [("message", "wamid.1")]
+    assert await s.dead_letters() == []
 
 
 @pytest.mark.parametrize("timestamp", ["1" * 30, 2**70, -(2**70), 253402300800, "1e400"])
@@ -86,8 +98,11 @@ async def test_a_timestamp_out_of_range_is_dead_lettered_and_the_worker_goes_on(
     await s.inbound("wamid.good", s.now - 60)
     await s.process()
 
+    dead = await s.dead_letters()
     assert await s.event_types() == ["service_window.opened"]
-    assert len(await s.dead_letters()) >= 1
+    assert [header(d, "source") for d in dead] == ["webhook"]
+    assert dead[0].value == raw  # the signed body as received
+    assert "messages[0]: timestamp: " in header(dead[0], "reason")
 
 
 async def test_a_bogus_content_encoding_is_400_not_a_server_error(s: Scenario) -> None:
@@ -229,7 +244,14 @@ async def _fuzz(services: Services, bodies: list[bytes]) -> None:
             for e in events
         )
         assert s.settings.kafka_bootstrap
-        await read_all(s.settings.kafka_bootstrap, s.topics.dead_letter)
+        dead = await read_all(s.settings.kafka_bootstrap, s.topics.dead_letter)
+        written = await read_all(s.settings.kafka_bootstrap, s.topics.webhook_events)
+        # nothing reaches dead-letter but a body that was posted (the receiver's) or a
+        # record the receiver wrote (the worker's), each with the reason it was set aside
+        for d in dead:
+            assert header(d, "reason")
+            origin = {"webhook": bodies, "worker": [r.value for r in written]}
+            assert d.value in origin[header(d, "source")], d.value[:300]
 
 
 CODINGS = ["gzip", "GZIP", "deflate", "identity", "", "br", "zstd", "x-bogus", "gzip, gzip"]
@@ -365,6 +387,10 @@ async def _mangled(services: Services, events: list[bytes]) -> None:
         await s.inbound("wamid.after", s.now - 60, user="16505559999")
         await s.process()
         assert any(e["data"]["user"]["wa_id"] == "16505559999" for e in await s.events())
+        # every record the worker set aside is one of the mangled ones, with its reason
+        for d in await s.dead_letters():
+            assert (header(d, "source"), d.value in events) == ("worker", True)
+            assert header(d, "reason").startswith(("unreadable event", "worker could not"))
 
 
 async def test_topics_create_gives_an_older_dead_letter_topic_the_record_size_it_needs(

@@ -45,9 +45,13 @@ def to_int(value: Any, low: int = -(2**63), high: int = 2**63 - 1) -> int:
     return number
 
 
-def to_timestamp(value: Any) -> int:
-    """Meta's Unix seconds; a number outside the times Meta sends is not one."""
-    return to_int(value, TIMESTAMPS.start, TIMESTAMPS.stop - 1)
+def to_timestamp(value: Any, name: str = "timestamp") -> int:
+    """Meta's Unix seconds; a number outside the times Meta sends is not one (the reason
+    names the field ``name``)."""
+    try:
+        return to_int(value, TIMESTAMPS.start, TIMESTAMPS.stop - 1)
+    except Skip as exc:
+        raise Skip(f"{name}: {exc}") from None
 
 
 def required(item: dict[str, Any], name: str) -> str:

@@ -266,7 +266,9 @@ class Context:
             if conversation.get("id") is not None:
                 conv["id"] = text(conversation["id"])
             if conversation.get("expiration_timestamp") is not None:
-                conv["expiration_timestamp"] = to_timestamp(conversation["expiration_timestamp"])
+                conv["expiration_timestamp"] = to_timestamp(
+                    conversation["expiration_timestamp"], "conversation.expiration_timestamp"
+                )
             origin = conversation.get("origin")
             if isinstance(origin, dict) and origin.get("type") is not None:
                 conv["origin_type"] = text(origin["type"])
@@ -367,7 +369,9 @@ class Context:
             data: dict[str, Any] = {"value_keys": sorted(self.value)}
         else:
             data = {"value": self.value}
-        timestamp = to_timestamp(entry.get("time")) if entry.get("time") is not None else None
+        timestamp = (
+            to_timestamp(entry.get("time"), "time") if entry.get("time") is not None else None
+        )
         return self._event(
             "change",
             f"change:{self.waba_id}:{self.field}:{timestamp}:{digest(self.value)}",
