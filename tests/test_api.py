@@ -451,26 +451,34 @@ async def test_the_operators_pricing_rules_file_from_the_environment_changes_the
     assert (built_in, operators) == ("regular", "free_customer_service")
 
 
+async def api_with_rate_card(s: Scenario, tmp_path: Path, card: str) -> ApiClient:
+    """A started API whose rate card (``WAWINDOW_RATE_CARD_FILE``) is ``card``."""
+    path = tmp_path / "rates.json"
+    path.write_text(card)
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
+            "WAWINDOW_API_TOKENS": ALL,
+            "WAWINDOW_RATE_CARD_FILE": str(path),
+        }
+    )
+    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
+    await client.start_server()
+    return client
+
+
 async def test_send_check_prices_a_message_from_the_operators_rate_card(
     s: Scenario, tmp_path: Path
 ) -> None:
     await s.inbound("wamid.in", s.now - 60, user=WA)
     await s.process()
-    card = tmp_path / "rates.json"
-    card.write_text(
+    client = await api_with_rate_card(
+        s,
+        tmp_path,
         '{"cards": [{"since": "2026-10-01", "currency": "USD", "markets": ['
         '{"market": "North America", "calling_codes": ["1"],'
-        ' "rates": {"marketing": 0.025, "service": 0.0034}}]}]}'
+        ' "rates": {"marketing": 0.025, "service": 0.0034}}]}]}',
     )
-    settings = Settings.from_env(
-        {
-            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
-            "WAWINDOW_API_TOKENS": ALL,
-            "WAWINDOW_RATE_CARD_FILE": str(card),
-        }
-    )
-    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
-    await client.start_server()
     try:
         answers = {}
         for user, kind in ((WA, "template:marketing"), ("19995550000", "template:marketing"),
@@ -502,8 +510,7 @@ async def test_send_check_places_bsuid_users_by_country_and_bills_authentication
     message = samples.text_message("wamid.b", s.now - 60, wa_id=None, user_id=bsuid)
     await s.post(samples.messages_change(messages=[message]))
     await s.process()
-    card = tmp_path / "rates.json"
-    card.write_text(json.dumps({
+    card = json.dumps({
         "cards": [{"since": "2026-10-01", "currency": "USD", "markets": [
             {"market": "North America", "calling_codes": ["1"], "countries": ["US", "CA"],
              "rates": {"marketing": 0.025}},
@@ -513,16 +520,8 @@ async def test_send_check_places_bsuid_users_by_country_and_bills_authentication
         "wabas": {samples.WABA_ID: {
             "primary_business_location": "US",
             "auth_international_rate_eligibility": {"start_time": s.now - 86400}}},
-    }))  # fmt: skip
-    settings = Settings.from_env(
-        {
-            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
-            "WAWINDOW_API_TOKENS": ALL,
-            "WAWINDOW_RATE_CARD_FILE": str(card),
-        }
-    )
-    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
-    await client.start_server()
+    })  # fmt: skip
+    client = await api_with_rate_card(s, tmp_path, card)
     try:
         answers = {}
         for user, kind in ((bsuid, "template:marketing"), ("CA.0042", "template:marketing"),
@@ -552,21 +551,13 @@ async def test_a_marketing_template_sent_through_marketing_messages_is_priced_as
 ) -> None:
     await s.post(samples.preference(WA, "stop", s.now - 60))
     await s.process()
-    card = tmp_path / "rates.json"
-    card.write_text(
+    client = await api_with_rate_card(
+        s,
+        tmp_path,
         '{"cards": [{"since": "2026-10-01", "currency": "USD", "markets": ['
         '{"market": "North America", "calling_codes": ["1"],'
-        ' "rates": {"marketing": 0.025, "marketing_lite": 0.0201}}]}]}'
+        ' "rates": {"marketing": 0.025, "marketing_lite": 0.0201}}]}]}',
     )
-    settings = Settings.from_env(
-        {
-            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
-            "WAWINDOW_API_TOKENS": ALL,
-            "WAWINDOW_RATE_CARD_FILE": str(card),
-        }
-    )
-    client: ApiClient = TestClient(TestServer(create_api_app(settings, s.store)))
-    await client.start_server()
     try:
         answers = {}
         for endpoint in ("messages", "marketing_messages"):

@@ -236,7 +236,9 @@ async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
         valid(BY_TYPE[broken["type"]], broken)
 
 
-async def test_corrections_learned_late_fit_the_documented_schemas(s: Scenario) -> None:
+async def corrections_learned_late(s: Scenario) -> None:
+    """Windows, conversations and entry point windows that facts learned late correct: a
+    retracted window, an updated and a retracted conversation, a retracted entry point."""
     marketing = samples.pmp_pricing("marketing", "regular")
     # two windows, then a late message between them joins them: the second is retracted
     t0 = s.now - 60 * HOUR
@@ -260,6 +262,10 @@ async def test_corrections_learned_late_fit_the_documented_schemas(s: Scenario) 
     await s.status("wamid.c1", "delivered", s.now - 900, wa_id="16505550030", pricing=marketing)
     await s.status("wamid.e2", "sent", t1 + 72 * HOUR, wa_id="16505550040")  # in the first
     await s.process()
+
+
+async def test_corrections_learned_late_fit_the_documented_schemas(s: Scenario) -> None:
+    await corrections_learned_late(s)
 
     events = await s.events()
     assert {e["type"] for e in events} <= TYPES

@@ -16,7 +16,7 @@ from cloudevents.core.formats.json import JSONFormat
 from tests.conftest import PAYLOADS
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all
-from tests.test_asyncapi import TYPES, fit
+from tests.test_asyncapi import TYPES, corrections_learned_late, fit
 from tests.test_split import GROUP  # the group of the fixtures
 from wawindow import samples
 from wawindow.consent_records import Categories, consent_record, erasure_record
@@ -87,34 +87,16 @@ async def group_timeline(s: Scenario) -> None:
 
 async def user_timeline(s: Scenario) -> None:
     """Users' windows, entry point windows, conversations and opt-outs, late facts included
-    (as in tests/test_asyncapi.py)."""
+    (the corrections as in tests/test_asyncapi.py)."""
     t0 = s.now - 30 * HOUR
     fep = samples.pmp_pricing("referral_conversion", "free_entry_point")
-    marketing = samples.pmp_pricing("marketing", "regular")
     ad = samples.text_message("wamid.ad", t0, referral=samples.ad_referral())
     await s.post(samples.messages_change(messages=[ad]))
     await s.status("wamid.reply", "delivered", t0 + 60, pricing=fep)
     await s.inbound("wamid.again", t0 + 120)
     await s.inbound("wamid.stop", t0 + 180, text="STOP", user="16505550000")
     await s.inbound("wamid.soon", s.now - 23 * HOUR - 1800, user="16505550001")
-    t1 = s.now - 60 * HOUR
-    await s.inbound("wamid.w1", t1, user="16505550010")
-    await s.inbound("wamid.w2", t1 + 30 * HOUR, user="16505550010")
-    await s.status("wamid.u", "read", s.now - 600, wa_id="16505550020")
-    await s.status("wamid.c2", "delivered", s.now - 600, wa_id="16505550030", pricing=marketing)
-    t2 = s.now - 100 * HOUR
-    for wamid, at in (("wamid.ad1", t2), ("wamid.ad2", t2 + 74 * HOUR)):
-        ad = samples.text_message(wamid, at, wa_id="16505550040", referral=samples.ad_referral())
-        await s.post(samples.messages_change(messages=[ad]))
-    await s.status("wamid.e1", "sent", t2 + HOUR, wa_id="16505550040")
-    await s.status("wamid.e2", "delivered", t2 + 75 * HOUR, wa_id="16505550040")
-    await s.process()
-
-    await s.inbound("wamid.w3", t1 + 12 * HOUR, user="16505550010")
-    await s.status("wamid.u", "sent", s.now - 602, wa_id="16505550020", pricing=marketing)
-    await s.status("wamid.c1", "delivered", s.now - 900, wa_id="16505550030", pricing=marketing)
-    await s.status("wamid.e2", "sent", t2 + 72 * HOUR, wa_id="16505550040")
-    await s.process()
+    await corrections_learned_late(s)
 
 
 async def person_timeline(s: Scenario) -> None:
