@@ -49,6 +49,7 @@ for name in sys.argv[4].split(","):
     file = importlib.import_module(name).__file__
     assert file.endswith(".so") == (sys.argv[3] == "compiled"), file
 import wawindow.rules.engine as rules
+from wawindow.config import Settings
 from wawindow.rules.state import State
 from wawindow.split import split_body
 from webhook_throughput import realistic_bodies
@@ -57,7 +58,7 @@ from worker_throughput import realistic_events
 bodies = realistic_bodies(2000)
 now = 1_780_000_000
 events = [orjson.loads(raw) for _, raw in realistic_events(5000, now, interleave=1)]
-config = rules.Rules()
+config = rules.Rules.from_settings(Settings())
 
 def split(out=None):
     for raw in bodies:

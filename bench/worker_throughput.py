@@ -39,11 +39,12 @@ from wawindow import keys, samples
 from wawindow.config import cache_dir
 from wawindow.devservices.stack import LocalServices
 from wawindow.engine.connection import AnyRedis, connect
-from wawindow.engine.store import CSW_SECONDS, EngineConfig, WindowStore
+from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.keys import Topics
 from wawindow.publisher import Publisher, Record
+from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
 from wawindow.split import split_body
 from wawindow.topics import create_topics

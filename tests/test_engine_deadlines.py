@@ -193,7 +193,7 @@ async def test_a_set_aside_state_gets_a_ttl_and_a_swept_one_is_not_put_back(
 
     due = await deadline_of(redis, key)
     await store.deadlines.postpone([key], NOW + 60, due_at=due)
-    assert 0 < await redis.ttl(k.state) <= EngineConfig().state_grace_s
+    assert 0 < await redis.ttl(k.state) <= EngineConfig().rules.grace_s
     assert await redis.zscore(k.deadline_part, key) == NOW + 60
 
     await redis.zrem(k.deadline_part, key)  # swept meanwhile

@@ -7,12 +7,15 @@ import io
 import platform
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY
-from tests.engine_harness import HOUR, Scenario
+from tests.engine_harness import HOUR, USER, Scenario
 from wawindow import samples
+from wawindow.consent_records import erasure_record
 from wawindow.metrics import METRICS, Metrics
+from wawindow.publisher import Publisher, Record
 from wawindow.webhook.signature import HEADER, sign
 
 
@@ -121,6 +124,23 @@ async def test_every_metric_moves_when_its_event_happens(s: Scenario) -> None:
                        conversation=conversation)  # fmt: skip
     await s.process()
     assert value(wm, "wawindow_conversation_disagreements_total") == 1
+
+
+async def test_an_erased_persons_older_event_counts_as_erased_not_as_a_duplicate(
+    s: Scenario, publisher: Publisher
+) -> None:
+    await s.inbound("wamid.1", s.now - 2 * HOUR)
+    erasure = erasure_record(samples.WABA_ID, USER, s.now - HOUR, "metrics-test")
+    await publisher.publish(
+        [Record(s.topics.consent_events, orjson.dumps(erasure), erasure["event_id"].encode())]
+    )
+    await s.process()
+    wm = s.workers[0].metrics
+    await s.inbound("wamid.late", s.now - 3 * HOUR)  # older than the erasure: dropped
+    await s.process()
+
+    assert value(wm, "wawindow_worker_events_erased_total") == 1
+    assert value(wm, "wawindow_duplicates_dropped_total") == 0
 
 
 def test_every_metric_family_is_named_wawindow_and_has_bounded_labels() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from wawindow.contracts import CounterField, Metric, TransitionType
+from wawindow.config import Settings
+from wawindow.contracts import DAY, CounterField, Metric, Note, TransitionType
 from wawindow.rules import engine, opt_out
 from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import entry_points
@@ -19,7 +20,7 @@ from wawindow.rules.state import Message, State
 H = 3600
 T = 4_000_000_000
 KEY = "pn:u"
-RULES = engine.Rules()
+RULES = engine.Rules.from_settings(Settings())
 
 
 def ev(kind: str, event_id: str, ts: int, **data: Any) -> dict[str, Any]:
@@ -41,6 +42,26 @@ def inbound(ts: int, **data: Any) -> dict[str, Any]:
 
 def status(wamid: str, state: str, ts: int, **data: Any) -> dict[str, Any]:
     return ev("status", f"s:{wamid}:{state}", ts, wamid=wamid, status=state, **data)
+
+
+# -- the tunables ----------------------------------------------------------------------------
+
+
+def test_the_rules_tunables_come_from_the_settings_that_name_them() -> None:
+    settings = Settings.from_env(
+        {
+            "WAWINDOW_CLOSING_SOON_OFFSETS": "600,7200",
+            "WAWINDOW_FREE_ENTRY_POINT_HOURS": "168",
+            "WAWINDOW_COUNTS_RETENTION_DAYS": "30",
+        }
+    )
+
+    rules = engine.Rules.from_settings(settings)
+
+    assert rules.closing_soon_offsets_s == (7200, 600)  # largest first
+    assert rules.free_entry_point_s == 168 * H
+    assert rules.counts_retention_s == 30 * DAY
+    assert (RULES.free_entry_point_s, RULES.counts_retention_s) == (72 * H, 400 * DAY)
 
 
 # -- the service window ------------------------------------------------------------------------
@@ -186,7 +207,7 @@ def test_a_repeated_event_changes_nothing() -> None:
     assert [t.type for t in first.transitions] == [TransitionType.SERVICE_WINDOW_OPENED]
     assert again.transitions == []
     assert again.counters == []
-    assert again.results[0].notes == ("duplicate",)
+    assert again.results[0].notes == (Note.DUPLICATE,)
 
 
 def test_an_event_without_a_usable_timestamp_is_rejected_and_changes_nothing() -> None:
@@ -269,8 +290,8 @@ def test_a_late_status_of_a_message_sent_before_an_erasure_brings_nobody_back() 
     late = engine.apply(s, KEY, [status("o1", "read", T + 200, pricing=pricing)], T + 200, RULES)
     older = engine.apply(s, KEY, [inbound(T + 50)], T + 200, RULES)
 
-    assert late.results[0].notes == ("erased",)
-    assert older.results[0].notes == ("erased",)
+    assert late.results[0].notes == (Note.ERASED,)
+    assert older.results[0].notes == (Note.ERASED,)
     assert (late.transitions, late.counters, older.counters) == ([], [], [])
     assert view_of(s, "pn", T + 200, RULES) is None
     assert (s.inbound, s.messages, s.wa_id, s.linked) == ([], {}, None, {})
@@ -310,5 +331,5 @@ def test_regression_a_merge_after_an_erasure_keeps_what_came_since() -> None:
     engine.merge(s, KEY, another, "pn:111", "3", later + 11, RULES)
     assert s.linked == {"pn:US.u": "1", "pn:111": "3"}  # a repeated link merges nothing twice
     late = engine.apply(s, KEY, [status("o2", "read", later + 20)], later + 20, RULES)
-    assert "erased" not in late.results[0].notes
+    assert Note.ERASED not in late.results[0].notes
     assert len(s.erased_messages) == 1  # o1's digest only

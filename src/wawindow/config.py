@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
+from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES
 from wawindow.engine.connection import RedisTLS, Sentinels
 from wawindow.errors import ConfigError
 from wawindow.kafka import COMPRESSIONS, KafkaConnection
@@ -94,7 +95,7 @@ class Settings:
     redis_durability_timeout_ms: int = 2_000
     # how send-check uses consent on file: off, record, enforce (see docs/api.md, "Consent")
     consent_policy: str = "off"
-    consent_categories: tuple[str, ...] = ("marketing", "utility", "authentication")
+    consent_categories: tuple[str, ...] = DEFAULT_CONSENT_CATEGORIES
     # the secret of the keyed hashes an erasure leaves (suppression list, erasure marks)
     suppression_key: Secret | None = None
     # how long a suppression keeps a webhook-borne opt-out after the erasure (an opt-out
@@ -280,7 +281,7 @@ def _sentinels(addresses: list[str], master: str | None) -> Sentinels | None:
 
 def _categories(names: list[str]) -> tuple[str, ...]:
     if not names:
-        return ("marketing", "utility", "authentication")
+        return DEFAULT_CONSENT_CATEGORIES
     for name in names:
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name) or name == "all":
             raise ConfigError(
@@ -340,7 +341,7 @@ class _Reader:
             values = tuple(int(p) for p in parts)
         except ValueError:
             raise ConfigError(f"{PREFIX}{name} must be whole seconds, comma-separated") from None
-        if any(v <= 0 or v >= 24 * 3600 for v in values):
+        if any(v <= 0 or v >= DAY for v in values):
             raise ConfigError(f"{PREFIX}{name} must be between 1 and 86399 seconds each")
         return values
 

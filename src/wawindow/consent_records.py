@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from wawindow.contracts import TIMESTAMPS, ChangeKind
+from wawindow.contracts import DEFAULT_CONSENT_CATEGORIES, TIMESTAMPS, ChangeKind
 from wawindow.errors import BadField
-from wawindow.rules.consent import ALL, DEFAULT_CATEGORIES
+from wawindow.rules.consent import ALL
 
 DECISIONS = ("opt_in", "opt_out")
 #: a user: a wa_id (digits) or a BSUID (country code, a dot, then letters and digits)
@@ -51,7 +51,7 @@ class Categories:
     """The consent categories the operator defines (``WAWINDOW_CONSENT_CATEGORIES``); ``all``
     is always one."""
 
-    names: tuple[str, ...] = DEFAULT_CATEGORIES
+    names: tuple[str, ...] = DEFAULT_CONSENT_CATEGORIES
 
     def __contains__(self, name: object) -> bool:
         return name == ALL or name in self.names

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 DAY = 86_400
 QUARTER = 900  # finance counters are kept per 15 minutes of Meta's time
 #: the Unix seconds an event's timestamp may be (1970 to 2286); anything else is not a time
 #: (and past year 9999 not even a date the CloudEvents can carry)
 TIMESTAMPS = range(10_000_000_000)
+
+
+def text(value: Any) -> str | None:
+    """An id or an enum of a webhook (or of what was made of one) as text; None when it is
+    missing, empty or not a scalar. Meta sends most as strings, some as numbers. The
+    receiver calls this for every field it reads: keep it fast."""
+    if type(value) is str:  # the common case
+        return value or None
+    if value is None or isinstance(value, dict | list | bool):
+        return None
+    out = str(value).strip()
+    return out or None
 
 
 class EventKind(StrEnum):
@@ -36,6 +49,21 @@ class ChangeKind(StrEnum):
     # what an erasure kept of the person's opt-outs (see wawindow.rules.suppression)
     SUPPRESSION = "suppression"
 
+
+class Note(StrEnum):
+    """What applying an event (or a consent change) found of it besides its facts: what it
+    repeated or corrected; the worker counts each (see :mod:`wawindow.metrics`)."""
+
+    DUPLICATE = "duplicate"  # applied before: Meta's re-send, a replay
+    OUT_OF_ORDER = "out_of_order"  # older than what the state knew
+    ERASED = "erased"  # of a time an erasure of the person covers: never applied
+    CSW_CORRECTION = "csw_correction"  # Meta's 131047 closed a window thought open
+    DISAGREEMENT = "disagreement"  # Meta's conversation id and the derivation disagree
+
+
+#: the consent categories a person decides on when ``WAWINDOW_CONSENT_CATEGORIES`` names no
+#: others (``all`` is always one besides; see :mod:`wawindow.rules.consent`)
+DEFAULT_CONSENT_CATEGORIES = ("marketing", "utility", "authentication")
 
 #: the kinds that belong to a conversation (the others are keyed by WABA and change no state)
 CONVERSATION_KINDS = frozenset(

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from wawindow.contracts import TIMESTAMPS
+from wawindow.contracts import TIMESTAMPS, text
 from wawindow.errors import Unreadable
 
 # Anything but letters and digits, in any script: "Stop!", "opt-out" and "退订。" fold alike.
@@ -23,15 +23,6 @@ _SYSTEM_ALIASES = {"customer_changed_number": "user_changed_number"}
 
 class Skip(Unreadable):
     """An item of a body that cannot be read; the message says which and why."""
-
-
-def text(value: Any) -> str | None:
-    if type(value) is str:  # the common case: Meta sends ids and enums as strings
-        return value or None
-    if value is None or isinstance(value, dict | list | bool):
-        return None
-    out = str(value).strip()
-    return out or None
 
 
 def to_int(value: Any, low: int = -(2**63), high: int = 2**63 - 1) -> int:

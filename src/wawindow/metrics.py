@@ -149,6 +149,12 @@ class Metrics:
             "wawindow_duplicates_dropped", "events applied before (Meta's re-sends, replays)",
             registry=r,
         )  # fmt: skip
+        self.events_erased = Counter(
+            "wawindow_worker_events_erased",
+            "events of an erased person of the time the erasure covers (late, replayed),"
+            " dropped unapplied",
+            registry=r,
+        )
         self.out_of_order = Counter(
             "wawindow_out_of_order_corrections",
             "events older than what the state knew: statuses never downgraded, late messages"

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from wawindow.contracts import text
 from wawindow.fields import (
     Skip,
     digest,
@@ -25,7 +26,6 @@ from wawindow.fields import (
     opt_out_keyword,
     optional_timestamp,
     required,
-    text,
     timestamp_of,
     to_timestamp,
     type_metadata,

@@ -116,16 +116,7 @@ async def run_roles(
                     settings.redis_url.value, settings.redis_tls, settings.redis_sentinels
                 )
                 stack.push_async_callback(redis.aclose)
-                store = WindowStore(
-                    redis,
-                    EngineConfig(
-                        closing_soon_offsets_s=settings.closing_soon_offsets,
-                        entry_point_window_s=settings.free_entry_point_hours * 3600,
-                        counters_retention_days=settings.counts_retention_days,
-                        durability=settings.redis_durability,
-                        durability_timeout_ms=settings.redis_durability_timeout_ms,
-                    ),
-                )
+                store = WindowStore(redis, EngineConfig.from_settings(settings))
                 await store.load()
             if "worker" in roles:
                 assert store is not None

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from wawindow.fields import Skip, normalize_keyword, text
+from wawindow.contracts import text
+from wawindow.fields import Skip, normalize_keyword
 from wawindow.readers import (
     ITEM_READERS,
     SCHEMA_VERSION,

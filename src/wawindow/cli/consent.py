@@ -160,7 +160,7 @@ def _on_record(settings: Settings, records: Sequence[dict[str, Any]]) -> set[str
         return None if settings.redis_url is None else set()
 
     async def ask(redis: Any) -> set[str]:
-        people = People(WindowStore(redis, EngineConfig()))
+        people = People(WindowStore(redis, EngineConfig.from_settings(settings)))
         found: set[str] = set()
         for start in range(0, len(records), CHUNK):
             found |= await people.on_record(records[start : start + CHUNK])
@@ -174,7 +174,7 @@ def cmd_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     categories = Categories(settings.consent_categories)
 
     async def show(redis: Any) -> dict[str, Any] | None:
-        people = People(WindowStore(redis, EngineConfig()))
+        people = People(WindowStore(redis, EngineConfig.from_settings(settings)))
         on_file = await people.on_file(args.waba_id, args.user)
         return consent_view(args.waba_id, args.user, on_file, categories) if on_file.known else None
 

@@ -29,7 +29,10 @@ def cmd_window(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     view = with_redis(
         settings,
         lambda redis: window_view(
-            WindowStore(redis, EngineConfig()), args.phone_number_id, args.user, int(time.time())
+            WindowStore(redis, EngineConfig.from_settings(settings)),
+            args.phone_number_id,
+            args.user,
+            int(time.time()),
         ),
     )
     if view is None:

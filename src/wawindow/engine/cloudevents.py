@@ -43,7 +43,7 @@ def to_cloudevent(t: Transition) -> dict[str, Any]:
         "specversion": "1.0",
         "id": t.id,
         "source": f"wawindow/{t.phone_number_id or 'waba/' + str(t.waba_id)}",
-        "type": f"wawindow.{t.type}",
+        "type": t.type.cloudevent_type,
         "subject": subject(t),
         "time": iso(t.time),
         "datacontenttype": "application/json",

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wawindow.contracts import DAY
+from wawindow.contracts import DAY, text
 from wawindow.engine.counts import CounterRow
 from wawindow.errors import AnalyticsError
 
@@ -151,9 +151,9 @@ def parse_analytics(doc: Any) -> Analytics:
                 {
                     "start": start,
                     "end": end,
-                    "number": _opt(point.get("phone_number")),
-                    "category": _opt(point.get(category_field)),
-                    "type": _opt(point.get(type_field)),
+                    "number": text(point.get("phone_number")),
+                    "category": text(point.get(category_field)),
+                    "type": text(point.get(type_field)),
                     "value": value,
                 }
             )
@@ -229,9 +229,5 @@ def day_span(analytics: Analytics) -> tuple[int, int]:
     return first // DAY, last // DAY
 
 
-def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _digits(value: str) -> str:
+    return "".join(c for c in value if c.isdigit())

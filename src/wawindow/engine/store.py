@@ -14,7 +14,8 @@ from typing import Any
 from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
-from wawindow import contracts, keys
+from wawindow import keys
+from wawindow.config import Settings
 from wawindow.engine.connection import AnyRedis, text
 from wawindow.engine.deadlines import DeadlineIndex, scored_up_to
 from wawindow.engine.documents import (
@@ -29,39 +30,28 @@ from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
-from wawindow.rules.service_window import CSW_SECONDS as CSW
 from wawindow.rules.state import State
 
-CSW_SECONDS = CSW
-DAY = contracts.DAY
+_DEFAULT_RULES = Rules.from_settings(Settings())  # as the settings are by default
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The window rules' tunables, as settings name them."""
+    """The engine's settings: the rules' tunables, and the store's own."""
 
-    closing_soon_offsets_s: tuple[int, ...] = (3600,)
-    # Meta says 72 hours; one 2026 source says up to 7 days, so it is a setting.
-    entry_point_window_s: int = 72 * 3600
-    # Meta retries for up to 7 days: ids, facts and ledgers are kept a day longer.
-    dedupe_ttl_s: int = 8 * DAY
-    # Window state outlives its window by this much, for late webhooks and the API.
-    state_grace_s: int = 8 * DAY
-    counters_retention_days: int = 400
+    rules: Rules = _DEFAULT_RULES
     # how durable a batch's writes must be before the worker commits its offsets:
     # "auto", "none", "aof" (WAITAOF: fsynced to the primary's AOF; Redis 7.2+ or Valkey)
     # or "replicas:<n>" (WAIT: on n replicas)
     durability: str = "auto"
     durability_timeout_ms: int = 2_000
 
-    @property
-    def rules(self) -> Rules:
-        return Rules(
-            closing_soon_offsets_s=tuple(sorted(self.closing_soon_offsets_s, reverse=True)),
-            entry_point_window_s=self.entry_point_window_s,
-            history_s=self.dedupe_ttl_s,
-            grace_s=self.state_grace_s,
-            opted_out_keep_s=self.counters_retention_days * DAY,
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(
+            Rules.from_settings(settings),
+            settings.redis_durability,
+            settings.redis_durability_timeout_ms,
         )
 
 
@@ -79,11 +69,10 @@ class WindowStore(DocumentStore):
 
     def __init__(self, redis: AnyRedis, config: EngineConfig) -> None:
         scripts = Scripts(redis, config.durability, config.durability_timeout_ms)
-        super().__init__(redis, scripts, config.counters_retention_days * DAY)
-        self._config = config
+        super().__init__(redis, scripts, config.rules.counts_retention_s)
         self._rules = config.rules
         # what the sweeper asks; a state it cannot sweep is kept as long as a state's grace
-        self.deadlines = DeadlineIndex(redis, self._scripts, config.state_grace_s)
+        self.deadlines = DeadlineIndex(redis, self._scripts, config.rules.grace_s)
 
     @property
     def rules(self) -> Rules:
@@ -92,7 +81,7 @@ class WindowStore(DocumentStore):
     @property
     def retention_s(self) -> int:
         """How long counters (and what outlives a conversation) are kept."""
-        return self._config.counters_retention_days * DAY
+        return self._rules.counts_retention_s
 
     async def load(self) -> None:
         """Load the scripts; the first time, decide how durable writes are made."""
@@ -181,7 +170,7 @@ class WindowStore(DocumentStore):
             if aliases:
                 pipe = self._redis.pipeline(transaction=False)
                 for k in aliases:
-                    pipe.set(keys.alias(k), dst, ex=self._config.counters_retention_days * DAY)
+                    pipe.set(keys.alias(k), dst, ex=self._rules.counts_retention_s)
                 await pipe.execute()
                 self._reads.forget(aliases)
         return published

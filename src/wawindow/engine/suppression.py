@@ -23,12 +23,12 @@ import orjson
 
 from wawindow import keys
 from wawindow.config import Settings
-from wawindow.contracts import DAY, ChangeKind
+from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES, ChangeKind
 from wawindow.engine.connection import text
 from wawindow.engine.documents import Read
 from wawindow.engine.store import WindowStore
 from wawindow.errors import ConfigError, EventRejected
-from wawindow.rules.consent import DEFAULT_CATEGORIES, Decision
+from wawindow.rules.consent import Decision
 from wawindow.rules.suppression import Kept, Suppression, at_erasure, combine, digest
 
 
@@ -40,7 +40,7 @@ class SuppressionConfig:
 
     keys: tuple[bytes, ...]
     keep_s: int = 400 * DAY
-    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    categories: tuple[str, ...] = DEFAULT_CONSENT_CATEGORIES
 
     def __post_init__(self) -> None:
         if not self.keys or not all(self.keys):

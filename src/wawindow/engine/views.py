@@ -1,5 +1,5 @@
-"""Read views of conversation state, in the shapes of ``interface.md`` (shared by the CLI and
-the HTTP API). ``view_of`` is pure: the rules' derivation of one state at one moment."""
+"""Read views of conversation state, in the shapes ``docs/api.md`` gives (shared by the CLI
+and the HTTP API). ``view_of`` is pure: the rules' derivation of one state at one moment."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from wawindow.engine.people import OnFile
 from wawindow.engine.store import WindowStore
 from wawindow.rules import opt_out
 from wawindow.rules.consent import Consent
-from wawindow.rules.conversations import conversations
-from wawindow.rules.engine import Rules
-from wawindow.rules.entry_point import entry_points
-from wawindow.rules.service_window import windows
+from wawindow.rules.engine import Rules, derive
 from wawindow.rules.state import State
 
 
@@ -27,9 +24,7 @@ def view_of(state: State, phone_number_id: str, now: int, rules: Rules) -> dict[
     state at wall-clock ``now``; ``None`` for a user the tracker knows nothing of."""
     if not (state.inbound or state.messages or state.decisions or state.billed):
         return None
-    ws = windows(state.inbound, state.cuts)
-    eps = entry_points(state.referrals, state.messages, rules.entry_point_window_s)
-    convs, _ = conversations(state.messages, ws, eps)
+    ws, eps, convs, _ = derive(state, rules)
     entry_point = None
     if eps:
         entry_point = {**_window(eps[-1].opened, eps[-1].expires, now), "source": eps[-1].source}

@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from wawindow import consent_records
-from wawindow.contracts import CONVERSATION_KINDS
+from wawindow.contracts import CONVERSATION_KINDS, Note
 from wawindow.engine import cloudevents
 from wawindow.engine.documents import Applied
 from wawindow.engine.people import People
@@ -256,7 +256,7 @@ class Worker:
         erased = await self._people.marks.erased([e for e, _ in decoded])
         for event, raw in decoded:
             if erased(event):
-                self.metrics.duplicates.inc()
+                self.metrics.events_erased.inc()
                 continue
             links += links_of(event)
             if event["kind"] in CONVERSATION_KINDS:
@@ -337,21 +337,23 @@ class Worker:
             child = self._by_type.get(t.type)
             if child is None:
                 child = self._by_type[t.type] = self.metrics.window_events.labels(
-                    f"wawindow.{t.type}"
+                    t.type.cloudevent_type
                 )
             child.inc()
 
-    def _count_notes(self, notes: Sequence[str]) -> None:
+    def _count_notes(self, notes: Sequence[Note]) -> None:
         m = self.metrics
         for what in notes:
-            if what == "duplicate":
+            if what == Note.DUPLICATE:
                 m.duplicates.inc()
-            elif what == "out_of_order":
+            elif what == Note.OUT_OF_ORDER:
                 m.out_of_order.inc()
-            elif what == "csw_correction":
+            elif what == Note.CSW_CORRECTION:
                 m.csw_corrections.inc()
-            elif what == "disagreement":
+            elif what == Note.DISAGREEMENT:
                 m.disagreements.inc()
+            elif what == Note.ERASED:
+                m.events_erased.inc()
 
     @contextlib.contextmanager
     def _timed(self, operation: str) -> Iterator[None]:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ALL = "all"
-DEFAULT_CATEGORIES = ("marketing", "utility", "authentication")
 State = Literal["opted_in", "opted_out", "unknown"]
 
 

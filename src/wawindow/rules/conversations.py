@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wawindow.contracts import DAY
 from wawindow.rules.entry_point import EntryPoint
 from wawindow.rules.ledger import TEMPLATE_CATEGORIES
 from wawindow.rules.service_window import Window, window_at
 from wawindow.rules.state import Message
 
-CONVERSATION_SECONDS = 24 * 3600
+CONVERSATION_SECONDS = DAY  # Meta's conversation: 24 hours from its opening delivery
 HISTORIC = {"user_initiated": "user", "business_initiated": "business"}
 
 

@@ -1,8 +1,8 @@
 """The rules as one function: ``(state, event, now) -> (state, transitions, counter changes)``.
 
 Each event adds facts to the conversation's state (:mod:`wawindow.rules.state`); the windows,
-entry point windows and conversations are then derived from all the facts
-(:mod:`~wawindow.rules.service_window`, :mod:`~wawindow.rules.entry_point`,
+entry point windows and conversations are then derived from all the facts (:func:`derive`,
+with :mod:`~wawindow.rules.service_window`, :mod:`~wawindow.rules.entry_point`,
 :mod:`~wawindow.rules.conversations`) and compared with what was already published
 (:mod:`~wawindow.rules.publish`). ``sweep`` is the same comparison when only the wall clock
 moved: it warns and closes on time.
@@ -15,41 +15,63 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from wawindow.contracts import CONVERSATION_KINDS, DAY, TIMESTAMPS, EventKind, Metric
+from wawindow.contracts import CONVERSATION_KINDS, DAY, TIMESTAMPS, EventKind, Metric, Note, text
 from wawindow.rules import identity, ledger, opt_out, publish
-from wawindow.rules.conversations import conversations
-from wawindow.rules.entry_point import REPLY_WITHIN, entry_points
+from wawindow.rules.conversations import Conversation, conversations
+from wawindow.rules.entry_point import REPLY_WITHIN, EntryPoint, entry_points
 from wawindow.rules.erasure import forget
-from wawindow.rules.service_window import CSW_SECONDS, add, compact, window_at, windows
+from wawindow.rules.service_window import CSW_SECONDS, Window, add, compact, window_at, windows
 from wawindow.rules.state import Message, State, event_digest
 from wawindow.rules.transitions import Changes, CounterChange, Transition
 
 
+class Tunables(Protocol):
+    """The settings the rules are built from (:class:`wawindow.config.Settings` has them)."""
+
+    @property
+    def closing_soon_offsets(self) -> tuple[int, ...]: ...
+    @property
+    def free_entry_point_hours(self) -> int: ...
+    @property
+    def counts_retention_days(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The rules' tunables."""
+    """The rules' tunables. Those an operator sets are named as their settings, in seconds,
+    and come from them (:meth:`from_settings`); the others are the rules' own."""
 
-    closing_soon_offsets_s: tuple[int, ...] = (3600,)  # largest first
-    entry_point_window_s: int = 72 * 3600
+    closing_soon_offsets_s: tuple[int, ...]  # largest first
+    # Meta says 72 hours; one 2026 source says up to 7 days, so it is a setting
+    free_entry_point_s: int
+    # counts, and what outlives a conversation (an opted-out or erased user's state after
+    # their last change, the links between a user's ids), are kept this long
+    counts_retention_s: int
     # Meta retries for up to 7 days: facts, ids and published marks are kept a day longer
     history_s: int = 8 * DAY
     # a message counted as delivered is remembered this long, so a late read never bills it again
     billed_memory_s: int = 31 * DAY
     # state outlives the latest end it knows by this much (late webhooks, the API)
     grace_s: int = 8 * DAY
-    # an opted-out user's state lives this long after their last change
-    opted_out_keep_s: int = 400 * DAY
+
+    @classmethod
+    def from_settings(cls, settings: Tunables) -> Rules:
+        return cls(
+            closing_soon_offsets_s=tuple(sorted(settings.closing_soon_offsets, reverse=True)),
+            free_entry_point_s=settings.free_entry_point_hours * 3600,
+            counts_retention_s=settings.counts_retention_days * DAY,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class EventResult:
     """What became of one event: ``error`` when it cannot be applied (nothing of it was),
-    else what it repeated or corrected (``duplicate``, ``out_of_order``)."""
+    else what it repeated or corrected (:class:`~wawindow.contracts.Note`)."""
 
     error: str | None = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(slots=True)
@@ -75,11 +97,11 @@ def apply(
             out.results.append(EventResult(error=error))
             continue
         if state.erased and _erased(state, ev):
-            out.results.append(EventResult(notes=("erased",)))  # never brings the person back
+            out.results.append(EventResult(notes=(Note.ERASED,)))  # never brings the person back
             continue
         digest = event_digest(ev["event_id"])
         if digest in state.applied:
-            out.results.append(EventResult(notes=("duplicate",)))
+            out.results.append(EventResult(notes=(Note.DUPLICATE,)))
             continue
         state.applied[digest] = now
         notes = _add_facts(state, ev, changes)
@@ -89,7 +111,7 @@ def apply(
             c.metric == Metric.CONVERSATION_DISAGREEMENTS and c.delta > 0
             for c in changes.counters[before:]
         ):
-            notes = (*notes, "disagreement")
+            notes = (*notes, Note.DISAGREEMENT)
         out.results.append(EventResult(notes=notes))
     return _finish(out, changes, now, rules)
 
@@ -163,19 +185,19 @@ def invalid(ev: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _add_facts(s: State, ev: Mapping[str, Any], changes: Changes) -> tuple[str, ...]:
+def _add_facts(s: State, ev: Mapping[str, Any], changes: Changes) -> tuple[Note, ...]:
     user = ev.get("user")
     if isinstance(user, dict) and not ev["data"].get("group_id"):  # a participant is not the group
-        s.user_id = _text(user.get("user_id")) or s.user_id
-        s.wa_id = _text(user.get("wa_id")) or s.wa_id
-    s.waba_id = _text(ev.get("waba_id")) or s.waba_id
+        s.user_id = text(user.get("user_id")) or s.user_id
+        s.wa_id = text(user.get("wa_id")) or s.wa_id
+    s.waba_id = text(ev.get("waba_id")) or s.waba_id
     kind, data, ts = ev.get("kind"), ev["data"], ev.get("timestamp")
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     if not isinstance(ts, int):
         return notes
     if kind == EventKind.MESSAGE and data.get("type") != "system":
         if s.inbound and ts < s.inbound[-1]:
-            notes = ("out_of_order",)
+            notes = (Note.OUT_OF_ORDER,)
         add(s.inbound, ts)
         changes.count(ts, Metric.INBOUND_MESSAGES)
         if isinstance(data.get("referral"), dict):
@@ -210,10 +232,10 @@ def _wamid(data: Mapping[str, Any]) -> str:
     return f"{wamid}|{data['participant']}" if data.get("participant") else wamid
 
 
-def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[str, ...]:
+def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[Note, ...]:
     wamid = _wamid(data)
     if event_digest(wamid) in s.billed:
-        return ("duplicate",)  # counted long ago; nothing about it changes any more
+        return (Note.DUPLICATE,)  # counted long ago; nothing about it changes any more
     m = s.messages.setdefault(wamid, Message())
     late = ledger.record_status(m, data["status"], ts, data)
     corrected = False
@@ -226,19 +248,36 @@ def _status(s: State, ts: int, data: dict[str, Any]) -> tuple[str, ...]:
             add(s.cuts, ts)
         elif code == 131050:  # the user stopped marketing messages
             opt_out.decide(s, opt_out.MARKETING, ts, True, "meta_131050")
-    notes = ("out_of_order",) if late and not corrected else ()
-    return (*notes, "csw_correction") if corrected else notes
+    notes = (Note.OUT_OF_ORDER,) if late and not corrected else ()
+    return (*notes, Note.CSW_CORRECTION) if corrected else notes
+
+
+class Truth(NamedTuple):
+    """What a state's facts say, derived from them alone: the service windows, the free entry
+    point windows and the conversations (oldest first), and the deliveries Meta's
+    conversation id and the derivation disagree on."""
+
+    windows: list[Window]
+    entry_points: list[EntryPoint]
+    conversations: list[Conversation]
+    disagreements: list[str]
+
+
+def derive(s: State, rules: Rules) -> Truth:
+    """The truth of ``s``: what the rules publish and what the views show."""
+    ws = windows(s.inbound, s.cuts)
+    eps = entry_points(s.referrals, s.messages, rules.free_entry_point_s)
+    convs, disagreements = conversations(s.messages, ws, eps)
+    return Truth(ws, eps, convs, disagreements)
 
 
 def _reconcile(s: State, now: int, rules: Rules, changes: Changes) -> None:
-    ws = windows(s.inbound, s.cuts)
-    eps = entry_points(s.referrals, s.messages, rules.entry_point_window_s)
-    convs, disagreements = conversations(s.messages, ws, eps)
-    publish.service_windows(s, ws, now, rules.closing_soon_offsets_s, changes)
-    publish.entry_points(s, eps, now, changes)
-    publish.conversations(s, convs, now, changes)
+    truth = derive(s, rules)
+    publish.service_windows(s, truth.windows, now, rules.closing_soon_offsets_s, changes)
+    publish.entry_points(s, truth.entry_points, now, changes)
+    publish.conversations(s, truth.conversations, now, changes)
     publish.delivered(s, changes)
-    publish.disagreements(s, disagreements, changes)
+    publish.disagreements(s, truth.disagreements, changes)
     publish.opt_outs(s, changes)
 
 
@@ -260,9 +299,7 @@ def prune(s: State, now: int, rules: Rules) -> None:
     )
     if oldest >= horizon:
         return
-    ws = windows(s.inbound, s.cuts)
-    eps = entry_points(s.referrals, s.messages, rules.entry_point_window_s)
-    convs, _ = conversations(s.messages, ws, eps)
+    ws, eps, convs, _ = derive(s, rules)
     spans = [(w.opened, w.expires) for w in ws] + [(e.opened, e.expires) for e in eps]
     spans += [(c.opened, c.expires) for c in convs]
     cut = horizon
@@ -319,9 +356,5 @@ def keep_until(s: State, now: int, rules: Rules) -> int:
     if billed:
         until = max(until, max(billed) + rules.billed_memory_s)
     if s.erased or any(opt_out.opted_out(s, f) for f in opt_out.FIELDS):
-        until = max(until, now + rules.opted_out_keep_s)
+        until = max(until, now + rules.counts_retention_s)
     return until
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import Message
 
-REPLY_WITHIN = 24 * 3600
+#: how long after a referral's message the business may reply to open the window: the
+#: service window that message opened
+REPLY_WITHIN = CSW_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +53,3 @@ def entry_points(
         if any((since is None or r > since) and r <= at <= r + REPLY_WITHIN for r in referrals):
             out.append(EntryPoint(at, at + length, "derived"))
     return out
-
-
-def entry_point_at(eps: Sequence[EntryPoint], ts: int) -> EntryPoint | None:
-    for ep in eps:
-        if ep.opened <= ts < ep.expires:
-            return ep
-    return None

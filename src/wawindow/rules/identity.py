@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wawindow.contracts import EventKind, Metric
+from wawindow.contracts import EventKind, Metric, text
 from wawindow.keys import conversation_key
 from wawindow.rules.erasure import forget
 from wawindow.rules.service_window import add
@@ -39,10 +39,10 @@ def links_of(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     if data.get("group_id"):
         return []  # a participant's ids name no conversation of the group's
     pairs: list[tuple[str, str]] = []
-    user_id, wa_id = _text(user.get("user_id")), _text(user.get("wa_id"))
+    user_id, wa_id = text(user.get("user_id")), text(user.get("wa_id"))
     system = data.get("system") if event.get("kind") == EventKind.MESSAGE else None
     if isinstance(system, dict) and system.get("type") in CHANGES_OF_ID:
-        new_user_id, new_wa_id = _text(system.get("user_id")), _text(system.get("wa_id"))
+        new_user_id, new_wa_id = text(system.get("user_id")), text(system.get("wa_id"))
         if system.get("type") == "user_changed_user_id":
             new_wa_id = new_wa_id or wa_id  # the number stays
         new = new_user_id or new_wa_id
@@ -122,7 +122,3 @@ def merge(target: State, source: State, changes: Changes) -> State:
     if t.erased == cut:  # no erasure newer than the target's: what it merged since stays
         t.linked = linked
     return t
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -9,8 +9,8 @@
   never from window state; categories and types are open sets.
 - When two statuses carry different pricing, the one of the earliest status wins (the
   ``sent``'s over the ``delivered``'s), so the answer does not depend on arrival order.
-- A message already counted is remembered for 30 days (``BILLED_MEMORY``): a read receipt
-  that comes days later never counts it again.
+- A message already counted is remembered for 31 days after its delivery
+  (``Rules.billed_memory_s``): a read receipt that comes days later never counts it again.
 - A message that only ever fails is not counted.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wawindow.contracts import TIMESTAMPS
+from wawindow.contracts import TIMESTAMPS, text
 from wawindow.rules.state import Message
 
 RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 9}
@@ -53,8 +53,8 @@ def record_status(m: Message, status: str, ts: int, data: dict[str, Any]) -> boo
     pricing = data.get("pricing")
     if isinstance(pricing, dict):
         if m.pricing_rank is None or rank < m.pricing_rank:
-            m.category = _name(pricing.get("category"))
-            m.ptype = _name(pricing.get("type"))
+            m.category = text(pricing.get("category"))
+            m.ptype = text(pricing.get("type"))
             m.pricing_rank = rank
         if pricing.get("pricing_model") == "CBP":
             m.cbp = True
@@ -63,8 +63,8 @@ def record_status(m: Message, status: str, ts: int, data: dict[str, Any]) -> boo
     conversation = data.get("conversation")
     if isinstance(conversation, dict):
         if m.meta_rank is None or rank < m.meta_rank:
-            m.origin = _name(conversation.get("origin_type")) or m.origin
-            m.meta_id = _name(conversation.get("id")) or m.meta_id
+            m.origin = text(conversation.get("origin_type")) or m.origin
+            m.meta_id = text(conversation.get("id")) or m.meta_id
             expires = conversation.get("expiration_timestamp")
             m.meta_expires = (
                 expires if type(expires) is int and expires in TIMESTAMPS else m.meta_expires
@@ -82,7 +82,3 @@ def counted_as(m: Message) -> list[Any] | None:
         return None
     category, ptype = m.category or "unknown", m.ptype or "unknown"
     return [m.delivered, category, ptype, billable(ptype) if m.ptype else "unknown"]
-
-
-def _name(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

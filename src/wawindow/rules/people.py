@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from wawindow.contracts import ChangeKind, TransitionType
+from wawindow.contracts import ChangeKind, Note, TransitionType
 from wawindow.rules.consent import Consent, Decision
 from wawindow.rules.engine import EventResult
 from wawindow.rules.transitions import CounterChange, Transition, transition_id
@@ -132,9 +132,9 @@ def _record(
         if d.id not in p.forgotten:
             p.forgotten.append(d.id)
         out.tombstones.append(d.id)
-        return EventResult(notes=("erased",))
+        return EventResult(notes=(Note.ERASED,))
     if any(h.id == d.id for h in p.history):
-        return EventResult(notes=("duplicate",))
+        return EventResult(notes=(Note.DUPLICATE,))
     p.history.append(d)
     p.history.sort(key=lambda h: (h.at, h.id))
     state = p.consent.state(d.category)
@@ -148,7 +148,7 @@ def _erase(p: Person, key: str, rec: Mapping[str, Any], out: PersonOutcome) -> E
     # every time: a crash may have come between the write and the tombstones
     if erasure_id in p.erasures:
         out.tombstones += p.forgotten
-        return EventResult(notes=("duplicate",))
+        return EventResult(notes=(Note.DUPLICATE,))
     p.erasures.append(erasure_id)
     p.erased = max(p.erased, at)
     p.forgotten += [d.id for d in p.history if d.at <= p.erased and d.id not in p.forgotten]

@@ -21,7 +21,10 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-CSW_SECONDS = 24 * 3600
+from wawindow.contracts import DAY
+
+#: a service window ends 24 hours after the user's latest message or call
+CSW_SECONDS = DAY
 
 
 @dataclass(frozen=True, slots=True)
