@@ -2,8 +2,8 @@
 
 With ``--steps`` it also does part of the receiver's work, to show what each part costs:
 
-- ``verify``: the signature check over the raw bytes (:mod:`wawindow.webhook.signature`);
-- ``split``: the split into content-free events (:func:`wawindow.split.split_body`);
+- ``verify``: the signature check over the raw bytes (:mod:`wawindow.ingest.signature`);
+- ``split``: the split into content-free events (:func:`wawindow.ingest.split.split_body`);
 - ``body-record``: one Kafka record per body holding its events, awaited (``acks=all``);
 - ``event-records``: one record per event, keyed by conversation, through the receiver's own
   publisher (what ``wawindow run webhook`` does).
@@ -20,9 +20,9 @@ import time
 import orjson
 from aiohttp import web
 
-from wawindow.publisher import Publisher, Record
-from wawindow.split import split_body
-from wawindow.webhook import signature
+from wawindow.ingest import signature
+from wawindow.ingest.split import split_body
+from wawindow.kafka.publisher import Publisher, Record
 
 SECRET = ("bench-app-secret",)
 STEPS = ("verify", "split", "body-record", "event-records")

@@ -1,8 +1,8 @@
 """Benchmark: what compiling the pure-Python hot paths to C with mypyc would buy.
 
-The receiver's split (``wawindow.split``, ``wawindow.readers``, ``wawindow.fields``) and the
-worker's rules (``wawindow.rules``) are plain, fully typed Python, which mypyc (part of
-mypy, a development dependency) compiles to a C extension. This copies ``src/wawindow`` to
+The receiver's split (``wawindow.ingest.split``, ``readers``, ``fields``) and the worker's
+rules (``wawindow.rules``) are plain, fully typed Python, which mypyc (part of mypy, a
+development dependency) compiles to a C extension. This copies ``src/wawindow`` to
 a temporary directory, compiles those modules there, and times the same loops with the
 interpreted and the compiled code, alternating, in fresh processes:
 
@@ -33,9 +33,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 RESULTS = HERE / "results" / "compiled.json"
-COMPILED = ["split.py", "readers.py", "fields.py", "keys.py", "contracts.py", "rules"]
+COMPILED = [
+    "ingest/split.py",
+    "ingest/readers.py",
+    "ingest/fields.py",
+    "keys.py",
+    "contracts.py",
+    "rules",
+]
 # the modules the loops run, each of which must load compiled in the compiled copy
-CHECKED = [f"wawindow.{name.removesuffix('.py')}" for name in COMPILED if name != "rules"] + [
+CHECKED = [
+    "wawindow." + name.removesuffix(".py").replace("/", ".") for name in COMPILED if name != "rules"
+] + [
     "wawindow.rules.engine",
     "wawindow.rules.state",
 ]
@@ -51,7 +60,7 @@ for name in sys.argv[4].split(","):
 import wawindow.rules.engine as rules
 from wawindow.config import Settings
 from wawindow.rules.state import State
-from wawindow.split import split_body
+from wawindow.ingest.split import split_body
 from webhook_throughput import realistic_bodies
 from worker_throughput import realistic_events
 

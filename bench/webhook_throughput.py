@@ -36,13 +36,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from wawindow import samples
 from wawindow.config import cache_dir
+from wawindow.dev import samples
 from wawindow.devservices.process import free_port
 from wawindow.devservices.stack import LocalServices
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.topics import create_topics
-from wawindow.webhook.signature import HEADER, sign
 
 HERE = Path(__file__).resolve().parent
 SECRET = "bench-app-secret"

@@ -35,19 +35,20 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from wawindow import keys, samples
+from wawindow import keys
 from wawindow.config import cache_dir
+from wawindow.dev import samples
 from wawindow.devservices.stack import LocalServices
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
+from wawindow.ingest.split import split_body
+from wawindow.kafka.publisher import Publisher, Record
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.publisher import Publisher, Record
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
-from wawindow.split import split_body
-from wawindow.topics import create_topics
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "worker_throughput.json"

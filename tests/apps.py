@@ -1,5 +1,5 @@
 """The apps the tests serve: the receiver's and the API's, built as ``wawindow run`` builds
-them (:func:`wawindow.http.build_app`), each alone. Test code: not in the wheel."""
+them (:func:`wawindow.service.app.build_app`), each alone. Test code: not in the wheel."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from aiohttp import web
 
 from wawindow.config import Settings
 from wawindow.engine.store import WindowStore
-from wawindow.health import PUBLISHER
-from wawindow.http import build_app
+from wawindow.kafka.publisher import PUBLISHER, Publisher
 from wawindow.metrics import Metrics
-from wawindow.publisher import Publisher
+from wawindow.service.app import build_app
 
 
 def create_app(

@@ -25,14 +25,14 @@ from tests.apps import create_app
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices.process import free_port
 from wawindow.devservices.stack import LocalServices
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.topics import create_topics
 
 if TYPE_CHECKING:
     from tests.engine_harness import Scenario
     from wawindow.engine.connection import AnyRedis
     from wawindow.engine.store import WindowStore
-    from wawindow.publisher import Publisher
+    from wawindow.kafka.publisher import Publisher
 
 # Property tests: a fixed, derandomized set of examples in CI; more, and random, elsewhere.
 _SLOW = [hypothesis.HealthCheck.too_slow]
@@ -200,7 +200,7 @@ async def s(
 @pytest.fixture
 async def publisher(s: Scenario) -> AsyncIterator[Publisher]:
     """A started publisher on the scenario's Kafka (for the API's consent writes)."""
-    from wawindow.publisher import Publisher
+    from wawindow.kafka.publisher import Publisher
 
     assert s.settings.kafka_bootstrap
     p = Publisher(s.settings.kafka_bootstrap, ack_timeout_ms=5000)

@@ -14,21 +14,21 @@ import orjson
 
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY, Client
 from tests.kafkautil import read_all, values
-from wawindow import samples
 from wawindow.config import Settings
 from wawindow.contracts import DAY
+from wawindow.dev import samples
 from wawindow.engine.connection import AnyRedis, connect
-from wawindow.engine.counts import read_counters
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
+from wawindow.finance.counts import read_counters
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.kafka.publisher import Publisher
 from wawindow.keys import Topics
-from wawindow.publisher import Publisher
 from wawindow.rules import opt_out
 from wawindow.rules.engine import Rules
 from wawindow.rules.service_window import windows
 from wawindow.rules.state import State
-from wawindow.webhook.signature import HEADER, sign
 
 PN = samples.PHONE_NUMBER_ID
 USER = "16505551234"

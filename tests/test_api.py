@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.apps import create_api_app
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN
 from tests.engine_harness import HOUR, Scenario
-from wawindow import samples
 from wawindow.config import Settings
-from wawindow.http import ROLES, build_app
-from wawindow.publisher import Publisher
+from wawindow.dev import samples
+from wawindow.kafka.publisher import Publisher
+from wawindow.service.app import ROLES, build_app
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

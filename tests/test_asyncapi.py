@@ -15,11 +15,12 @@ from referencing.jsonschema import DRAFT7
 
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
-from wawindow import consent_records, samples
-from wawindow.consent_records import Categories, consent_record, erasure_record
 from wawindow.contracts import ChangeKind, EventKind, TransitionType
+from wawindow.dev import samples
 from wawindow.engine.cloudevents import to_cloudevent
 from wawindow.engine.suppression import record_of
+from wawindow.kafka import consent_records
+from wawindow.kafka.consent_records import Categories, consent_record, erasure_record
 from wawindow.keys import Topics, person_key
 from wawindow.rules import people
 from wawindow.rules.suppression import at_erasure

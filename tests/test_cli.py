@@ -14,8 +14,8 @@ import pytest
 from tests.cliutil import WAWINDOW, base_env, run, wait_healthy
 from tests.conftest import APP_SECRET, PAYLOADS, Services
 from tests.kafkautil import read_all
+from wawindow.ingest.signature import HEADER, sign
 from wawindow.keys import Topics
-from wawindow.webhook.signature import HEADER, sign
 
 
 @pytest.mark.parametrize(

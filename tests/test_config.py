@@ -137,10 +137,10 @@ def test_a_wrong_connection_combination_is_one_line_naming_the_settings(
 
 
 def test_the_msk_token_provider_without_its_extra_says_how_to_install_it() -> None:
-    from wawindow.kafka import KafkaConnection
+    from wawindow.kafka.connection import KafkaConnection
 
     conn = KafkaConnection(
-        "b:9098", "SASL_SSL", "OAUTHBEARER", token_provider="wawindow.kafka_msk:MSKTokenProvider"
+        "b:9098", "SASL_SSL", "OAUTHBEARER", token_provider="wawindow.kafka.msk:MSKTokenProvider"
     )
     with pytest.raises(ConfigError, match=r"pip install 'wawindow\[msk\]'"):
         conn.options()

@@ -18,10 +18,11 @@ from tests.apps import create_api_app
 from tests.conftest import SUPPRESSION_KEY, Services
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all, values
-from wawindow import keys, samples
+from wawindow import keys
 from wawindow.config import Settings
+from wawindow.dev import samples
 from wawindow.engine.people import People
-from wawindow.publisher import Publisher
+from wawindow.kafka.publisher import Publisher
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -355,7 +356,7 @@ async def test_redis_emptied_and_rebuilt_from_kafka_gives_back_the_same_consent(
 async def test_kafka_down_means_503_and_nothing_recorded(s: Scenario, tmp_path: Path) -> None:
     from wawindow.config import cache_dir
     from wawindow.devservices.broker import KafkaBroker, fetch_jars
-    from wawindow.topics import create_topics
+    from wawindow.kafka.topics import create_topics
 
     broker = KafkaBroker(fetch_jars(cache_dir()), tmp_path / "kafka", heap_mb=384)
     broker.start()

@@ -26,11 +26,11 @@ from jsonschema import Draft7Validator, ValidationError
 from wawindow.cli import parse_roles
 from wawindow.config import Settings, cache_dir
 from wawindow.devservices.tls import LocalCA
-from wawindow.health import CHECK_S
+from wawindow.kafka.topics import RETENTION_MS, TOPIC_CONFIGS
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
-from wawindow.roles import required_settings
-from wawindow.topics import RETENTION_MS, TOPIC_CONFIGS
+from wawindow.service.health import CHECK_S
+from wawindow.service.roles import required_settings
 
 ROOT = Path(__file__).parent.parent
 K8S = ROOT / "k8s"
@@ -486,7 +486,7 @@ def test_msk_overlay_uses_iam_through_irsa_for_the_pods_and_keda() -> None:
 
     assert data["WAWINDOW_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert data["WAWINDOW_KAFKA_SASL_MECHANISM"] == "OAUTHBEARER"
-    assert data["WAWINDOW_KAFKA_OAUTH_TOKEN_PROVIDER"] == "wawindow.kafka_msk:MSKTokenProvider"
+    assert data["WAWINDOW_KAFKA_OAUTH_TOKEN_PROVIDER"] == "wawindow.kafka.msk:MSKTokenProvider"
     assert bootstrap_ports(overlay) == {9098}  # MSK's IAM listener
     assert re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", data["AWS_REGION"])
     assert all(data["AWS_REGION"] in s for s in data["WAWINDOW_KAFKA_BOOTSTRAP"].split(","))

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from wawindow import demo
 from wawindow.cli import DEV_API_TOKEN
 from wawindow.cli.dev import demo_counts
 from wawindow.config import cache_dir
 from wawindow.contracts import DAY
+from wawindow.dev import demo
 from wawindow.devservices.broker import fetch_jars, jars_dir
 from wawindow.devservices.process import free_port, port_open
 from wawindow.devservices.stack import DevData

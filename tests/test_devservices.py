@@ -10,8 +10,8 @@ from tests.conftest import Services
 from wawindow.config import cache_dir
 from wawindow.devservices.broker import fetch_jars, format_storage
 from wawindow.devservices.stack import LocalServices
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.topics import create_topics
 
 
 def _running(pid: int | None) -> bool:

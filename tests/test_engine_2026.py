@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.engine_harness import HOUR, KEY, PN, USER, Scenario
-from wawindow import samples
+from wawindow.dev import samples
 from wawindow.engine.views import window_view
 from wawindow.rules.state import event_digest
 

@@ -10,8 +10,8 @@ from redis.asyncio import RedisCluster
 from tests.conftest import Client
 from tests.engine_harness import HOUR, Scenario, scenario
 from tests.test_engine_failures import USERS, assert_exact, post_traffic
-from wawindow import samples
 from wawindow.config import Settings
+from wawindow.dev import samples
 from wawindow.keys import Topics, shard_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

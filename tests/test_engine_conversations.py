@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.engine_harness import HOUR, Scenario
-from wawindow import samples
+from wawindow.dev import samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

@@ -10,11 +10,12 @@ import orjson
 import pytest
 
 from tests.conftest import loaded_store
-from wawindow import keys, samples
+from wawindow import keys
+from wawindow.dev import samples
 from wawindow.engine.connection import AnyRedis
 from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.ingest.split import split_body
 from wawindow.rules.service_window import CSW_SECONDS
-from wawindow.split import split_body
 
 pytestmark = [pytest.mark.redis]
 NOW = 1_790_000_000

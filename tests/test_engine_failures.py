@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.conftest import SUPPRESSION_KEY, Services, redis_db1
 from tests.engine_harness import Scenario
 from tests.kafkautil import partitions_of, read_all
-from wawindow import keys, samples
+from wawindow import keys
+from wawindow.dev import samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

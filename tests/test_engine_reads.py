@@ -10,12 +10,13 @@ import orjson
 import pytest
 
 from tests.conftest import loaded_store
-from wawindow import keys, samples
+from wawindow import keys
 from wawindow.contracts import TransitionType
+from wawindow.dev import samples
 from wawindow.engine.connection import AnyRedis
 from wawindow.engine.reads import Reads
 from wawindow.engine.store import EngineConfig, WindowStore
-from wawindow.split import split_body
+from wawindow.ingest.split import split_body
 
 USER = "16505551234"
 KEY = f"{samples.PHONE_NUMBER_ID}:{USER}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine_harness import Scenario
-from wawindow import samples
+from wawindow.dev import samples
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

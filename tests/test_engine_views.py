@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Services, redis_db1
 from tests.engine_harness import HOUR, Scenario
-from wawindow import samples
+from wawindow.dev import samples
 from wawindow.engine.cloudevents import iso
 from wawindow.engine.views import window_view
 

@@ -28,12 +28,12 @@ import pytest
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY, Client, Services
 from tests.kafkautil import read_all
 from tests.test_engine_failures import wait_for_lag_zero
-from wawindow import samples
+from wawindow.dev import samples
 from wawindow.devservices.redis_server import RedisServer
 from wawindow.engine.connection import connect
-from wawindow.engine.counts import read_counters
+from wawindow.finance.counts import read_counters
+from wawindow.ingest.signature import HEADER, sign
 from wawindow.keys import Topics
-from wawindow.webhook.signature import HEADER, sign
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 USERS = 150
@@ -65,7 +65,7 @@ async def on_own_kafka(
     from tests.apps import create_app
     from tests.conftest import VERIFY_TOKEN
     from wawindow.config import Settings
-    from wawindow.topics import create_topics
+    from wawindow.kafka.topics import create_topics
 
     topics = Topics(prefix)
     settings = Settings.from_env({

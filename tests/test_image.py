@@ -18,7 +18,7 @@ import yaml
 
 from wawindow.cli import parse_roles
 from wawindow.config import Settings
-from wawindow.roles import required_settings
+from wawindow.service.roles import required_settings
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"

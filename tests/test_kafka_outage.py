@@ -17,13 +17,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.apps import create_app
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Client
 from tests.kafkautil import read_all, values
-from wawindow import samples
 from wawindow.config import Settings, cache_dir
+from wawindow.dev import samples
 from wawindow.devservices.broker import KafkaBroker, fetch_jars
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS
-from wawindow.topics import create_topics
-from wawindow.webhook.signature import HEADER, sign
 
 pytestmark = pytest.mark.kafka
 

@@ -126,7 +126,7 @@ def test_the_hot_line_is_the_line_structlog_writes(level: str) -> None:
     structlog.contextvars.bind_contextvars(role="webhook")
     fields: dict[str, Any] = {"path": "/webhook", "status": 200, "kinds": {"status": 2}}
     try:
-        structlog.get_logger("wawindow.webhook").info("webhook.post", **fields, wa_id="16505551234")
+        structlog.get_logger("wawindow.ingest").info("webhook.post", **fields, wa_id="16505551234")
         logs.hot_line().info("webhook.post", **fields, wa_id="16505551234")
         buffer.drain()
     finally:

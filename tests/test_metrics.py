@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaProducer
 
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY
 from tests.engine_harness import HOUR, USER, Scenario
-from wawindow import samples
-from wawindow.consent_records import erasure_record
+from wawindow.dev import samples
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.kafka.consent_records import erasure_record
+from wawindow.kafka.publisher import Publisher, Record
 from wawindow.metrics import METRICS, Metrics
-from wawindow.publisher import Publisher, Record
-from wawindow.webhook.signature import HEADER, sign
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:

@@ -22,13 +22,13 @@ from tests.cliutil import run_all as run_all_process
 from tests.cliutil import wait_healthy
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, Services
 from tests.waiting import until
-from wawindow import demo
 from wawindow.api.app import add_api_routes
 from wawindow.api.openapi import DOCUMENT, add_openapi_route
-from wawindow.health import add_health_routes
+from wawindow.dev import demo
+from wawindow.ingest.app import add_routes
+from wawindow.ingest.signature import HEADER, sign
 from wawindow.metrics import add_metrics_route
-from wawindow.webhook.app import add_routes
-from wawindow.webhook.signature import HEADER, sign
+from wawindow.service.health import add_health_routes
 
 TOKEN = "openapi-test-token"  # read-only
 WRITE_TOKEN = "openapi-write-token"

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from tests.conftest import APP_SECRET, Client, Services, examples
 from tests.engine_harness import Scenario
 from tests.kafkautil import read_all, values
-from wawindow import samples
-from wawindow.split import split_body
-from wawindow.webhook.signature import HEADER, sign
+from wawindow.dev import samples
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.ingest.split import split_body
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -138,8 +138,8 @@ async def test_a_signed_unreadable_body_of_almost_3_mb_is_kept_on_dead_letter(
 async def test_a_body_larger_than_the_topic_takes_is_kept_as_digest_and_excerpt(
     s: Scenario,
 ) -> None:
-    from wawindow.split import split_body
-    from wawindow.webhook.app import DEAD_LETTER_BODY_BYTES, _records
+    from wawindow.ingest.app import DEAD_LETTER_BODY_BYTES, _records
+    from wawindow.ingest.split import split_body
 
     raw = b"{" + b"x" * (DEAD_LETTER_BODY_BYTES + 10)
     [record] = _records(s.topics, split_body(raw, 0), raw, 0)
@@ -312,8 +312,8 @@ async def _fuzz_encodings(services: Services, posts: list[Encoded]) -> None:
 
     from tests.apps import create_app
     from tests.conftest import new_prefix, settings_for
+    from wawindow.kafka.topics import create_topics
     from wawindow.keys import Topics
-    from wawindow.topics import create_topics
 
     settings = settings_for(services, new_prefix())
     topics = Topics(settings.topic_prefix)
@@ -401,8 +401,8 @@ async def test_topics_create_gives_an_older_dead_letter_topic_the_record_size_it
 
     from tests.conftest import new_prefix
     from tests.waiting import until
+    from wawindow.kafka.topics import MAX_RECORD_BYTES, create_topics
     from wawindow.keys import Topics
-    from wawindow.topics import MAX_RECORD_BYTES, create_topics
 
     topics = Topics(new_prefix())
     admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wawindow.errors import ConfigError
-from wawindow.pricing import BUILT_IN, expected_charge, load_rules
+from wawindow.finance.pricing import BUILT_IN, expected_charge, load_rules
 
 
 def at(day: str) -> int:

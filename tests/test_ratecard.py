@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wawindow.errors import ConfigError
-from wawindow.ratecard import (
+from wawindow.finance.ratecard import (
     AuthInternational,
     authentication_rate,
     country_of,

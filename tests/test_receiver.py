@@ -14,10 +14,10 @@ from structlog.testing import capture_logs
 
 from tests.conftest import APP_SECRET, OLD_APP_SECRET, PAYLOADS, VERIFY_TOKEN, Client
 from tests.kafkautil import read_all, values
-from wawindow import samples
 from wawindow.config import Settings
+from wawindow.dev import samples
+from wawindow.ingest.signature import HEADER, sign
 from wawindow.keys import Topics
-from wawindow.webhook.signature import HEADER, sign
 
 pytestmark = pytest.mark.kafka
 

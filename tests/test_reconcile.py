@@ -11,11 +11,11 @@ import pytest
 from tests.conftest import Services
 from tests.engine_harness import Scenario
 from tests.test_engine_views import _env, run_cli
-from wawindow import samples
 from wawindow.contracts import DAY
-from wawindow.engine.counts import CounterRow
-from wawindow.engine.reconcile import compared_as, parse_analytics, reconcile
+from wawindow.dev import samples
 from wawindow.errors import AnalyticsError
+from wawindow.finance.counts import CounterRow
+from wawindow.finance.reconcile import compared_as, parse_analytics, reconcile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pricing_analytics_drift.json"
 SPELLINGS = Path(__file__).parent / "fixtures" / "pricing_analytics_spellings.json"

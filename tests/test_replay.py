@@ -13,11 +13,11 @@ import pytest
 from tests.cliutil import WAWINDOW, base_env, wait_healthy
 from tests.conftest import APP_SECRET, Services
 from tests.kafkautil import read_all
-from wawindow import demo, samples
+from wawindow.dev import demo, samples
+from wawindow.dev.replay import ProgressBar, load_bodies
 from wawindow.errors import ConfigError
+from wawindow.ingest.split import split_body
 from wawindow.keys import Topics
-from wawindow.replay import ProgressBar, load_bodies
-from wawindow.split import split_body
 
 
 def _body(wamid: str) -> dict[str, object]:

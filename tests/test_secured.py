@@ -22,17 +22,17 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from tests.cliutil import WAWINDOW, run, wait_healthy
 from tests.conftest import APP_SECRET, SUPPRESSION_KEY, VERIFY_TOKEN
 from tests.waiting import until
-from wawindow import samples
 from wawindow.config import cache_dir
+from wawindow.dev import samples
 from wawindow.devservices.broker import KafkaBroker, SaslSsl, fetch_jars
 from wawindow.devservices.process import free_port
 from wawindow.devservices.redis_server import RedisServer
 from wawindow.devservices.tls import LocalCA
 from wawindow.engine.cloudevents import CONTENT_TYPE
 from wawindow.engine.connection import REDIS_ACL
-from wawindow.kafka import KafkaConnection
+from wawindow.ingest.signature import HEADER, sign
+from wawindow.kafka.connection import KafkaConnection
 from wawindow.keys import Topics
-from wawindow.webhook.signature import HEADER, sign
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

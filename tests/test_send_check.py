@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wawindow.pricing import KINDS
+from wawindow.finance.pricing import KINDS
 from wawindow.rules.consent import ALL, Consent, Decision
 from wawindow.rules.send_check import POLICIES, decide
 

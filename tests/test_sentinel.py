@@ -14,9 +14,9 @@ import pytest
 from tests.cliutil import run_all, wait_healthy
 from tests.conftest import APP_SECRET, Services
 from tests.waiting import until
-from wawindow import samples
+from wawindow.dev import samples
 from wawindow.devservices.redis_server import RedisSentinelGroup
-from wawindow.webhook.signature import HEADER, sign
+from wawindow.ingest.signature import HEADER, sign
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 TOKEN = "sentinel-token"

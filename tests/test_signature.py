@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from wawindow.webhook.signature import sign, verify
+from wawindow.ingest.signature import sign, verify
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from tests.conftest import PAYLOADS
-from wawindow import samples
 from wawindow.config import DEFAULT_OPT_OUT_KEYWORDS
-from wawindow.split import SplitOptions, UserRef, WebhookEvent, normalize_keyword, split_body
+from wawindow.dev import samples
+from wawindow.ingest.split import SplitOptions, UserRef, WebhookEvent, normalize_keyword, split_body
 
 OPTIONS = SplitOptions(
     opt_out_keywords=frozenset(normalize_keyword(k) for k in DEFAULT_OPT_OUT_KEYWORDS)

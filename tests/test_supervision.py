@@ -18,7 +18,8 @@ from wawindow.devservices.redis_server import RedisServer
 from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import window_view
-from wawindow.health import PUBLISHER, REDIS, WORKER, add_health_routes
+from wawindow.kafka.publisher import PUBLISHER
+from wawindow.service.health import REDIS, WORKER, add_health_routes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 USERS = 200

@@ -28,14 +28,15 @@ from tests.test_consent import (
     client_for,
     record,
 )
-from wawindow import keys, samples
+from wawindow import keys
+from wawindow.dev import samples
 from wawindow.engine.connection import text
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
+from wawindow.kafka.publisher import Publisher, Record
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.publisher import Publisher, Record
 from wawindow.rules.suppression import digest
-from wawindow.topics import create_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

@@ -18,11 +18,11 @@ from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all
 from tests.test_asyncapi import TYPES, corrections_learned_late, fit
 from tests.test_split import GROUP  # the group of the fixtures
-from wawindow import samples
-from wawindow.consent_records import Categories, consent_record, erasure_record
+from wawindow.dev import samples
 from wawindow.engine.cloudevents import CONTENT_TYPE
+from wawindow.kafka.consent_records import Categories, consent_record, erasure_record
+from wawindow.kafka.publisher import Publisher, Record
 from wawindow.keys import group_conversation_key
-from wawindow.publisher import Publisher, Record
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

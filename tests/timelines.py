@@ -8,8 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from wawindow import samples
-from wawindow.split import SplitOptions, split_body
+from wawindow.dev import samples
+from wawindow.ingest.split import SplitOptions, split_body
 
 HOUR = 3600
 DAY = 86_400

@@ -18,7 +18,7 @@ from typing import Any, Self
 from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES
 from wawindow.engine.connection import RedisTLS, Sentinels
 from wawindow.errors import ConfigError
-from wawindow.kafka import COMPRESSIONS, KafkaConnection
+from wawindow.kafka.connection import COMPRESSIONS, KafkaConnection
 
 PREFIX = "WAWINDOW_"
 
@@ -101,7 +101,7 @@ class Settings:
     # how long a suppression keeps a webhook-borne opt-out after the erasure (an opt-out
     # recorded through the API is kept without expiry, as it was before the erasure)
     suppression_days: int = 400
-    # how to reach a secured Kafka (see wawindow.kafka and docs/connecting.md)
+    # how to reach a secured Kafka (see wawindow.kafka.connection and docs/connecting.md)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

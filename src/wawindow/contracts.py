@@ -31,7 +31,7 @@ def text(value: Any) -> str | None:
 
 
 class EventKind(StrEnum):
-    """``kind`` of a record on ``webhook-events`` (see :mod:`wawindow.split`)."""
+    """``kind`` of a record on ``webhook-events`` (see :mod:`wawindow.ingest.split`)."""
 
     MESSAGE = "message"
     STATUS = "status"
@@ -42,7 +42,7 @@ class EventKind(StrEnum):
 
 
 class ChangeKind(StrEnum):
-    """``kind`` of a record on ``consent-events`` (see :mod:`wawindow.consent_records`)."""
+    """``kind`` of a record on ``consent-events`` (see :mod:`wawindow.kafka.consent_records`)."""
 
     CONSENT = "consent"
     ERASURE = "erasure"

@@ -19,7 +19,9 @@ from aiohttp import web
 from wawindow.answers import error
 from wawindow.api.consents import add_consent_routes
 from wawindow.api.context import API, CALLER, PEOPLE, STORE, Caller
-from wawindow.engine.counts import (
+from wawindow.engine.views import window_view
+from wawindow.errors import BadParameter
+from wawindow.finance.counts import (
     CSV_COLUMNS,
     GRANULARITIES,
     MAX_RANGE_DAYS,
@@ -28,11 +30,9 @@ from wawindow.engine.counts import (
     meta_data_points,
     parse_instant,
 )
-from wawindow.engine.views import window_view
-from wawindow.errors import BadParameter
+from wawindow.finance.pricing import KINDS, expected_charge
+from wawindow.finance.ratecard import ENDPOINTS, estimate, rate_for
 from wawindow.metrics import METRICS
-from wawindow.pricing import KINDS, expected_charge
-from wawindow.ratecard import ENDPOINTS, estimate, rate_for
 from wawindow.rules.consent import Consent, Decision
 from wawindow.rules.send_check import decide
 from wawindow.rules.suppression import Suppression

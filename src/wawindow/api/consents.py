@@ -17,16 +17,15 @@ from aiohttp import web
 
 from wawindow.answers import error
 from wawindow.api.context import API, CALLER, PEOPLE, TOPICS
-from wawindow.consent_records import (
+from wawindow.engine.views import consent_view
+from wawindow.errors import BadField, KafkaUnavailable
+from wawindow.kafka.consent_records import (
     RECORDED_WABA,
     consent_record,
     erasure_record,
     waba_and_user,
 )
-from wawindow.engine.views import consent_view
-from wawindow.errors import BadField, KafkaUnavailable
-from wawindow.health import PUBLISHER
-from wawindow.publisher import Record
+from wawindow.kafka.publisher import PUBLISHER, Record
 
 # a consent change is a few hundred bytes; anything much larger is not one
 MAX_BODY_BYTES = 64 * 1024

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from wawindow.config import ApiToken, Settings
-from wawindow.consent_records import Categories
 from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
+from wawindow.finance.pricing import PricingRule, load_rules
+from wawindow.finance.ratecard import RateCard, load_rate_cards
+from wawindow.kafka.consent_records import Categories
 from wawindow.keys import Topics
-from wawindow.pricing import PricingRule, load_rules
-from wawindow.ratecard import RateCard, load_rate_cards
 
 
 @dataclass(frozen=True, slots=True)

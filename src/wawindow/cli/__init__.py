@@ -14,8 +14,8 @@ from wawindow.cli.finance import cmd_counts, cmd_reconcile
 from wawindow.cli.operate import cmd_replay, cmd_run, cmd_services, cmd_topics_create
 from wawindow.cli.output import parse_roles
 from wawindow.cli.state import cmd_events, cmd_window
-from wawindow.engine.counts import GRANULARITIES
 from wawindow.errors import ConfigError, WawindowError
+from wawindow.finance.counts import GRANULARITIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:

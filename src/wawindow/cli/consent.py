@@ -32,14 +32,14 @@ import orjson
 
 from wawindow.cli.output import out, settings_from, with_redis
 from wawindow.config import Settings
-from wawindow.consent_records import Categories, consent_record, erasure_record
+from wawindow.dev.replay import ProgressBar
 from wawindow.engine.people import People
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import consent_view
 from wawindow.errors import BadField
+from wawindow.kafka.consent_records import Categories, consent_record, erasure_record
+from wawindow.kafka.publisher import Publisher, Record
 from wawindow.keys import Topics
-from wawindow.publisher import Publisher, Record
-from wawindow.replay import ProgressBar
 
 CHUNK = 500
 COLUMNS = ("waba_id", "user", "category", "decision", "at")

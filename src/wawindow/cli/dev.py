@@ -17,24 +17,24 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from wawindow import demo
 from wawindow.cli.finance import counts_table
 from wawindow.cli.output import out, settings_from
 from wawindow.config import Settings, cache_dir
 from wawindow.contracts import DAY
+from wawindow.dev import demo
+from wawindow.dev.replay import ProgressBar, replay
 from wawindow.devservices import stack
-from wawindow.engine.counts import (
+from wawindow.engine.views import window_view
+from wawindow.errors import WawindowError
+from wawindow.finance.counts import (
     CountsQuery,
     counts,
 )
-from wawindow.engine.views import window_view
-from wawindow.errors import WawindowError
-from wawindow.http import ROLES
+from wawindow.finance.ratecard import load_rate_cards
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.ratecard import load_rate_cards
-from wawindow.replay import ProgressBar, replay
-from wawindow.roles import Running, check_files, run_roles
-from wawindow.topics import create_topics
+from wawindow.service.app import ROLES
+from wawindow.service.roles import Running, check_files, run_roles
 
 # Fixed, public values for `wawindow dev` only; never used when the settings name their own.
 DEV_APP_SECRET = "wawindow-dev-app-secret"  # noqa: S105

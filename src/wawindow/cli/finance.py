@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from wawindow.cli.output import columns, out, settings_from, time_zone, with_redis, write_csv
-from wawindow.engine.counts import (
+from wawindow.errors import AnalyticsError, BadParameter, ConfigError
+from wawindow.finance.counts import (
     CSV_COLUMNS,
     DIMENSIONS,
     CountsQuery,
@@ -18,8 +19,7 @@ from wawindow.engine.counts import (
     parse_instant,
     read_counters,
 )
-from wawindow.engine.reconcile import day_span, parse_analytics, reconcile
-from wawindow.errors import AnalyticsError, BadParameter, ConfigError
+from wawindow.finance.reconcile import day_span, parse_analytics, reconcile
 
 
 def cmd_counts(args: argparse.Namespace, env: Mapping[str, str]) -> int:

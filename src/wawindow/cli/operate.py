@@ -13,14 +13,14 @@ import structlog
 from wawindow import logs
 from wawindow.cli.output import out, settings_from
 from wawindow.config import cache_dir
+from wawindow.dev.replay import ProgressBar, load_bodies, replay
 from wawindow.devservices import stack
 from wawindow.devservices.broker import fetch_jars
 from wawindow.devservices.redis_server import redis_server_binary
 from wawindow.errors import ConfigError
+from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
-from wawindow.replay import ProgressBar, load_bodies, replay
-from wawindow.roles import check_files, required_settings, run_roles
-from wawindow.topics import create_topics
+from wawindow.service.roles import check_files, required_settings, run_roles
 
 log = structlog.get_logger("wawindow")
 

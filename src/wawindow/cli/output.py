@@ -16,7 +16,7 @@ from wawindow import logs
 from wawindow.config import Settings
 from wawindow.engine.connection import AnyRedis, connect
 from wawindow.errors import ConfigError
-from wawindow.http import ROLES
+from wawindow.service.app import ROLES
 
 
 def parse_roles(value: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from wawindow.engine.store import (
 )
 from wawindow.engine.views import window_view
 from wawindow.errors import KafkaUnavailable, WawindowError
-from wawindow.kafka import KafkaConnection, diagnose
+from wawindow.kafka.connection import KafkaConnection, diagnose
 from wawindow.keys import Topics
 
 

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wawindow.errors import RedisUnavailable
-from wawindow.kafka import tls_context
+from wawindow.kafka.connection import tls_context
 
 AnyRedis = Redis | RedisCluster
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wawindow.consent_records import Categories
 from wawindow.engine.cloudevents import iso
 from wawindow.engine.people import OnFile
 from wawindow.engine.store import WindowStore
+from wawindow.kafka.consent_records import Categories
 from wawindow.rules import opt_out
 from wawindow.rules.consent import Consent
 from wawindow.rules.engine import Rules, derive

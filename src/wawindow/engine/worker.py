@@ -32,7 +32,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from wawindow import consent_records
 from wawindow.contracts import CONVERSATION_KINDS, Note
 from wawindow.engine import cloudevents
 from wawindow.engine.documents import Applied
@@ -40,15 +39,16 @@ from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.errors import KafkaUnavailable, WawindowError
-from wawindow.kafka import KafkaConnection
+from wawindow.kafka import consent_records
+from wawindow.kafka.connection import KafkaConnection
+from wawindow.kafka.publisher import Publisher, Record
+from wawindow.kafka.topics import wait_for_group_coordinator
 from wawindow.keys import Topics
 from wawindow.logs import mask_key
 from wawindow.metrics import OPEN_COUNT_SHARDS, Metrics
-from wawindow.publisher import Publisher, Record
 from wawindow.rules.engine import invalid
 from wawindow.rules.identity import links_of
 from wawindow.rules.transitions import Transition
-from wawindow.topics import wait_for_group_coordinator
 
 log = structlog.get_logger("wawindow.worker")
 

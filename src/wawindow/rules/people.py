@@ -2,7 +2,7 @@
 one pure function ``(person, records, now) -> (person, transitions)``, like the
 conversations' rules in :mod:`wawindow.rules.engine`.
 
-- A consent change (a record of ``consent-events``, see :mod:`wawindow.consent_records`)
+- A consent change (a record of ``consent-events``, see :mod:`wawindow.kafka.consent_records`)
   joins the person's history once: its id is a hash of what it says, so a repeated request
   changes nothing. The newest decision per category wins (:mod:`wawindow.rules.consent`),
   whatever order the changes arrive in. Each change applied is published as
@@ -98,7 +98,7 @@ def apply(
     person: Person, key: str, records: Sequence[Mapping[str, Any]], now: int
 ) -> PersonOutcome:
     """Apply consent changes and erasures (records already checked, see
-    :func:`wawindow.consent_records.invalid`) to one person, in order."""
+    :func:`wawindow.kafka.consent_records.invalid`) to one person, in order."""
     out = PersonOutcome(person)
     for rec in records:
         person.waba_id = person.waba_id or str(rec["waba_id"])

@@ -10,7 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from wawindow.errors import KafkaUnavailable
-from wawindow.kafka import KafkaConnection, describe, diagnose
+from wawindow.kafka.connection import KafkaConnection, describe, diagnose
 from wawindow.keys import Topics
 
 _DAY_MS = 24 * 3600 * 1000

@@ -2,7 +2,7 @@
 signer package (the optional extra ``wawindow[msk]``: ``aws-msk-iam-sasl-signer-python``).
 
 Set ``WAWINDOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL``, ``WAWINDOW_KAFKA_SASL_MECHANISM=OAUTHBEARER``
-and ``WAWINDOW_KAFKA_OAUTH_TOKEN_PROVIDER=wawindow.kafka_msk:MSKTokenProvider``; the region is
+and ``WAWINDOW_KAFKA_OAUTH_TOKEN_PROVIDER=wawindow.kafka.msk:MSKTokenProvider``; the region is
 ``AWS_REGION`` and the credentials are the pod's (IRSA) or the environment's, as for any AWS
 SDK.
 """

@@ -9,7 +9,7 @@ A record is JSON::
     {"kind": "suppression", "event_id", "waba_id", "erased_at", "digests", "webhook",
      "consent", "categories"}
 
-keyed by its ``event_id`` on a compacted topic (see :mod:`wawindow.topics`). A change's id is
+keyed by its ``event_id`` on a compacted topic (see :mod:`wawindow.kafka.topics`). A change's id is
 a hash of what it says (WABA, user, category, decision, time, source, wording, proof), so the
 same request, sent twice or imported twice, is one change.
 """

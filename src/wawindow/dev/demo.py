@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wawindow import samples
+from wawindow.dev import samples
 
 WABA_ID = samples.WABA_ID
 NUMBER_A = ("106540352242922", "15550783881")

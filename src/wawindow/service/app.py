@@ -1,5 +1,5 @@
 """The HTTP app of a process, built in one place for any set of roles: production
-(:func:`wawindow.roles.run_roles`) and the tests build it the same way.
+(:func:`wawindow.service.roles.run_roles`) and the tests build it the same way.
 
 Every role serves ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json``; the
 ``webhook`` role adds ``/webhook``, the ``api`` role ``/v1``. Every error is JSON
@@ -23,11 +23,11 @@ from wawindow.engine.people import People
 from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.engine.worker import Worker
-from wawindow.health import NEEDS_KAFKA, PUBLISHER, REDIS, WORKER, add_health_routes
+from wawindow.ingest.app import CONFIG, ReceiverConfig, add_routes
+from wawindow.kafka.publisher import PUBLISHER, Publisher
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics, add_metrics_route
-from wawindow.publisher import Publisher
-from wawindow.webhook.app import CONFIG, ReceiverConfig, add_routes
+from wawindow.service.health import NEEDS_KAFKA, REDIS, WORKER, add_health_routes
 
 ROLES = ("webhook", "worker", "api")
 

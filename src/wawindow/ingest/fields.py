@@ -1,7 +1,7 @@
 """Reading the values of Meta's webhook fields: ids and enums as text, integers and
 timestamps in range, error lists, digests, the content-free facts of a message type, and
 whether a short reply is an opt-out keyword. Used by the item readers
-(:mod:`wawindow.readers`); pure functions, no I/O.
+(:mod:`wawindow.ingest.readers`); pure functions, no I/O.
 """
 
 from __future__ import annotations

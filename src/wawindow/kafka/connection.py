@@ -5,7 +5,7 @@ and the tests all take a :class:`KafkaConnection`; its :meth:`~KafkaConnection.o
 the keyword arguments of aiokafka's clients. Supported: ``PLAINTEXT``, ``SSL`` (with a CA
 bundle, and a client certificate and key for mutual TLS), ``SASL_PLAINTEXT`` and
 ``SASL_SSL`` with ``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512`` or ``OAUTHBEARER`` (a token
-provider named as ``module:attribute``; ``wawindow.kafka_msk:MSKTokenProvider`` for Amazon
+provider named as ``module:attribute``; ``wawindow.kafka.msk:MSKTokenProvider`` for Amazon
 MSK IAM). Hostname verification is on whenever TLS is.
 """
 

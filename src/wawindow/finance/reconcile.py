@@ -21,8 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from wawindow.contracts import DAY, text
-from wawindow.engine.counts import CounterRow
 from wawindow.errors import AnalyticsError
+from wawindow.finance.counts import CounterRow
 
 ANY = "*"  # a dimension the response does not break down by
 KINDS = {

@@ -8,7 +8,8 @@ leaves is metadata: ids, types, Meta's timestamps, pricing, errors, referral ids
 an inbound text matched an opt-out keyword.
 
 This module walks the envelope and routes each change by its field; the item readers are in
-:mod:`wawindow.readers`. Pure functions only: no I/O, so the rules are unit-tested on their own.
+:mod:`wawindow.ingest.readers`. Pure functions only: no I/O, so the rules are unit-tested on
+their own.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import orjson
 
 from wawindow.contracts import text
-from wawindow.fields import Skip, normalize_keyword
-from wawindow.readers import (
+from wawindow.ingest.fields import Skip, normalize_keyword
+from wawindow.ingest.readers import (
     ITEM_READERS,
     SCHEMA_VERSION,
     Context,

@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 from wawindow.errors import ConfigError
-from wawindow.webhook.signature import HEADER, sign
+from wawindow.ingest.signature import HEADER, sign
 
 RETRIES = 5
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from wawindow.publisher import Publisher
+from wawindow.kafka.publisher import PUBLISHER
 
 
 class Pinged(Protocol):
@@ -24,7 +24,6 @@ class Looping(Protocol):
 
 
 # typed by what the checks ask, so that serving /readyz needs nothing of the engine
-PUBLISHER = web.AppKey("publisher", Publisher)
 REDIS = web.AppKey("redis_check", Pinged)
 WORKER = web.AppKey("worker_check", Looping)
 #: whether this process's roles need Kafka to be ready (the API alone does not)

@@ -1,11 +1,11 @@
 """Reading the items of one webhook change into events: the readers behind
-:func:`wawindow.split.split_body`, which walks the envelope and picks a reader per list.
+:func:`wawindow.ingest.split.split_body`, which walks the envelope and picks a reader per list.
 
 One reader per kind of item: inbound messages (also a group's, also on ``standby``),
 message statuses (also a group participant's), user preferences, value-level errors, calls and
 call statuses, and any other change. Each keeps the item's metadata and drops its content:
 no text, captions, media, locations, ad copy, system-message bodies, call sessions (SDP).
-The values of single fields are read by :mod:`wawindow.fields`.
+The values of single fields are read by :mod:`wawindow.ingest.fields`.
 
 Pure functions only: no I/O.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from wawindow.contracts import text
-from wawindow.fields import (
+from wawindow.ingest.fields import (
     Skip,
     digest,
     error_list,

@@ -2,7 +2,7 @@
 
 Used by the tests, the benchmarks and the demo set. Every builder returns plain dicts; wrap
 changes with :func:`body` and sign the encoded bytes with
-:func:`wawindow.webhook.signature.sign`.
+:func:`wawindow.ingest.signature.sign`.
 """
 
 from __future__ import annotations

@@ -28,12 +28,12 @@ from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.errors import ServiceStartError
-from wawindow.http import build_app, needs_kafka
+from wawindow.finance.pricing import load_rules
+from wawindow.finance.ratecard import load_rate_cards
+from wawindow.kafka.publisher import Publisher
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
-from wawindow.pricing import load_rules
-from wawindow.publisher import Publisher
-from wawindow.ratecard import load_rate_cards
+from wawindow.service.app import build_app, needs_kafka
 
 log = structlog.get_logger("wawindow")
 

@@ -7,7 +7,7 @@ Kafka:
    aiohttp does not decode, or a body it cannot decode, is ``400`` with nothing stored (the
    bytes whose signature would be checked are unknown, so it is not a signed body);
 2. verify ``X-Hub-Signature-256`` over those exact bytes (``401``, nothing stored);
-3. split it into normalized events (:mod:`wawindow.split`);
+3. split it into normalized events (:mod:`wawindow.ingest.split`);
 4. publish the events to ``webhook-events`` and, when any part could not be read, the whole
    body to ``dead-letter`` with the reason, in one all-or-nothing wait;
 5. ``200`` when Kafka acknowledged all of it, ``503`` when it did not in time (Meta retries).
@@ -27,15 +27,14 @@ from wawindow import logs
 from wawindow.answers import error, unreadable
 from wawindow.config import Settings
 from wawindow.errors import KafkaUnavailable, Unreadable
-from wawindow.health import PUBLISHER
+from wawindow.ingest import signature
+from wawindow.ingest.split import Split, SplitOptions, normalize_keyword, split_body
+from wawindow.kafka.publisher import PUBLISHER, Record
+from wawindow.kafka.topics import MAX_RECORD_BYTES
 from wawindow.keys import Topics
 from wawindow.metrics import METRICS, Metrics
-from wawindow.publisher import Record
-from wawindow.split import Split, SplitOptions, normalize_keyword, split_body
-from wawindow.topics import MAX_RECORD_BYTES
-from wawindow.webhook import signature
 
-log = structlog.get_logger("wawindow.webhook")
+log = structlog.get_logger("wawindow.ingest")
 
 
 @dataclass(frozen=True, slots=True)

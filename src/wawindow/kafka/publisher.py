@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from wawindow.errors import KafkaUnavailable
-from wawindow.kafka import KafkaConnection, diagnose
-from wawindow.topics import MAX_RECORD_BYTES
+from wawindow.kafka.connection import KafkaConnection, diagnose
+from wawindow.kafka.topics import MAX_RECORD_BYTES
 
-log = structlog.get_logger("wawindow.publisher")
+log = structlog.get_logger("wawindow.kafka.publisher")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +280,7 @@ def _resolve(
         else:
             waiter.set_exception(exc)
             waiter.exception()  # a request that already answered 503 no longer awaits it
+
+
+#: the publisher an HTTP app's handlers put records with (the receiver's, the API's)
+PUBLISHER = web.AppKey("publisher", Publisher)

@@ -1,0 +1,2 @@
+"""Demo data: realistic webhook bodies, the set ``wawindow dev`` replays, and replaying
+signed bodies."""
