@@ -26,7 +26,7 @@ sys.path[:0] = [tree + "/src", tree]
 wt = importlib.import_module("bench.worker_throughput")
 from wawindow.config import cache_dir
 from wawindow.devservices.stack import LocalServices
-from wawindow.engine.connection import connect
+from wawindow.redis.connection import connect
 from wawindow.keys import Topics
 try:
     from wawindow.kafka.topics import create_topics

@@ -39,7 +39,6 @@ from wawindow import keys
 from wawindow.config import cache_dir
 from wawindow.dev import samples
 from wawindow.devservices.stack import LocalServices
-from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
@@ -47,6 +46,7 @@ from wawindow.ingest.split import split_body
 from wawindow.kafka.publisher import Publisher, Record
 from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
+from wawindow.redis.connection import AnyRedis, connect
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
 

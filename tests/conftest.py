@@ -30,9 +30,9 @@ from wawindow.keys import Topics
 
 if TYPE_CHECKING:
     from tests.engine_harness import Scenario
-    from wawindow.engine.connection import AnyRedis
     from wawindow.engine.store import WindowStore
     from wawindow.kafka.publisher import Publisher
+    from wawindow.redis.connection import AnyRedis
 
 # Property tests: a fixed, derandomized set of examples in CI; more, and random, elsewhere.
 _SLOW = [hypothesis.HealthCheck.too_slow]
@@ -149,7 +149,7 @@ def redis_db1(services: Services) -> str:
 @pytest.fixture
 async def redis(services: Services) -> AsyncIterator[AnyRedis]:
     """A client of database 1 (:func:`redis_db1`), flushed: for tests of the store alone."""
-    from wawindow.engine.connection import connect
+    from wawindow.redis.connection import connect
 
     client = await connect(redis_db1(services))
     await client.flushdb()

@@ -17,7 +17,6 @@ from tests.kafkautil import read_all, values
 from wawindow.config import Settings
 from wawindow.contracts import DAY
 from wawindow.dev import samples
-from wawindow.engine.connection import AnyRedis, connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
@@ -25,6 +24,7 @@ from wawindow.finance.counts import read_counters
 from wawindow.ingest.signature import HEADER, sign
 from wawindow.kafka.publisher import Publisher
 from wawindow.keys import Topics
+from wawindow.redis.connection import AnyRedis, connect
 from wawindow.rules import opt_out
 from wawindow.rules.engine import Rules
 from wawindow.rules.service_window import windows

@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.errors import StoreNotDurable
+from wawindow.redis.connection import connect
 
 pytestmark = [pytest.mark.redis]
 KEY = "106540352242922:16505551234"

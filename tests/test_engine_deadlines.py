@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import loaded_store
 from wawindow import keys
 from wawindow.dev import samples
-from wawindow.engine.connection import AnyRedis
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.ingest.split import split_body
+from wawindow.redis.connection import AnyRedis
 from wawindow.rules.service_window import CSW_SECONDS
 
 pytestmark = [pytest.mark.redis]

@@ -13,10 +13,10 @@ from tests.conftest import loaded_store
 from wawindow import keys
 from wawindow.contracts import TransitionType
 from wawindow.dev import samples
-from wawindow.engine.connection import AnyRedis
 from wawindow.engine.reads import Reads
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.ingest.split import split_body
+from wawindow.redis.connection import AnyRedis
 
 USER = "16505551234"
 KEY = f"{samples.PHONE_NUMBER_ID}:{USER}"

@@ -30,10 +30,10 @@ from tests.kafkautil import read_all
 from tests.test_engine_failures import wait_for_lag_zero
 from wawindow.dev import samples
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.connection import connect
 from wawindow.finance.counts import read_counters
 from wawindow.ingest.signature import HEADER, sign
 from wawindow.keys import Topics
+from wawindow.redis.connection import connect
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 USERS = 150

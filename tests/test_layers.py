@@ -107,7 +107,7 @@ SHARED = {
     "wawindow", "wawindow.__main__", "wawindow.config", "wawindow.contracts", "wawindow.keys",
     "wawindow.errors", "wawindow.logs", "wawindow.metrics", "wawindow.answers",
 }  # fmt: skip
-LAYERS = ("ingest", "kafka", "rules", "engine", "finance", "api", "service", "cli", "dev")
+LAYERS = ("ingest", "kafka", "redis", "rules", "engine", "finance", "api", "service", "cli", "dev")
 
 
 def test_the_graph_is_read_from_the_source() -> None:
@@ -128,13 +128,13 @@ def test_there_is_no_import_cycle() -> None:
     assert cycles() == []
 
 
-def test_the_receiver_reaches_only_the_kafka_layer_and_what_every_layer_shares() -> None:
+def test_the_receiver_reaches_only_kafka_and_what_every_layer_shares() -> None:
     reached = reachable("wawindow.ingest.app")
-    # the Redis connection settings (TLS, Sentinels) are read with every setting, and live
-    # in the engine's connection module until they get a layer of their own
+    # the Redis connection settings (TLS, Sentinels) are read with every setting
     outside = reached - SHARED - under(MODULES, "wawindow.ingest", "wawindow.kafka")
 
-    assert outside <= {"wawindow.engine.connection"}
+    assert outside <= {"wawindow.redis.connection"}
+    assert not reached & under(MODULES, "wawindow.engine", "wawindow.rules", "wawindow.api")
 
 
 @pytest.mark.parametrize("module", sorted(under(MODULES, "wawindow.rules")))

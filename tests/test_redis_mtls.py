@@ -11,8 +11,8 @@ import pytest
 from wawindow.config import Settings
 from wawindow.devservices.redis_server import RedisServer
 from wawindow.devservices.tls import LocalCA
-from wawindow.engine.connection import connect
 from wawindow.errors import RedisUnavailable
+from wawindow.redis.connection import connect
 
 pytestmark = [pytest.mark.redis]
 

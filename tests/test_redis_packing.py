@@ -1,4 +1,4 @@
-"""Commands packed by hiredis (engine/connection.py): the same bytes redis-py would send."""
+"""Commands packed by hiredis (redis/connection.py): the same bytes redis-py would send."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from tests.conftest import Services, redis_db1
-from wawindow.engine.connection import connect, packed_by_hiredis
+from wawindow.redis.connection import connect, packed_by_hiredis
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("GET", "ww:{7}:c:106540352242922:16505551234"),

@@ -26,10 +26,10 @@ from tests.conftest import Services, examples
 from tests.timelines import DAY, PRICINGS, T0, USER, Delivery, events_of, timelines
 from wawindow.contracts import CounterField
 from wawindow.dev import samples
-from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import view_of
 from wawindow.finance.counts import read_counters
+from wawindow.redis.connection import connect
 from wawindow.rules import engine
 from wawindow.rules.identity import links_of
 from wawindow.rules.state import State

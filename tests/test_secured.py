@@ -1,6 +1,6 @@
 """The whole tracker on a secured Kafka and Redis, as managed services run them: a SASL_SSL
 (SCRAM-SHA-512) listener with a certificate from a CA made for the run, and a TLS redis-server
-with an ACL user of least privilege (``engine.connection.REDIS_ACL``). A wrong password or
+with an ACL user of least privilege (``wawindow.redis.connection.REDIS_ACL``). A wrong password or
 an untrusted certificate fails at start-up with one clear line."""
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from wawindow.devservices.process import free_port
 from wawindow.devservices.redis_server import RedisServer
 from wawindow.devservices.tls import LocalCA
 from wawindow.engine.cloudevents import CONTENT_TYPE
-from wawindow.engine.connection import REDIS_ACL
 from wawindow.ingest.signature import HEADER, sign
 from wawindow.kafka.connection import KafkaConnection
 from wawindow.keys import Topics
+from wawindow.redis.connection import REDIS_ACL
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

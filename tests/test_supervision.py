@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.engine_harness import HOUR, PN, Scenario
 from wawindow import keys
 from wawindow.devservices.redis_server import RedisServer
-from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import window_view
 from wawindow.kafka.publisher import PUBLISHER
+from wawindow.redis.connection import connect
 from wawindow.service.health import REDIS, WORKER, add_health_routes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

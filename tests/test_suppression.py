@@ -30,12 +30,12 @@ from tests.test_consent import (
 )
 from wawindow import keys
 from wawindow.dev import samples
-from wawindow.engine.connection import text
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
 from wawindow.kafka.publisher import Publisher, Record
 from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
+from wawindow.redis.connection import text
 from wawindow.rules.suppression import digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES
-from wawindow.engine.connection import RedisTLS, Sentinels
 from wawindow.errors import ConfigError
 from wawindow.kafka.connection import COMPRESSIONS, KafkaConnection
+from wawindow.redis.connection import RedisTLS, Sentinels
 
 PREFIX = "WAWINDOW_"
 

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wawindow import logs
 from wawindow.config import Settings
-from wawindow.engine.connection import AnyRedis, connect
 from wawindow.errors import ConfigError
+from wawindow.redis.connection import AnyRedis, connect
 from wawindow.service.app import ROLES
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from wawindow import keys
-from wawindow.engine.connection import AnyRedis, text
 from wawindow.engine.scripts import Call, Scripts
+from wawindow.redis.connection import AnyRedis, text
 
 
 class DeadlineIndex:

@@ -21,11 +21,11 @@ import orjson
 
 from wawindow import keys
 from wawindow.contracts import CounterField
-from wawindow.engine.connection import AnyRedis, text
 from wawindow.engine.reads import Reads
 from wawindow.engine.scripts import Call as _Call
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
+from wawindow.redis.connection import AnyRedis, text
 from wawindow.rules.state import State
 from wawindow.rules.transitions import CounterChange, Transition
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from wawindow import keys
-from wawindow.engine.connection import AnyRedis, text
 from wawindow.engine.suppression import Suppressions
+from wawindow.redis.connection import AnyRedis, text
 
 
 class ErasureMarks:

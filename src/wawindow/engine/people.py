@@ -25,13 +25,13 @@ import structlog
 
 from wawindow import keys
 from wawindow.contracts import DAY, ChangeKind
-from wawindow.engine.connection import text
 from wawindow.engine.documents import Applied, Read
 from wawindow.engine.marks import ErasureMarks
 from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import Suppressions, record_of
 from wawindow.errors import EventRejected
 from wawindow.keys import conversation_key
+from wawindow.redis.connection import text
 from wawindow.rules import engine, people
 from wawindow.rules.consent import Decision, from_webhooks
 from wawindow.rules.engine import EventResult

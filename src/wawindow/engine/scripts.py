@@ -14,8 +14,8 @@ import structlog
 from redis.asyncio import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from wawindow.engine.connection import AnyRedis, transient
 from wawindow.errors import StoreNotDurable
+from wawindow.redis.connection import AnyRedis, transient
 
 _LUA = importlib.resources.files(__package__) / "lua"
 READ = (_LUA / "read.lua").read_text()

@@ -16,7 +16,6 @@ from redis.exceptions import RedisError
 
 from wawindow import keys
 from wawindow.config import Settings
-from wawindow.engine.connection import AnyRedis, text
 from wawindow.engine.deadlines import DeadlineIndex, scored_up_to
 from wawindow.engine.documents import (
     MAX_ALIAS_HOPS,
@@ -28,6 +27,7 @@ from wawindow.engine.documents import (
 )
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
+from wawindow.redis.connection import AnyRedis, text
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.state import State

@@ -24,10 +24,10 @@ import orjson
 from wawindow import keys
 from wawindow.config import Settings
 from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES, ChangeKind
-from wawindow.engine.connection import text
 from wawindow.engine.documents import Read
 from wawindow.engine.store import WindowStore
 from wawindow.errors import ConfigError, EventRejected
+from wawindow.redis.connection import text
 from wawindow.rules.consent import Decision
 from wawindow.rules.suppression import Kept, Suppression, at_erasure, combine, digest
 

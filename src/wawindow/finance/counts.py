@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from wawindow import keys
 from wawindow.contracts import DAY, CounterField
-from wawindow.engine.connection import AnyRedis, text
 from wawindow.errors import BadParameter
+from wawindow.redis.connection import AnyRedis, text
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from wawindow import __version__, logs
 from wawindow.config import Settings
-from wawindow.engine.connection import connect
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.suppression import SuppressionConfig
 from wawindow.engine.worker import Worker
@@ -33,6 +32,7 @@ from wawindow.finance.ratecard import load_rate_cards
 from wawindow.kafka.publisher import Publisher
 from wawindow.keys import Topics
 from wawindow.metrics import Metrics
+from wawindow.redis.connection import connect
 from wawindow.service.app import build_app, needs_kafka
 
 log = structlog.get_logger("wawindow")
