@@ -254,6 +254,8 @@ def test_services_a_killed_dev_left_running_are_stopped_first(tmp_path: Path) ->
     path = tmp_path / "dev"
     path.mkdir()
     marker = str(path / "kafka" / "server.properties")
+    # stand-ins for services a killed dev left running: processes that live until they are
+    # stopped (the test waits on their exit, never on time passing)
     sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
     left = subprocess.Popen([*sleep, marker])
     stranger = subprocess.Popen([*sleep, "something else"])  # a pid used again since

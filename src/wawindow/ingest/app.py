@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
@@ -76,6 +77,31 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/webhook", receive)
 
 
+def _refuse(
+    metrics: Metrics,
+    started: float,
+    outcome: str,
+    status: int,
+    detail: str,
+    code: str | None = None,
+    **fields: Any,
+) -> web.Response:
+    """Count, log and answer a POST the receiver does not take: one line (a warning, an
+    error for a 5xx) with what says why, and the JSON error shape (``code``, default the
+    outcome)."""
+    _answered(metrics, started, outcome, status)
+    emit = log.error if status >= 500 else log.warning
+    emit(
+        "webhook.post",
+        path="/webhook",
+        outcome=outcome,
+        status=status,
+        **fields,
+        latency_ms=_ms(started),
+    )
+    return error(status, code or outcome, detail)
+
+
 async def handshake(request: web.Request) -> web.Response:
     """Meta's verification GET: echo ``hub.challenge`` when the verify token matches."""
     config = request.app[CONFIG]
@@ -97,45 +123,27 @@ async def receive(request: web.Request) -> web.Response:
     try:
         raw = await _read_limited(request, config.max_body_bytes)
     except UnreadableBody as exc:
-        _answered(metrics, started, exc.code, 400)
-        log.warning(
-            "webhook.post",
-            path="/webhook",
-            outcome=exc.code,
-            status=400,
-            content_encoding=exc.coding[:64],
-            latency_ms=_ms(started),
+        refused = _refuse(
+            metrics, started, exc.code, 400, exc.detail, content_encoding=exc.coding[:64]
         )
-        refused = error(400, exc.code, exc.detail)
         refused.force_close()  # what is left of the body on the connection is unknown
         return refused
     if raw is None:
-        _answered(metrics, started, "too_large", 413)
-        log.warning(
-            "webhook.post",
-            path="/webhook",
-            outcome="too_large",
-            status=413,
+        detail = f"the limit is {config.max_body_bytes} bytes"
+        return _refuse(
+            metrics, started, "too_large", 413, detail, "payload_too_large",
             content_length=request.content_length,
-            latency_ms=_ms(started),
-        )
-        return error(413, "payload_too_large", f"the limit is {config.max_body_bytes} bytes")
+        )  # fmt: skip
 
     metrics.body_bytes.observe(len(raw))
     header = request.headers.get(signature.HEADER)
     if not signature.verify(raw, header, config.secrets):
-        metrics.child(metrics.signature_failures, "missing" if not header else "mismatch").inc()
-        _answered(metrics, started, "bad_signature", 401)
-        log.warning(
-            "webhook.post",
-            path="/webhook",
-            outcome="bad_signature",
-            status=401,
-            signature="missing" if not header else "mismatch",
-            bytes=len(raw),
-            latency_ms=_ms(started),
+        which = "missing" if not header else "mismatch"
+        metrics.child(metrics.signature_failures, which).inc()
+        detail = f"{signature.HEADER} is missing or wrong"
+        return _refuse(
+            metrics, started, "bad_signature", 401, detail, signature=which, bytes=len(raw)
         )
-        return error(401, "bad_signature", f"{signature.HEADER} is missing or wrong")
 
     received_at_ms = int(time.time() * 1000)
     split = split_body(raw, received_at_ms, config.split_options)
@@ -144,18 +152,11 @@ async def receive(request: web.Request) -> web.Response:
     try:
         await request.app[PUBLISHER].publish(records)
     except KafkaUnavailable as exc:
-        _answered(metrics, started, "kafka_unavailable", 503)
-        log.error(
-            "webhook.post",
-            path="/webhook",
-            outcome="kafka_unavailable",
-            status=503,
-            events=len(split.events),
-            bytes=len(raw),
-            error=str(exc),
-            latency_ms=_ms(started),
-        )
-        return error(503, "kafka_unavailable", "events not stored; retry later")
+        detail = "events not stored; retry later"
+        return _refuse(
+            metrics, started, "kafka_unavailable", 503, detail,
+            events=len(split.events), bytes=len(raw), error=str(exc),
+        )  # fmt: skip
 
     metrics.produce_seconds.observe(time.perf_counter() - kafka_started)
     outcome = "dead_lettered" if split.rejected else "partial" if split.problems else "accepted"
