@@ -209,7 +209,8 @@ def test_a_persons_events_fit_the_documented_schemas() -> None:
     assert events[0]["data"]["state"] == "opted_out"
 
 
-async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
+async def windows_and_opt_outs(s: Scenario) -> None:
+    """An entry point window replied to, a window open, a STOP, a window closing soon."""
     t0 = s.now - 30 * HOUR
     fep = samples.pmp_pricing("referral_conversion", "free_entry_point")
     ad = samples.text_message("wamid.ad", t0, referral=samples.ad_referral())
@@ -218,6 +219,10 @@ async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
     await s.inbound("wamid.again", t0 + 120)
     await s.inbound("wamid.stop", t0 + 180, text="STOP", user="16505550000")
     await s.inbound("wamid.soon", s.now - 23 * HOUR - 1800, user="16505550001")
+
+
+async def test_real_events_fit_the_documented_schemas(s: Scenario) -> None:
+    await windows_and_opt_outs(s)
     await s.process()
     await s.sweep(s.now)
     await s.sweep(s.now + 80 * HOUR)

@@ -16,7 +16,7 @@ from cloudevents.core.formats.json import JSONFormat
 from tests.conftest import PAYLOADS
 from tests.engine_harness import HOUR, Scenario
 from tests.kafkautil import read_all
-from tests.test_asyncapi import TYPES, corrections_learned_late, fit
+from tests.test_asyncapi import TYPES, corrections_learned_late, fit, windows_and_opt_outs
 from tests.test_split import GROUP  # the group of the fixtures
 from wawindow.dev import samples
 from wawindow.engine.cloudevents import CONTENT_TYPE
@@ -87,15 +87,8 @@ async def group_timeline(s: Scenario) -> None:
 
 async def user_timeline(s: Scenario) -> None:
     """Users' windows, entry point windows, conversations and opt-outs, late facts included
-    (the corrections as in tests/test_asyncapi.py)."""
-    t0 = s.now - 30 * HOUR
-    fep = samples.pmp_pricing("referral_conversion", "free_entry_point")
-    ad = samples.text_message("wamid.ad", t0, referral=samples.ad_referral())
-    await s.post(samples.messages_change(messages=[ad]))
-    await s.status("wamid.reply", "delivered", t0 + 60, pricing=fep)
-    await s.inbound("wamid.again", t0 + 120)
-    await s.inbound("wamid.stop", t0 + 180, text="STOP", user="16505550000")
-    await s.inbound("wamid.soon", s.now - 23 * HOUR - 1800, user="16505550001")
+    (as in tests/test_asyncapi.py)."""
+    await windows_and_opt_outs(s)
     await corrections_learned_late(s)
 
 
