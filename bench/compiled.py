@@ -62,11 +62,11 @@ from wawindow.config import Settings
 from wawindow.rules.state import State
 from wawindow.ingest.split import split_body
 from webhook_throughput import realistic_bodies
-from worker_throughput import realistic_events
+from traffic import classic
 
 bodies = realistic_bodies(2000)
 now = 1_780_000_000
-events = [orjson.loads(raw) for _, raw in realistic_events(5000, now, interleave=1)]
+events = [orjson.loads(raw) for _, raw in classic(5000, now, interleave=1)]
 config = rules.Rules.from_settings(Settings())
 
 def split(out=None):

@@ -1,11 +1,13 @@
 """Benchmark: the window engine (one worker process) against real Kafka and Redis.
 
-1. **Throughput, end to end**: consume -> Redis state -> publish transitions -> commit, over a
-   realistic mix of normalized events already on ``webhook-events`` (per user: one inbound
-   message, one outbound message with sent/delivered/read statuses and pricing, one in ten
-   delivered twice as Meta's retries are), users interleaved as in live traffic. Beside it, in
-   the same run on the same broker: the ceiling (a bare aiokafka consumer that decodes the
-   same records and commits per batch) and the Quix Streams peer (bench/peers/).
+1. **Throughput, end to end**: consume -> Redis state -> publish transitions -> commit, over
+   webhook traffic already on ``webhook-events`` (bench/traffic.py; by default the 2026 mix,
+   where items name both a phone number and a BSUID). Beside it, in the same run on the
+   same broker: the ceiling (a bare aiokafka consumer that decodes the same records and
+   commits per batch) and the Quix Streams peer (bench/peers/). The benchmark's process (so
+   the worker) runs on core 0, the broker and Redis on core 1; each one's CPU per event is
+   reported. ``ids``: the same mix with phone numbers only, by turns; ``history``: the cost
+   of an event on conversations with 5, 60 and 300 facts.
 2. **Memory**: Redis bytes per tracked user with an open service window (state, applied event
    ids, deadline entry and counters, measured with INFO memory over 1,000,000 users), per
    exchange, per billed memory, and what each part of an open window's layout costs.
@@ -13,7 +15,7 @@
    plus a sample of windows that end during the run; lateness = when the `closed` event was
    produced (its Kafka timestamp) minus the window's true end.
 
-Usage: python bench/worker_throughput.py [--users 40000] [--scheduled 1000000]
+Usage: python bench/worker_throughput.py [--parts throughput,ids,history] [--mix 2026]
 Writes bench/results/worker_throughput.json.
 """
 
@@ -35,6 +37,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+import traffic
 from wawindow import keys
 from wawindow.config import cache_dir
 from wawindow.dev import samples
@@ -47,49 +50,12 @@ from wawindow.kafka.publisher import Publisher, Record
 from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
 from wawindow.redis.connection import AnyRedis, connect
+from wawindow.rules.identity import links_of
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "worker_throughput.json"
-
-
-def realistic_events(users: int, now: int, *, interleave: int = 500) -> list[tuple[bytes, bytes]]:
-    """(key, encoded event) in arrival order: per user an inbound message, then a reply with
-    sent, delivered and read statuses; every tenth user's statuses arrive twice. Users are
-    interleaved as in live traffic: within each block of ``interleave`` users, the first
-    event of each, then the second of each, and so on (``interleave=1``: grouped by user)."""
-    per_user: list[list[tuple[bytes, bytes]]] = []
-    for u in range(users):
-        out: list[tuple[bytes, bytes]] = []
-        per_user.append(out)
-        wa = f"1{u:010d}"
-        t = now - 3600 + (u % 1800)
-        pricing = samples.pmp_pricing("service", "free_customer_service")
-        changes = [
-            samples.messages_change(
-                contacts=[samples.contact(wa)],
-                messages=[samples.text_message(f"wamid.in{u}", t, wa_id=wa)],
-            ),
-            samples.messages_change(
-                statuses=[
-                    samples.status(f"wamid.out{u}", "sent", t + 30, wa_id=wa, pricing=pricing),
-                    samples.status(f"wamid.out{u}", "delivered", t + 31, wa_id=wa, pricing=pricing),
-                    samples.status(f"wamid.out{u}", "read", t + 40, wa_id=wa),
-                ]
-            ),
-        ]
-        if u % 10 == 0:
-            changes.append(changes[1])
-        for change in changes:
-            for event in split_body(samples.encode(samples.body(change)), now * 1000).events:
-                out.append((event.key.encode(), event.encode()))
-    arrivals: list[tuple[bytes, bytes]] = []
-    for start in range(0, users, interleave):
-        block = per_user[start : start + interleave]
-        for k in range(max(len(b) for b in block)):
-            arrivals += [b[k] for b in block if k < len(b)]
-    return arrivals
 
 
 async def produce(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
@@ -114,32 +80,37 @@ def _ceiling_consumer(bootstrap: str, source: str) -> AIOKafkaConsumer:
 
 async def _consume_rate(
     bootstrap: str, source: str, count: int, handle: Callable[[list[Any]], Awaitable[None]]
-) -> float:
-    """Events/s of a bare aiokafka consumer that runs ``handle`` on each batch of 500 and
-    then commits it, timed from the first batch."""
+) -> dict[str, float]:
+    """A bare aiokafka consumer that runs ``handle`` on each batch of 500 and then commits
+    it, timed from the first batch: its records/s and its process's CPU µs per record."""
     consumer = _ceiling_consumer(bootstrap, source)
     await consumer.start()
     seen = 0
     try:
         started = None
+        cpu = 0.0
         while seen < count:
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             records = [r for rs in batch.values() for r in rs]
             if not records:
                 continue
-            started = started or time.perf_counter()
+            if started is None:
+                started, cpu = time.perf_counter(), time.process_time()
             await handle(records)
             await consumer.commit()
             seen += len(records)
         assert started is not None
-        return seen / (time.perf_counter() - started)
+        return {
+            "events_per_s": seen / (time.perf_counter() - started),
+            "cpu_us_per_record": round((time.process_time() - cpu) / seen * 1e6, 1),
+        }
     finally:
         await consumer.stop()
 
 
-async def consume_ceiling(bootstrap: str, source: str, count: int) -> float:
-    """Events/s of a consumer that decodes each record and commits each batch: what a worker
-    could do if its own work cost nothing."""
+async def consume_ceiling(bootstrap: str, source: str, count: int) -> dict[str, float]:
+    """A consumer that decodes each record and commits each batch: what a worker could do if
+    its own work cost nothing."""
 
     async def decode(records: list[Any]) -> None:
         for r in records:
@@ -159,7 +130,7 @@ async def ceiling(bootstrap: str, source: str, sink: str, count: int) -> float:
         await asyncio.gather(*[await producer.send(sink, r.value, key=r.key) for r in records])
 
     try:
-        return await _consume_rate(bootstrap, source, count, forward)
+        return (await _consume_rate(bootstrap, source, count, forward))["events_per_s"]
     finally:
         await producer.stop()
 
@@ -183,6 +154,33 @@ async def new_worker(
     return worker, publisher
 
 
+class ProcessClock:
+    """CPU seconds (user + system, every thread) of other processes, read from /proc."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> dict[str, float]:
+        out = {}
+        for name, pid in self._pids.items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+        return out
+
+
+def pin(services: LocalServices) -> ProcessClock:
+    """The benchmark (and so the worker it runs) on core 0, the broker and Redis on core 1,
+    every thread of each; on a machine with one core nothing is pinned."""
+    pids = {"kafka": services.kafka.pid, "redis": services.redis.pid}
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {0})
+        for pid in pids.values():
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                os.sched_setaffinity(int(task.name), {1})
+    return ProcessClock({k: v for k, v in pids.items() if v is not None})
+
+
 async def worker_rate(
     bootstrap: str,
     topics: Topics,
@@ -190,7 +188,10 @@ async def worker_rate(
     count: int,
     config: EngineConfig | None = None,
     group: str = "bench",
+    others: ProcessClock | None = None,
 ) -> dict[str, Any]:
+    """Events/s of one worker over ``count`` records, timed from its first batch, and the
+    CPU per event of its process (and of ``others``: the broker and Redis) meanwhile."""
     redis = await connect(redis_url)
     worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
@@ -198,18 +199,26 @@ async def worker_rate(
         while worker.processed == 0:  # joining the group is not part of the rate
             await worker.run_once(1000)
         first = worker.processed
+        before = others.read() if others else {}
         started = time.perf_counter()
         cpu = time.process_time()
         while worker.processed < count:
             await worker.run_once(1000)
         elapsed = time.perf_counter() - started
+        used = time.process_time() - cpu
         timed = worker.processed - first
-        return {
+        out: dict[str, Any] = {
             "events": worker.processed,
             "seconds": round(elapsed, 2),
             "events_per_s": round(timed / elapsed),
-            "worker_cpu_us_per_event": round((time.process_time() - cpu) / timed * 1e6, 1),
+            "worker_cpu_us_per_event": round(used / timed * 1e6, 1),
+            "worker_cpu_share_of_a_core": round(used / elapsed, 2),
         }
+        for name, seconds in (others.read() if others else {}).items():
+            spent = seconds - before[name]
+            out[f"{name}_cpu_us_per_event"] = round(spent / timed * 1e6, 1)
+            out[f"{name}_cpu_share_of_a_core"] = round(spent / elapsed, 2)
+        return out
     finally:
         await worker.stop()
         await publisher.stop()
@@ -424,7 +433,7 @@ async def durability_cost(
             for mode in out:
                 topics = Topics(f"{prefix}d{run}{mode.replace(':', '')}.")
                 await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
-                events = realistic_events(users, int(time.time()))
+                events = traffic.mix_2026(users, users // 2, int(time.time()))
                 await produce(bootstrap, topics.webhook_events, events)
                 client = await connect(services.redis_url)
                 await client.flushdb()
@@ -531,6 +540,65 @@ async def close_lateness(
     }
 
 
+def traffic_of(args: argparse.Namespace, now: int) -> list[tuple[bytes, bytes]]:
+    if args.mix == "classic":
+        return traffic.classic(args.users, now, interleave=args.users)
+    return traffic.mix_2026(args.bodies, args.mix_users, now, both_ids=args.mix == "2026")
+
+
+async def flush(redis_url: str) -> None:
+    client = await connect(redis_url)
+    await client.flushdb()
+    await client.aclose()
+
+
+async def both_ids_or_none(
+    bootstrap: str, prefix: str, redis_url: str, args: argparse.Namespace, clock: ProcessClock
+) -> dict[str, Any]:
+    """The 2026 mix where every item names both ids, and the same with phone numbers only
+    (no identity links), by turns, twice each: the worker's CPU µs per event of each."""
+    now = int(time.time())
+    out: dict[str, list[float]] = {"both_ids": [], "phone_only": []}
+    for run in range(2):
+        for name in out:
+            topics = Topics(f"{prefix}ids{run}{name}.")
+            await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+            events = traffic.mix_2026(args.bodies, args.mix_users, now, both_ids=name == "both_ids")
+            await produce(bootstrap, topics.webhook_events, events)
+            await flush(redis_url)
+            rate = await worker_rate(
+                bootstrap, topics, redis_url, len(events), group=f"ids-{run}-{name}", others=clock
+            )
+            out[name].append(rate["worker_cpu_us_per_event"])
+    both, phone = statistics.median(out["both_ids"]), statistics.median(out["phone_only"])
+    return {"cpu_us_per_event": out, "ratio_both_to_phone_only": round(both / phone, 2)}
+
+
+async def with_history(
+    bootstrap: str, topics: Topics, redis_url: str, users: int, facts: int
+) -> dict[str, Any]:
+    """``users`` conversations loaded with ``facts`` facts each (written through the store,
+    untimed), then one more inbound text and status each through the worker, timed."""
+    await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+    await flush(redis_url)
+    now = int(time.time())
+    load, timed = traffic.history(users, facts, now)
+    redis = await connect(redis_url)
+    store = WindowStore(redis, EngineConfig())
+    await store.load()
+    decoded = [orjson.loads(raw) for _, raw in load]
+    pairs = sorted({p for e in decoded for p in links_of(e)})
+    await store.link_many(pairs, now)
+    for first in range(0, len(decoded), 20_000):
+        batch = [(e["key"], e) for e in decoded[first : first + 20_000]]
+        report = await store.apply(batch, now)
+        await store.acknowledge([o for a in report.applied for o in a.outbox])
+    await redis.aclose()
+    await produce(bootstrap, topics.webhook_events, timed)
+    rate = await worker_rate(bootstrap, topics, redis_url, len(timed), group=f"h{facts}")
+    return {"users": users, "facts_loaded": facts, **rate}
+
+
 async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, Any]:
     bootstrap = services.kafka_bootstrap
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
@@ -541,36 +609,43 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
     }
     parts = set(args.parts.split(","))
     redis_url = services.redis_url
+    clock = pin(services)
     if "throughput" in parts:
-        now = int(time.time())
-        block = 1 if args.grouped else args.interleave or args.users
-        events = realistic_events(args.users, now, interleave=block)
-        results["order"] = (
-            "grouped by user" if block == 1 else f"interleaved, blocks of {block} users"
-        )
+        events = traffic_of(args, int(time.time()))
+        results["mix"] = args.mix
         await produce(bootstrap, topics.webhook_events, events)
         results["events_on_topic"] = len(events)
-        results["users"] = args.users
         sink = Topics(f"{prefix}ceiling.")
         await create_topics(bootstrap, sink, partitions=6, replication_factor=1)
         # the ceiling: consume, decode, commit (no record produced per record
         # read: the worker produces far fewer than it reads); the older consume-and-produce
         # figure beside it, for comparison with earlier results
-        rate = await consume_ceiling(bootstrap, topics.webhook_events, len(events))
+        ceiling_of = await consume_ceiling(bootstrap, topics.webhook_events, len(events))
+        rate = ceiling_of["events_per_s"]
         results["ceiling_events_per_s"] = round(rate)
+        results["ceiling_cpu_us_per_record"] = ceiling_of["cpu_us_per_record"]
         results["consume_produce_ceiling_events_per_s"] = round(
             await ceiling(bootstrap, topics.webhook_events, sink.webhook_events, len(events))
         )
-        client = await connect(redis_url)
-        await client.flushdb()
-        await client.aclose()
-        results["worker"] = await worker_rate(bootstrap, topics, redis_url, len(events))
+        await flush(redis_url)
+        results["worker"] = await worker_rate(
+            bootstrap, topics, redis_url, len(events), others=clock
+        )
         results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
         # the core rules as a Quix Streams application, on the same records
         results["peer"] = await peer_rate(bootstrap, topics.webhook_events, len(events))
         results["worker"]["ratio_to_peer"] = round(
             results["worker"]["events_per_s"] / results["peer"]["events_per_s"], 2
         )
+    if "ids" in parts:
+        results["ids"] = await both_ids_or_none(bootstrap, prefix, redis_url, args, clock)
+    if "history" in parts:
+        results["history"] = {
+            str(facts): await with_history(
+                bootstrap, Topics(f"{prefix}h{facts}."), redis_url, args.history_users, facts
+            )
+            for facts in (5, 60, 300)
+        }
     if "durability" in parts:
         results["durability"] = await durability_cost(bootstrap, prefix, services, args.users)
     if "memory" in parts:
@@ -591,7 +666,14 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--users", type=int, default=40_000)
+    parser.add_argument("--users", type=int, default=40_000, help="users of the classic mix")
+    parser.add_argument(
+        "--mix", choices=("2026", "2026-phone-only", "classic"), default="2026",
+        help="the traffic of the throughput part (bench/traffic.py)",
+    )  # fmt: skip
+    parser.add_argument("--bodies", type=int, default=40_000, help="bodies of the 2026 mix")
+    parser.add_argument("--mix-users", type=int, default=20_000, help="users of the 2026 mix")
+    parser.add_argument("--history-users", type=int, default=1_000)
     parser.add_argument("--memory-users", type=int, default=1_000_000)
     parser.add_argument("--exchange-users", type=int, default=100_000)
     parser.add_argument("--layout-users", type=int, default=200_000)
@@ -599,15 +681,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
         "--parts",
-        default="throughput,durability,memory,exchange,billed,layout,lateness",
+        default="throughput,ids,history,durability,memory,exchange,billed,layout,lateness",
         help="which parts to run",
-    )
-    parser.add_argument(
-        "--interleave", type=int, default=0,
-        help="users per block whose events interleave (default: all of them, as live traffic)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--grouped", action="store_true", help="each user's events together (not interleaved)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
