@@ -141,6 +141,11 @@ def counters(shard: int, day: str) -> str:
     return f"{_tag(shard)}:n:{day}"
 
 
+# STRING: a counter every process reads before it trusts the links it has cached; incremented
+# after aliases are deleted (an erasure) or come to lead through a merged key (engine/links.py)
+LINKS_EPOCH = "ww:links:epoch"
+
+
 def alias(key: str) -> str:
     """STRING: the conversation key this (older) key's user now lives under."""
     return f"{_tag(shard_of(key))}:a:{key}"

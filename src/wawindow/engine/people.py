@@ -339,6 +339,7 @@ class People:
         for step in (sorted(targets), None, sorted(found)):
             if step is None:  # the links, once what they lead to is a tombstone
                 await self._redis.delete(*(keys.alias(k) for k in sorted(found)))
+                await self._store.links.moved()  # every process drops the links it holds
                 continue
             done = await self._store.run(step, run, now, durable=True)
             for key, result in done.items():

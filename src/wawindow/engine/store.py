@@ -18,13 +18,13 @@ from wawindow import keys
 from wawindow.config import Settings
 from wawindow.engine.deadlines import DeadlineIndex, scored_up_to
 from wawindow.engine.documents import (
-    MAX_ALIAS_HOPS,
     MAX_CONFLICTS,
     Applied,
     DocumentStore,
     Read,
     transitions_of,
 )
+from wawindow.engine.links import Links
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text
@@ -73,6 +73,7 @@ class WindowStore(DocumentStore):
         self._rules = config.rules
         # what the sweeper asks; a state it cannot sweep is kept as long as a state's grace
         self.deadlines = DeadlineIndex(redis, self._scripts, config.rules.grace_s)
+        self.links = Links(redis, config.rules.counts_retention_s)
 
     @property
     def rules(self) -> Rules:
@@ -133,59 +134,27 @@ class WindowStore(DocumentStore):
 
     async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:
         """Where each key's user lives now: the key itself, or where it was linked to."""
-        resolved = {k: k for k in conversation_keys}
-        pending = list(resolved)
-        for _ in range(MAX_ALIAS_HOPS):
-            if not pending:
-                break
-            pipe = self._redis.pipeline(transaction=False)
-            for k in pending:
-                pipe.get(keys.alias(resolved[k]))
-            targets = await pipe.execute()
-            moved = []
-            for k, target in zip(pending, targets, strict=True):
-                if target is not None:
-                    resolved[k] = text(target)
-                    moved.append(k)
-            pending = moved
-        return resolved
+        return await self.links.resolve(conversation_keys)
 
     async def link_many(self, pairs: Sequence[tuple[str, str]], now: int) -> list[Applied]:
-        """Make each ``(source, target)`` one user: the source's user (wherever it lives)
-        merges into the target's, and the source points at the target from then on.
-
-        In an order that can be repeated after a crash: merge into the target (the target
-        remembers which version of the source it holds, so a repeat merges nothing twice),
-        forget the source (as the version merged: a newer one is merged too), then point the
-        source at the target. Pairs are linked one after
-        the other, each resolved anew, so a chain of changes ends on one user.
-        """
-        published: list[Applied] = []
-        for source, target in sorted({(s, t) for s, t in pairs if s != t}):
-            where = await self.resolve([source, target])
-            src, dst = where[source], where[target]
-            if src != dst:
-                published += await self._merge(src, dst, now)
-            aliases = {k for k in (source, src) if k != dst}
-            if aliases:
-                pipe = self._redis.pipeline(transaction=False)
-                for k in aliases:
-                    pipe.set(keys.alias(k), dst, ex=self._rules.counts_retention_s)
-                await pipe.execute()
-                self._reads.forget(aliases)
+        """Make each ``(source, target)`` one user (:meth:`Links.link`): the source's user
+        merges into the target's, and the source points at the target from then on."""
+        published, aliased = await self.links.link(pairs, now, self._merge)
+        self._reads.forget(aliased)
         return published
 
-    async def _merge(self, src: str, dst: str, now: int) -> list[Applied]:
+    async def _merge(self, src: str, dst: str, now: int) -> tuple[list[Applied], bool]:
         """Merge the source into the target, then forget the source as the version that was
         merged; when another process wrote the source in between, merge its newer version
-        too (the target merges each version once), so nothing of it is left behind."""
+        too (the target merges each version once), so nothing of it is left behind. Returns
+        what to publish, and whether the source held anything."""
         published: list[Applied] = []
         for _ in range(MAX_CONFLICTS):
             source = (await self._read([src]))[src]
             if isinstance(source, Exception):
                 raise source
             if source.state.empty and not source.pending:
-                return published
+                return published, bool(published)
 
             def run(r: Read, _: list[str], source: Read = source) -> Outcome:
                 return engine.merge(
@@ -210,7 +179,7 @@ class WindowStore(DocumentStore):
             if isinstance(forgotten, Exception):
                 raise forgotten
             if forgotten == 1:
-                return published
+                return published, True
         raise StoreConflict(f"{src} kept changing while it was linked to {dst}")
 
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
