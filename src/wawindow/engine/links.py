@@ -100,11 +100,17 @@ class Links:
         published: list[Applied] = []
         aliases: dict[str, str] = {}
         epoch_moves = False
+        # a key that holds nothing has nothing to merge: which do, for the batch at once
+        asked = sorted({home(s) for s, t in todo if home(s) != home(t)})
+        holding = await self._holding(asked)
         for source, target in todo:
             src, dst = home(source), home(target)
             if src != dst:
-                merged, held = await merge(src, dst, now)
-                published += merged
+                held = False
+                if src not in asked or src in holding:
+                    merged, held = await merge(src, dst, now)
+                    published += merged
+                    holding.add(dst)
                 epoch_moves |= held  # other processes' aliases may lead to src
                 moved[src] = dst
                 aliases[src] = dst
@@ -126,6 +132,18 @@ class Links:
                 self._remember(self._written, pair, now)
             self._remember(self._joined, pair, now)
         return published, set(aliases)
+
+    async def _holding(self, conversation_keys: Sequence[str]) -> set[str]:
+        """Which keys hold a document (one round trip). A document another process writes
+        there between this and the alias is the same race as between a merge's read and
+        the alias."""
+        if not conversation_keys:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for k in conversation_keys:
+            pipe.exists(keys.document_keys(k)[0])
+        found = await pipe.execute()
+        return {k for k, n in zip(conversation_keys, found, strict=True) if n}
 
     async def moved(self) -> None:
         """Aliases were deleted or now lead through a key that is no longer a home: every

@@ -70,6 +70,10 @@ def record_of(entry: Suppression) -> dict[str, Any]:
     return {"kind": ChangeKind.SUPPRESSION.value, "event_id": f"s-{event_id}", **body}
 
 
+# ids whose keyed hashes are remembered (about 250 bytes each)
+DIGESTS_KEPT = 100_000
+
+
 class Suppressions:
     """Suppression documents: kept at erasure, read by send-check, written again from their
     records on a rebuild."""
@@ -78,6 +82,8 @@ class Suppressions:
         self._store = store
         self._redis = store.redis
         self.config = config
+        # the hashes of the ids the worker sees with every batch (an HMAC per key each)
+        self._hashed: dict[tuple[str, str], list[str]] = {}
 
     def digest(self, waba_id: str, user: str) -> str:
         """The keyed hash written now (under the first key)."""
@@ -87,8 +93,16 @@ class Suppressions:
         return sorted({self.digest(waba_id, u) for u in users if u})
 
     def every_digest(self, waba_id: str, user: str) -> list[str]:
-        """The keyed hashes of an id under every key (what was written before a rotation)."""
-        return [digest(k, waba_id, user) for k in self.config.keys]
+        """The keyed hashes of an id under every key (what was written before a rotation);
+        the last DIGESTS_KEPT ids' are remembered."""
+        found = self._hashed.get((waba_id, user))
+        if found is None:
+            if len(self._hashed) >= DIGESTS_KEPT:
+                self._hashed.clear()  # cheaper than an LRU's bookkeeping on every hit
+            found = self._hashed[waba_id, user] = [
+                digest(k, waba_id, user) for k in self.config.keys
+            ]
+        return found
 
     async def entries(self, waba_id: str, users: Iterable[str]) -> list[Suppression]:
         """The entries kept under any of ``users`` (plain ids) at a WABA, newest erasure
