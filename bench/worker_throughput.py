@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import traffic
 from wawindow import keys
-from wawindow.config import cache_dir
+from wawindow.config import Settings, cache_dir
 from wawindow.dev import samples
 from wawindow.devservices.stack import LocalServices
 from wawindow.engine.store import EngineConfig, WindowStore
@@ -53,6 +53,7 @@ from wawindow.redis.connection import AnyRedis, connect
 from wawindow.rules.identity import links_of
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
+from wawindow.service.roles import tune_gc
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "worker_throughput.json"
@@ -195,6 +196,7 @@ async def worker_rate(
     redis = await connect(redis_url)
     worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
+    tune_gc(Settings().gc_young_threshold)  # as `wawindow run worker` does once started
     try:
         while worker.processed == 0:  # joining the group is not part of the rate
             await worker.run_once(1000)

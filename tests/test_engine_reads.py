@@ -8,15 +8,17 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.exceptions import RedisError
 
 from tests.conftest import loaded_store
 from wawindow import keys
 from wawindow.contracts import TransitionType
 from wawindow.dev import samples
-from wawindow.engine.reads import Reads
+from wawindow.engine.reads import Reads, cost
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.ingest.split import split_body
 from wawindow.redis.connection import AnyRedis
+from wawindow.rules.state import State
 
 USER = "16505551234"
 KEY = f"{samples.PHONE_NUMBER_ID}:{USER}"
@@ -35,11 +37,11 @@ def inbound(wamid: str, at: int) -> tuple[str, dict[str, Any]]:
 
 
 def test_the_least_recently_used_are_forgotten_first() -> None:
-    reads = Reads(size=2)
-    reads.wrote(["a"], "a", "1", b"{}", None)
-    reads.wrote(["b"], "b", "1", b"{}", None)
+    reads = Reads(budget=2 * cost(b"{}"))
+    reads.wrote(["a"], "a", "1", b"{}", None, State())
+    reads.wrote(["b"], "b", "1", b"{}", None, State())
     assert reads.get("a") is not None  # a is now the most recent
-    reads.wrote(["c"], "c", "1", b"{}", None)
+    reads.wrote(["c"], "c", "1", b"{}", None, State())
     assert (reads.get("a") is not None, reads.get("b"), reads.get("c") is not None) == (
         True,
         None,
@@ -47,9 +49,23 @@ def test_the_least_recently_used_are_forgotten_first() -> None:
     )
 
 
+def test_the_memory_is_bounded_in_bytes() -> None:
+    """A large document takes the room of several small ones; forgetting gives it back."""
+    small, large = b"{}", b"{" + b" " * 1000 + b"}"
+    reads = Reads(budget=cost(large) + cost(small))
+    for k in "abc":
+        reads.wrote([k], k, "1", small, None, State())
+    assert reads.used == 3 * cost(small)
+    reads.wrote(["big"], "big", "1", large, None, State())
+    assert [k for k in "abc" if reads.get(k) is not None] == ["c"]
+    assert reads.used == cost(large) + cost(small)
+    reads.forget(["big", "c"])
+    assert reads.used == 0
+
+
 def test_window_events_stay_pending_until_their_own_field_is_acknowledged() -> None:
     reads = Reads()
-    reads.wrote(["a", "a2"], "a", "3", b"{}", ("a|v3", []))
+    reads.wrote(["a", "a2"], "a", "3", b"{}", ("a|v3", []), State())
     reads.acknowledged(["a|v2"])  # an older write's field: not this one
     kept = reads.get("a")
     assert kept is not None
@@ -159,3 +175,28 @@ async def test_a_version_number_that_comes_back_after_a_loss_is_not_taken_for_ou
     await ours.apply([inbound("wamid.3", now - 100)], now)
 
     assert sorted((await ours.conversation(KEY)).inbound) == [now - 200, now - 100]
+
+
+@pytest.mark.redis
+async def test_a_batch_redis_refused_is_run_again_from_what_redis_holds(
+    redis: AnyRedis,
+) -> None:
+    """The rules change a remembered state in place; when Redis refuses the write (full,
+    here), the batch is retried, and the retry runs on what was written, not on what the
+    refused run left: its window event is made again, not taken for a repeat."""
+    store = await loaded_store(redis)
+    now = int(time.time())
+    first = await store.apply([inbound("wamid.1", now - 7200)], now)
+    await store.acknowledge([o for a in first.applied for o in a.outbox])
+    await redis.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(RedisError):
+            await store.apply([inbound("wamid.2", now - 60)], now)
+    finally:
+        await redis.config_set("maxmemory", "0")
+
+    again = await store.apply([inbound("wamid.2", now - 60)], now)
+
+    assert [r.notes for r in again.results] == [()]  # type: ignore[union-attr]
+    extended = TransitionType.SERVICE_WINDOW_EXTENDED
+    assert [t.type for a in again.applied for t in a.transitions] == [extended]

@@ -84,6 +84,10 @@ class Settings:
     log_format: str = "auto"
     worker_group: str = "wawindow-worker"
     worker_batch_size: int = 500
+    # what a worker keeps of the conversations it wrote, decoded (engine/reads.py)
+    worker_cache_mb: int = 256
+    # the garbage collector's young-generation threshold of a worker process (Python's: 700)
+    gc_young_threshold: int = 10_000
     # closing_soon warnings this many seconds before a service window closes
     closing_soon_offsets: tuple[int, ...] = (3600,)
     free_entry_point_hours: int = 72
@@ -155,6 +159,10 @@ class Settings:
             log_format=reader.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             worker_group=reader.text("WORKER_GROUP", "wawindow-worker") or "wawindow-worker",
             worker_batch_size=reader.integer("WORKER_BATCH_SIZE", 500, low=1, high=10_000),
+            worker_cache_mb=reader.integer("WORKER_CACHE_MB", 256, low=0, high=1_000_000),
+            gc_young_threshold=reader.integer(
+                "GC_YOUNG_THRESHOLD", 10_000, low=100, high=10_000_000
+            ),
             closing_soon_offsets=reader.seconds_list("CLOSING_SOON_OFFSETS", (3600,)),
             free_entry_point_hours=reader.integer(
                 "FREE_ENTRY_POINT_HOURS", 72, low=1, high=24 * 30

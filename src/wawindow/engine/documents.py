@@ -82,11 +82,13 @@ def transitions_of(raw: bytes | str | None) -> list[Transition]:
 class DocumentStore:
     """Reads documents, runs rules on them and writes them back (see the module docstring)."""
 
-    def __init__(self, redis: AnyRedis, scripts: Scripts, counters_ttl_s: int) -> None:
+    def __init__(
+        self, redis: AnyRedis, scripts: Scripts, counters_ttl_s: int, cache_bytes: int
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._counters_ttl_s = counters_ttl_s  # how long a counter is kept after a change
-        self._reads = Reads()  # what this process wrote last (engine/reads.py)
+        self._reads = Reads(cache_bytes)  # what this process wrote last (engine/reads.py)
 
     # -- reading and writing one conversation ------------------------------------------------
 
@@ -192,16 +194,22 @@ class DocumentStore:
                 else:
                     by_key.setdefault(r.key, (r, []))[1].append(key)
             runs: list[tuple[Read, list[str], W]] = []
-            for r, keys_here in by_key.values():
-                try:
-                    runs.append((r, keys_here, rules(r, keys_here)))
-                except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-                    for key in keys_here:  # a bug or a state the rules cannot read: this one only
-                        out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
-            calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
-            replies = await self._scripts.run(
-                [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
-            )
+            try:
+                for r, keys_here in by_key.values():
+                    try:
+                        runs.append((r, keys_here, rules(r, keys_here)))
+                    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                        self._reads.forget(keys_here)  # what the rules left half changed
+                        for key in keys_here:  # a bug or a state the rules cannot read
+                            out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
+                calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
+                replies = await self._scripts.run(
+                    [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
+                )
+            except BaseException:
+                # the remembered states the rules changed were not written: read them again
+                self._reads.forget(k for _, keys_here, _ in runs for k in keys_here)
+                raise
             todo = []
             for (r, keys_here, outcome), (call, applied), reply in zip(
                 runs, calls, replies, strict=True
@@ -230,8 +238,7 @@ class DocumentStore:
             kept = self._reads.get(key)
             if kept is not None:
                 stored = f"{kept.version} ".encode() + kept.document
-                state = State.decode(kept.document, kept.key)
-                out[key] = Read(kept.key, kept.version, state, kept.pending, stored)
+                out[key] = Read(kept.key, kept.version, kept.state, kept.pending, stored)
         return out
 
     def _wrote(self, r: Read, asked: list[str], outcome: Written, call: _Call) -> None:
@@ -242,4 +249,4 @@ class DocumentStore:
         version = str(int(r.version) + 1)
         field = f"{r.key}|v{version}"
         outbox = (field, list(outcome.transitions)) if outcome.transitions else None
-        self._reads.wrote(asked, r.key, version, document, outbox)
+        self._reads.wrote(asked, r.key, version, document, outbox, outcome.state)

@@ -22,10 +22,19 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from wawindow.rules.state import State
 from wawindow.rules.transitions import Transition
 
-# conversations remembered per process (about half a kilobyte each)
-READS_KEPT = 65_536
+# what is remembered per process, in bytes: an entry is counted as its document, its state
+# decoded (about six times the document's bytes) and its bookkeeping
+READS_BYTES = 256 * 2**20
+DECODED_FACTOR = 7
+ENTRY_BYTES = 400
+
+
+def cost(document: bytes) -> int:
+    """The bytes an entry is counted as (see READS_BYTES)."""
+    return DECODED_FACTOR * len(document) + ENTRY_BYTES
 
 
 @dataclass(slots=True)
@@ -36,13 +45,17 @@ class Kept:
     version: str
     document: bytes
     pending: list[tuple[str, list[Transition]]]  # (outbox field, window events) unacknowledged
+    # the document decoded: the rules change it in place, so a run that is not written
+    # (a conflict, an error, a batch retried) must forget it
+    state: State
 
 
 class Reads:
     """The last writes of this process, the least recently used forgotten first."""
 
-    def __init__(self, size: int = READS_KEPT) -> None:
-        self._size = size
+    def __init__(self, budget: int = READS_BYTES) -> None:
+        self._budget = budget
+        self._used = 0
         self._kept: OrderedDict[str, Kept] = OrderedDict()
         self._by_field: dict[str, set[str]] = {}  # outbox field -> asked keys it is pending for
 
@@ -59,17 +72,25 @@ class Reads:
         version: str,
         document: bytes,
         outbox: tuple[str, list[Transition]] | None,
+        state: State,
     ) -> None:
-        """``commit.lua`` wrote ``document`` as ``version`` of ``key`` for ``asked``; its window
-        events wait in the outbox under ``outbox`` (None: it wrote none)."""
+        """``commit.lua`` wrote ``document`` (``state`` encoded) as ``version`` of ``key`` for
+        ``asked``; its window events wait in the outbox under ``outbox`` (None: it wrote
+        none)."""
         pending = [outbox] if outbox is not None else []
         for a in asked:
             self._drop(a)
-            self._kept[a] = Kept(key, version, document, pending)
+            self._kept[a] = Kept(key, version, document, pending, state)
+            self._used += cost(document)
             if outbox is not None:
                 self._by_field.setdefault(outbox[0], set()).add(a)
-        while len(self._kept) > self._size:
+        while self._used > self._budget and self._kept:
             self._drop(next(iter(self._kept)))
+
+    @property
+    def used(self) -> int:
+        """The bytes the entries are counted as."""
+        return self._used
 
     def forget(self, asked: Iterable[str]) -> None:
         """Another process wrote these (or the write failed): read them from Redis again."""
@@ -86,6 +107,8 @@ class Reads:
 
     def _drop(self, asked: str) -> None:
         kept = self._kept.pop(asked, None)
+        if kept is not None:
+            self._used -= cost(kept.document)
         if kept is not None and kept.pending:
             waiting = self._by_field.get(kept.pending[0][0])
             if waiting is not None:

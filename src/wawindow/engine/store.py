@@ -25,6 +25,7 @@ from wawindow.engine.documents import (
     transitions_of,
 )
 from wawindow.engine.links import Links
+from wawindow.engine.reads import READS_BYTES
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text
@@ -45,6 +46,8 @@ class EngineConfig:
     # or "replicas:<n>" (WAIT: on n replicas)
     durability: str = "auto"
     durability_timeout_ms: int = 2_000
+    # what the store keeps of the conversations it wrote, decoded (engine/reads.py)
+    cache_bytes: int = READS_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -52,6 +55,7 @@ class EngineConfig:
             Rules.from_settings(settings),
             settings.redis_durability,
             settings.redis_durability_timeout_ms,
+            settings.worker_cache_mb * 2**20,
         )
 
 
@@ -69,7 +73,7 @@ class WindowStore(DocumentStore):
 
     def __init__(self, redis: AnyRedis, config: EngineConfig) -> None:
         scripts = Scripts(redis, config.durability, config.durability_timeout_ms)
-        super().__init__(redis, scripts, config.rules.counts_retention_s)
+        super().__init__(redis, scripts, config.rules.counts_retention_s, config.cache_bytes)
         self._rules = config.rules
         # what the sweeper asks; a state it cannot sweep is kept as long as a state's grace
         self.deadlines = DeadlineIndex(redis, self._scripts, config.rules.grace_s)

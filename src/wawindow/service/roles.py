@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ async def run_roles(
                 stack.push_async_callback(_cancel, task)
 
             if worker is not None:
+                tune_gc(settings.gc_young_threshold)
                 consuming = asyncio.create_task(worker.run(stop), name="wawindow-worker")
                 stopping = asyncio.create_task(stop.wait())
                 await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -171,6 +173,17 @@ async def run_roles(
         starting.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def tune_gc(young_threshold: int) -> None:
+    """For a long-running consumer: what start-up made is moved out of the collector's sight
+    (``gc.freeze``: never scanned again), and the young generation is collected after
+    ``young_threshold`` allocations instead of 700, so a batch's short-lived objects do not
+    set off a collection every few events (docs/performance.md, "Garbage collection")."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
