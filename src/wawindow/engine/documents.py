@@ -13,7 +13,7 @@ of another process since. Keys come from :mod:`wawindow.keys`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -23,7 +23,7 @@ from wawindow import keys
 from wawindow.contracts import CounterField
 from wawindow.engine.reads import Reads
 from wawindow.engine.scripts import Call as _Call
-from wawindow.engine.scripts import Scripts
+from wawindow.engine.scripts import Commit, Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text
 from wawindow.rules.state import State
@@ -89,6 +89,8 @@ class DocumentStore:
         self._scripts = scripts
         self._counters_ttl_s = counters_ttl_s  # how long a counter is kept after a change
         self._reads = Reads(cache_bytes)  # what this process wrote last (engine/reads.py)
+        self._acks: list[tuple[int, str]] = []  # acknowledged outbox entries not dropped yet
+        self._acked: set[str] = set()  # their fields
 
     # -- reading and writing one conversation ------------------------------------------------
 
@@ -115,52 +117,52 @@ class DocumentStore:
                 elif reply[0]:
                     moved[key] = text(reply[0])
                 else:
-                    out[key] = self._decode(current, reply, decode)
+                    out[key] = self._decode(current, reply, decode, self._acked)
             todo = moved
         for key in todo:
             out[key] = EventRejected(f"{key}: links chained more than {MAX_ALIAS_HOPS} times")
         return out
 
     @staticmethod
-    def _decode(key: str, reply: list[Any], decode: Callable[[Any, str], Any]) -> Read | Exception:
+    def _decode(
+        key: str, reply: list[Any], decode: Callable[[Any, str], Any], acked: Container[str]
+    ) -> Read | Exception:
+        """A read's reply; window events Kafka acknowledged (``acked``) are not pending."""
         try:
             pending = [
-                (text(reply[i]), transitions_of(reply[i + 1])) for i in range(3, len(reply), 2)
+                (field, transitions_of(reply[i + 1]))
+                for i in range(3, len(reply), 2)
+                if (field := text(reply[i])) not in acked
             ]
             return Read(key, text(reply[1]), decode(reply[2], key), pending)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
             return EventRejected(f"the stored state of {key} cannot be read: {exc!r}")
 
-    def _commit(self, r: Read, outcome: Written, now: int) -> tuple[_Call, Applied]:
-        """The script call that writes ``outcome``, and what it publishes once written."""
-        state_key, shard = keys.document_keys(r.key)
+    def _commit(self, r: Read, outcome: Written) -> tuple[Commit, Applied]:
+        """The write of ``outcome``, and what it publishes once written."""
+        shard = keys.document_keys(r.key)[1]
         waba, number = outcome.state.waba_id or "", r.key.split(":", 1)[0]
         totals: dict[tuple[int, str], int] = {}
         for c in outcome.counters:
             f = CounterField.at(c.at, waba, number, c.metric, c.dims)
-            totals[f.day, f.encode()] = totals.get((f.day, f.encode()), 0) + c.delta
-        counters = [x for (day, f), n in totals.items() if n for x in (day, f, n)]
+            where = (f.day, f.encode())
+            totals[where] = totals.get(where, 0) + c.delta
         transitions = outcome.transitions
-        field = f"{r.key}|v{int(r.version) + 1}"
-        call: _Call = (
-            "commit",
-            [
-                state_key, keys.ConversationKeys(r.key, shard).deadline_part,
-                keys.outbox(shard), keys.outbox_queue(shard), keys.alias(r.key),
-                keys.deadline_summary(shard),
-            ],
-            [
-                r.key, r.version, outcome.state.encode(r.key), outcome.keep_until,
-                "" if outcome.due is None else outcome.due, now,
-                keys.counters(shard, ""), self._counters_ttl_s,
-                orjson.dumps([t.encode() for t in transitions]) if transitions else "",
-                r.remembered, *counters,
-            ],
-        )  # fmt: skip
+        commit = Commit(
+            r.key,
+            r.version,
+            outcome.state.encode(r.key),
+            outcome.keep_until,
+            outcome.due,
+            orjson.dumps([t.encode() for t in transitions]) if transitions else b"",
+            r.remembered,
+            tuple((day, f, n) for (day, f), n in totals.items() if n),
+        )
         # what an earlier write left unacknowledged (a crash before its publish) goes out too
         published = [t for _, ts in r.pending for t in ts] + transitions
+        field = f"{r.key}|v{int(r.version) + 1}"
         outbox = [(shard, f) for f, _ in r.pending] + ([(shard, field)] if transitions else [])
-        return call, Applied(published, outbox)
+        return commit, Applied(published, outbox)
 
     async def run(
         self,
@@ -202,10 +204,17 @@ class DocumentStore:
                         self._reads.forget(keys_here)  # what the rules left half changed
                         for key in keys_here:  # a bug or a state the rules cannot read
                             out[key] = EventRejected(f"the rules failed on {r.key}: {exc!r}")
-                calls = [self._commit(r, outcome, now) for r, _, outcome in runs]
-                replies = await self._scripts.run(
-                    [c for c, _ in calls], [r.key for r, _, _ in runs], durable=durable
-                )
+                calls = [self._commit(r, outcome) for r, _, outcome in runs]
+                acks, self._acks = (self._acks, []) if remember else ([], self._acks)
+                try:
+                    replies = await self._scripts.commit(
+                        [c for c, _ in calls], now, self._counters_ttl_s, acks=acks,
+                        durable=durable,
+                    )  # fmt: skip
+                except BaseException:
+                    self._acks = acks + self._acks  # carried to the next write again
+                    raise
+                self._acked.difference_update(field for _, field in acks)
             except BaseException:
                 # the remembered states the rules changed were not written: read them again
                 self._reads.forget(k for _, keys_here, _ in runs for k in keys_here)
@@ -241,12 +250,39 @@ class DocumentStore:
                 out[key] = Read(kept.key, kept.version, kept.state, kept.pending, stored)
         return out
 
-    def _wrote(self, r: Read, asked: list[str], outcome: Written, call: _Call) -> None:
-        document = call[2][2]  # commit.lua's ARGV[3], the document as written
-        if not document:  # forgotten: Redis has no version of it to compare with
+    def _wrote(self, r: Read, asked: list[str], outcome: Written, commit: Commit) -> None:
+        if not commit.document:  # forgotten: Redis has no version of it to compare with
             self._reads.forget(asked)
             return
         version = str(int(r.version) + 1)
         field = f"{r.key}|v{version}"
         outbox = (field, list(outcome.transitions)) if outcome.transitions else None
-        self._reads.wrote(asked, r.key, version, document, outbox, outcome.state)
+        self._reads.wrote(asked, r.key, version, commit.document, outbox, outcome.state)
+
+    # -- outbox entries Kafka acknowledged ------------------------------------------------
+
+    def carry(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Outbox entries ``(shard, field)`` whose window events Kafka has acknowledged: they
+        are dropped by the next write of events (the worker's next batch), or by
+        :meth:`flush_acknowledged` when the worker is idle, well before the stale-outbox
+        sweep would publish them again."""
+        self._acks += entries
+        self._acked.update(field for _, field in entries)
+        self._reads.acknowledged(field for _, field in entries)
+
+    @property
+    def carried(self) -> int:
+        """Acknowledged outbox entries waiting to be dropped."""
+        return len(self._acks)
+
+    async def flush_acknowledged(self) -> None:
+        """Drop the carried acknowledged entries now (an idle worker, a stopping one)."""
+        if not self._acks:
+            return
+        acks, self._acks = self._acks, []
+        try:
+            await self._scripts.commit([], 0, self._counters_ttl_s, acks=acks)
+        except BaseException:
+            self._acks = acks + self._acks
+            raise
+        self._acked.difference_update(field for _, field in acks)

@@ -1,6 +1,9 @@
 """Running the engine's Lua scripts (``lua/``): loaded once (again after a NOSCRIPT), a
 batch's calls in one pipeline on a single Redis (ending with the durability wait), or
 concurrently on a Cluster, which cannot pipeline scripts; a failed call's error in its place.
+
+A batch's writes are one ``commit.lua`` call (:meth:`Scripts.commit`, one per shard on a
+Cluster), each document given as a :class:`Commit`.
 """
 
 from __future__ import annotations
@@ -8,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
+from wawindow import keys
 from wawindow.errors import StoreNotDurable
 from wawindow.redis.connection import AnyRedis, transient
 
@@ -29,6 +34,43 @@ CLUSTER_CONCURRENCY = 64
 
 log = structlog.get_logger("wawindow.store")
 Call = tuple[str, list[str], list[Any]]  # (script name, keys, args)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What ``commit.lua`` writes of one document: ``key``'s new ``document`` (``b""``: forget
+    it) if Redis still holds ``version`` (and, when given, exactly the ``remembered`` string),
+    its window events into the outbox, its next deadline and its counter changes."""
+
+    key: str
+    version: str  # the version read ("0": none)
+    document: bytes  # b"": forget the document
+    keep_until: int  # when it may be forgotten, once it has no deadline (0: never)
+    due: int | None  # its next deadline
+    transitions: bytes  # the window events as a JSON array (b"": none)
+    remembered: bytes = b""  # the whole stored string the rules ran on, when not read
+    counters: tuple[tuple[int, str, int], ...] = ()  # (UTC day, field, delta)
+
+    def keys(self) -> list[str]:
+        """Its six keys to commit.lua (all in its shard)."""
+        state_key, shard = keys.document_keys(self.key)
+        return [
+            state_key, keys.ConversationKeys(self.key, shard).deadline_part,
+            keys.outbox(shard), keys.outbox_queue(shard), keys.alias(self.key),
+            keys.deadline_summary(shard),
+        ]  # fmt: skip
+
+    def args(self) -> list[Any]:
+        """Its arguments to commit.lua, the count first."""
+        shard = keys.document_keys(self.key)[1]
+        out: list[Any] = [
+            self.key, self.version, self.document, self.keep_until,
+            "" if self.due is None else self.due, keys.counters(shard, ""), self.transitions,
+            self.remembered,
+        ]  # fmt: skip
+        for day, field, delta in self.counters:
+            out += (day, field, delta)
+        return [len(out), *out]
 
 
 class Scripts:
@@ -106,6 +148,49 @@ class Scripts:
             if isinstance(r, RedisError) and transient(r):
                 raise r
         return results
+
+    async def commit(
+        self,
+        commits: Sequence[Commit],
+        now: int,
+        counters_ttl_s: int,
+        *,
+        acks: Sequence[tuple[int, str]] = (),
+        durable: bool = False,
+    ) -> list[Any]:
+        """Write ``commits`` with ``commit.lua``: one call on a single Redis, one per shard on
+        a Cluster, and drop the acknowledged outbox entries ``acks`` (``(shard, field)``) on
+        the way. Per commit 1 (written), 0 (changed since it was read: read again) or the
+        error of that document alone; a call Redis refused as a whole raises."""
+        if not commits and not acks:
+            return []
+        groups: dict[str, tuple[list[int], dict[int, list[str]]]] = {}
+        for i, c in enumerate(commits):
+            group = str(keys.document_keys(c.key)[1]) if self._cluster else ""
+            groups.setdefault(group, ([], {}))[0].append(i)
+        for shard, field in acks:
+            group = str(shard) if self._cluster else ""
+            groups.setdefault(group, ([], {}))[1].setdefault(shard, []).append(field)
+        calls: list[Call] = []
+        for indexes, acked in groups.values():
+            ks: list[str] = []
+            args: list[Any] = [now, counters_ttl_s, len(indexes)]
+            for i in indexes:
+                ks += commits[i].keys()
+                args += commits[i].args()
+            for shard, fields in acked.items():
+                ks += (keys.outbox(shard), keys.outbox_queue(shard))
+                args += (len(fields), *fields)
+            calls.append(("commit", ks, args))
+        replies = await self.run(calls, list(groups), durable=durable)
+        out: list[Any] = [None] * len(commits)
+        for (indexes, _), reply in zip(groups.values(), replies, strict=True):
+            for n, i in enumerate(indexes):
+                out[i] = reply if isinstance(reply, Exception) else reply[n]
+        for r in out:  # Redis refusing one document (full, read-only …) refuses them all
+            if isinstance(r, RedisError) and transient(r):
+                raise r
+        return out
 
     async def _send(
         self, calls: Sequence[Call], groups: Sequence[str], wait: tuple[Any, ...]

@@ -7,6 +7,7 @@ through the one read-decide-write path of :mod:`wawindow.engine.documents`, with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,9 +177,10 @@ class WindowStore(DocumentStore):
                     [(shard, f) for f, _ in source.pending],
                 ),
             ]
-            call, _ = self._commit(Read(src, source.version, State(), []), Outcome(State()), now)
-            call[2][2] = ""  # forget the source, if it is still the version merged
-            (forgotten,) = await self._scripts.run([call], [src])
+            # forget the source, if it is still the version merged
+            gone, _ = self._commit(Read(src, source.version, State(), []), Outcome(State()))
+            forget = dataclasses.replace(gone, document=b"")
+            (forgotten,) = await self._scripts.commit([forget], now, self.retention_s)
             self._reads.forget([src])
             if isinstance(forgotten, Exception):
                 raise forgotten
@@ -203,6 +205,7 @@ class WindowStore(DocumentStore):
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
         """Outbox entries written before ``older_than`` and never acknowledged: a process
         died between its script and its publish. Re-publishing them keeps their ids."""
+        await self.flush_acknowledged()  # what this process published is not among them
         found = await scored_up_to(self._redis, keys.outbox_queue, older_than, limit)
         if not found:
             return []

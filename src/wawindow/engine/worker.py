@@ -116,6 +116,7 @@ class Worker:
         await self._consumer.start()
 
     async def stop(self) -> None:
+        await self._flush_acknowledged()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -158,6 +159,7 @@ class Worker:
         batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=self._batch_size)
         records = [r for rs in batch.values() for r in rs]
         if not records:
+            await self._flush_acknowledged()
             return 0
         started = time.perf_counter()
         try:
@@ -315,9 +317,20 @@ class Worker:
         await self._publisher.publish(publish + dead + tombstones)
         self._count_published(transitions)
         self.metrics.dead_letters.labels("worker").inc(len(dead))
-        with self._timed("acknowledge"):
-            await self._store.acknowledge([o for a in applied for o in a.outbox])
+        # dropped from the outbox by the next batch's write (or when the worker is idle)
+        self._store.carry([o for a in applied for o in a.outbox])
         return len(publish), len(dead)
+
+    async def _flush_acknowledged(self) -> None:
+        """Drop what Kafka acknowledged from the outbox now; when Redis cannot, the next
+        batch or the next idle turn tries again (the stale-outbox sweep is 30 s away)."""
+        if not self._store.carried:
+            return
+        try:
+            with self._timed("acknowledge"):
+                await self._store.flush_acknowledged()
+        except (RedisError, OSError, WawindowError) as exc:
+            log.warning("worker.acknowledge_failed", error=str(exc))
 
     def _window_events(self, transitions: Sequence[Transition]) -> list[Record]:
         """The CloudEvents of ``transitions``, keyed by their conversation."""
