@@ -200,3 +200,30 @@ async def test_a_batch_redis_refused_is_run_again_from_what_redis_holds(
     assert [r.notes for r in again.results] == [()]  # type: ignore[union-attr]
     extended = TransitionType.SERVICE_WINDOW_EXTENDED
     assert [t.type for a in again.applied for t in a.transitions] == [extended]
+
+
+@pytest.mark.redis
+async def test_a_conversation_redis_cannot_write_fails_alone_in_its_batch(
+    redis: AnyRedis,
+) -> None:
+    """One commit.lua call writes the batch; a conversation whose keys Redis cannot write
+    (its deadline index part is a string, not a sorted set) fails alone."""
+    store = await loaded_store(redis)
+    now = int(time.time())
+    other = f"{samples.PHONE_NUMBER_ID}:16505550009"
+    await redis.set(keys.ConversationKeys.of(KEY).deadline_part, "not a sorted set")
+    body = samples.body(
+        samples.messages_change(
+            messages=[samples.text_message("wamid.9", now - 60, wa_id="16505550009")]
+        )
+    )
+    (event,) = split_body(samples.encode(body), now * 1000).events
+
+    report = await store.apply(
+        [inbound("wamid.1", now - 60), (other, orjson.loads(event.encode()))], now
+    )
+
+    broken, fine = report.results
+    assert isinstance(broken, RedisError) and "WRONGTYPE" in str(broken)
+    assert not isinstance(fine, Exception) and fine.error is None
+    assert (await store.conversation(other)).inbound == [now - 60]
