@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.exceptions import RedisError
 
 from tests.conftest import loaded_store
 from wawindow import keys
@@ -16,6 +15,7 @@ from wawindow.contracts import TransitionType
 from wawindow.dev import samples
 from wawindow.engine.reads import Reads, cost
 from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.errors import StoreError
 from wawindow.ingest.split import split_body
 from wawindow.redis.connection import AnyRedis
 from wawindow.rules.state import State
@@ -190,8 +190,9 @@ async def test_a_batch_redis_refused_is_run_again_from_what_redis_holds(
     await store.acknowledge([o for a in first.applied for o in a.outbox])
     await redis.config_set("maxmemory", "1")
     try:
-        with pytest.raises(RedisError):
+        with pytest.raises(StoreError) as refused:
             await store.apply([inbound("wamid.2", now - 60)], now)
+        assert refused.value.retriable  # Redis was full: the batch is tried again
     finally:
         await redis.config_set("maxmemory", "0")
 
@@ -224,6 +225,9 @@ async def test_a_conversation_redis_cannot_write_fails_alone_in_its_batch(
     )
 
     broken, fine = report.results
-    assert isinstance(broken, RedisError) and "WRONGTYPE" in str(broken)
-    assert not isinstance(fine, Exception) and fine.error is None
+    assert isinstance(broken, StoreError)
+    assert "WRONGTYPE" in str(broken)
+    assert not broken.retriable  # this conversation's keys: dead-lettered, not retried
+    assert not isinstance(fine, Exception)
+    assert fine.error is None
     assert (await store.conversation(other)).inbound == [now - 60]

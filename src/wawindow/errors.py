@@ -10,6 +10,8 @@ Our exception hierarchy::
     ├── ServiceStartError    a local Kafka or redis-server could not be started
     ├── StoreConflict        conversations kept changing under an update; the batch is retried
     ├── StoreNotDurable      Redis's replicas or AOF did not confirm a batch in time; retried
+    ├── StoreError           Redis failed a command: retriable (full, read-only, failing
+    │                        over, connection lost) or not (this document's keys, a script)
     ├── BadInput             a caller's input cannot be taken; the message names what
     │   ├── BadParameter     an API or command parameter (400 naming it)
     │   ├── BadField         a field of a consent change (400 naming it)
@@ -18,7 +20,9 @@ Our exception hierarchy::
                              it can be is kept, the rest goes to dead-letter or is refused)
 
 Third-party errors (aiokafka, redis, orjson) are translated into these at the module that
-talks to that library, so callers handle one family.
+talks to that library, so callers handle one family. ``retriable`` says whether the same
+work may succeed when tried again (the worker then retries its batch) or is about the input
+(the worker dead-letters it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 class WawindowError(Exception):
     """Root of every error wawindow raises on purpose."""
 
+    retriable: bool = False  # the same work may succeed when tried again
+
 
 class ConfigError(WawindowError):
     """A missing or malformed setting; the message is one line naming the variable."""
@@ -34,6 +40,8 @@ class ConfigError(WawindowError):
 
 class KafkaUnavailable(WawindowError):
     """Kafka could not take the events within the configured bound."""
+
+    retriable = True
 
 
 class RedisUnavailable(WawindowError):
@@ -52,6 +60,19 @@ class ServiceStartError(WawindowError):
 class StoreConflict(WawindowError):
     """Conversations kept changing under an update (other processes writing them); the batch
     is tried again."""
+
+    retriable = True
+
+
+class StoreError(WawindowError):
+    """Redis failed a command (translated where Redis is called: :mod:`wawindow.redis`).
+    ``retriable``: Redis refused for a while (full, read-only, loading, failing over) or the
+    connection failed; otherwise the command itself cannot succeed (a key of another type, a
+    script's error), and what it was for is dead-lettered."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class BadInput(WawindowError, ValueError):
@@ -86,3 +107,5 @@ class Unreadable(WawindowError):
 class StoreNotDurable(WawindowError):
     """Redis did not confirm, within the bound, that a batch's writes reached its replicas or
     its AOF; the batch is tried again and its offsets are not committed meanwhile."""
+
+    retriable = True

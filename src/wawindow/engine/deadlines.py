@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from wawindow import keys
 from wawindow.engine.scripts import Call, Scripts
-from wawindow.redis.connection import AnyRedis, text
+from wawindow.redis.connection import AnyRedis, text, translated
 
 
 class DeadlineIndex:
@@ -23,6 +23,7 @@ class DeadlineIndex:
         self._open: dict[int, int] = {}  # shard -> members of its parts, when last counted
         self._next_shard = 0
 
+    @translated
     async def due(self, now: int, limit: int = 500) -> list[str]:
         """Conversation keys whose next warning or close is due, at most ``limit`` a shard:
         the shards' summaries name the parts that are due (the earliest first), then those
@@ -68,6 +69,7 @@ class DeadlineIndex:
         where = [at.deadline_part, keys.deadline_summary(at.shard), at.state]
         return ("deadline", where, [key, until, self._set_aside_keep_s, due_at])
 
+    @translated
     async def postpone(self, conversation_keys: Sequence[str], until: int, due_at: int) -> None:
         """Set aside conversations a sweep at ``due_at`` failed on: their next deadline moves
         to ``until`` and a state without a TTL gets one, so one that never becomes sweepable
@@ -79,6 +81,7 @@ class DeadlineIndex:
             if isinstance(result, Exception):
                 raise result
 
+    @translated
     async def open_count(self, shards: int = keys.SHARDS) -> int:
         """Users with something still to warn about or close: members of every shard's
         deadline index (an open service window, entry point window or conversation).

@@ -25,7 +25,7 @@ from wawindow.engine.reads import Reads
 from wawindow.engine.scripts import Call as _Call
 from wawindow.engine.scripts import Commit, Scripts
 from wawindow.errors import EventRejected, StoreConflict
-from wawindow.redis.connection import AnyRedis, text
+from wawindow.redis.connection import AnyRedis, text, translated
 from wawindow.rules.state import State
 from wawindow.rules.transitions import CounterChange, Transition
 
@@ -275,6 +275,7 @@ class DocumentStore:
         """Acknowledged outbox entries waiting to be dropped."""
         return len(self._acks)
 
+    @translated
     async def flush_acknowledged(self) -> None:
         """Drop the carried acknowledged entries now (an idle worker, a stopping one)."""
         if not self._acks:

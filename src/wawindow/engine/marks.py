@@ -11,7 +11,7 @@ from typing import Any
 
 from wawindow import keys
 from wawindow.engine.suppression import Suppressions
-from wawindow.redis.connection import AnyRedis, text
+from wawindow.redis.connection import AnyRedis, text, translated
 
 
 class ErasureMarks:
@@ -23,6 +23,7 @@ class ErasureMarks:
         self._retention_s = retention_s
         self._hashed = False  # every field of ERASED is a keyed hash (_hash_plain)
 
+    @translated
     async def erased(
         self, events: Sequence[Mapping[str, Any]]
     ) -> Callable[[Mapping[str, Any]], bool]:
@@ -52,6 +53,7 @@ class ErasureMarks:
 
         return erased
 
+    @translated
     async def mark(self, waba_id: str, ids: Iterable[str], at: int) -> None:
         """Mark ``ids`` of a person at a WABA erased up to ``at`` (a newer mark stays)."""
         await self._hash_plain()

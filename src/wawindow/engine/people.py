@@ -31,7 +31,7 @@ from wawindow.engine.store import WindowStore
 from wawindow.engine.suppression import Suppressions, record_of
 from wawindow.errors import EventRejected
 from wawindow.keys import conversation_key
-from wawindow.redis.connection import text
+from wawindow.redis.connection import text, translated
 from wawindow.rules import engine, people
 from wawindow.rules.consent import Decision, from_webhooks
 from wawindow.rules.engine import EventResult
@@ -85,6 +85,7 @@ class People:
 
     # -- the numbers of a WABA ----------------------------------------------------------------
 
+    @translated
     async def note_numbers(self, pairs: Iterable[tuple[Any, Any]], now: float) -> None:
         """Remember which WABA each phone number id belongs to: written once a day per
         process, and kept as long as the counts after the last write."""
@@ -105,6 +106,7 @@ class People:
             await pipe.execute()
             self._noted.update({n: (w, now) for n, w in new.items()})
 
+    @translated
     async def numbers_of(self, waba_id: str) -> list[str]:
         """The phone number ids whose WABA is ``waba_id`` now: the WABA's own set, checked
         against NUMBERS (a number may have moved to another WABA since)."""
@@ -139,6 +141,7 @@ class People:
             pipe.sadd(keys.waba_numbers(waba), number)
             pipe.expire(keys.waba_numbers(waba), self._store.retention_s)
 
+    @translated
     async def waba_of(self, phone_number_id: str) -> str | None:
         raw = await self._redis.hget(keys.NUMBERS, phone_number_id)
         return text(raw) if raw is not None else None
@@ -161,10 +164,12 @@ class People:
 
     # -- reading ------------------------------------------------------------------------------
 
+    @translated
     async def person(self, waba_id: str, user: str) -> Person:
         raw = await self._redis.get(keys.PersonKeys.of(waba_id, user).state)
         return Person.decode(text(raw).split(" ", 1)[1] if raw else None)
 
+    @translated
     async def on_record(self, records: Sequence[Mapping[str, Any]]) -> set[str]:
         """The ids of the consent changes among ``records`` that are on record already:
         applied to the person's history, or forgotten by an erasure (one round trip)."""
@@ -179,12 +184,14 @@ class People:
                 known |= {d.id for d in person.history} | set(person.forgotten)
         return {str(r["event_id"]) for r in records} & known
 
+    @translated
     async def conversations(self, users: Iterable[str], numbers: Iterable[str]) -> dict[str, State]:
         """The conversations of ``users`` on ``numbers``, by the key they live under."""
         asked = [conversation_key(n, u) for n in numbers for u in users]
         where = await self._store.resolve(asked)
         return await self._store.conversations(list(dict.fromkeys(where.values())))
 
+    @translated
     async def on_file(
         self, waba_id: str, user: str, numbers: Sequence[str] | None = None
     ) -> OnFile:
@@ -211,6 +218,7 @@ class People:
 
     # -- applying consent-events --------------------------------------------------------------
 
+    @translated
     async def apply(self, records: Sequence[Mapping[str, Any]], now: int) -> PeopleReport:
         """Apply consent changes and erasures (checked records), per person in order."""
         report = PeopleReport([EventRejected("not applied")] * len(records))

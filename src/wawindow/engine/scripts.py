@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from wawindow import keys
 from wawindow.errors import StoreNotDurable
-from wawindow.redis.connection import AnyRedis, transient
+from wawindow.redis.connection import AnyRedis, store_error, translated
 
 _LUA = importlib.resources.files(__package__) / "lua"
 READ = (_LUA / "read.lua").read_text()
@@ -73,6 +73,18 @@ class Commit:
         return [len(out), *out]
 
 
+def _ours(reply: Any) -> Any:
+    """A reply, with a Redis error in the project's tree. Redis itself refusing (full,
+    read-only, loading, failing over …) is not the event's fault: raised, so the worker
+    retries the batch instead of dead-lettering its events."""
+    if isinstance(reply, RedisError):
+        error = store_error(reply)
+        if error.retriable:
+            raise error from reply
+        return error
+    return reply
+
+
 class Scripts:
     """The engine's scripts on one client, and how durable their writes are made:
     ``durability`` as :class:`~wawindow.engine.store.EngineConfig` names it."""
@@ -85,6 +97,7 @@ class Scripts:
         self._sha: dict[str, str] = {}
         self._wait: tuple[Any, ...] | None = None  # decided at load
 
+    @translated
     async def load(self) -> None:
         """Load the scripts (on every primary of a cluster); done again after a NOSCRIPT.
         The first time, decide how durable writes are made (``durability``)."""
@@ -120,6 +133,7 @@ class Scripts:
             return ("WAITAOF", 1, 0, timeout)
         return ()
 
+    @translated
     async def run(
         self, calls: Sequence[Call], groups: Sequence[str], *, durable: bool = False
     ) -> list[Any]:
@@ -142,13 +156,9 @@ class Scripts:
             except StoreNotDurable:
                 await self._decide_anew()  # replicas gone (a failover)
                 raise
-        # Redis itself refusing (full, read-only, loading, failing over …) is not the event's
-        # fault: raise, so the worker retries the batch instead of dead-lettering its events
-        for r in results:
-            if isinstance(r, RedisError) and transient(r):
-                raise r
-        return results
+        return [_ours(r) for r in results]
 
+    @translated
     async def commit(
         self,
         commits: Sequence[Commit],
@@ -186,10 +196,7 @@ class Scripts:
         out: list[Any] = [None] * len(commits)
         for (indexes, _), reply in zip(groups.values(), replies, strict=True):
             for n, i in enumerate(indexes):
-                out[i] = reply if isinstance(reply, Exception) else reply[n]
-        for r in out:  # Redis refusing one document (full, read-only …) refuses them all
-            if isinstance(r, RedisError) and transient(r):
-                raise r
+                out[i] = reply if isinstance(reply, Exception) else _ours(reply[n])
         return out
 
     async def _send(

@@ -29,7 +29,7 @@ from wawindow.engine.links import Links
 from wawindow.engine.reads import READS_BYTES
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
-from wawindow.redis.connection import AnyRedis, text
+from wawindow.redis.connection import AnyRedis, text, translated
 from wawindow.rules import engine
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.state import State
@@ -95,6 +95,7 @@ class WindowStore(DocumentStore):
 
     # -- the engine's operations --------------------------------------------------------------
 
+    @translated
     async def apply(self, events: Sequence[tuple[str, dict[str, Any]]], now: int) -> Report:
         """Apply events ``(conversation key, event)``: per conversation, its events in order,
         one atomic write. A failing conversation fails only its own events."""
@@ -123,6 +124,7 @@ class WindowStore(DocumentStore):
                 results[i] = res
         return Report(results, [written for (_, written), _ in asked_of.values()])
 
+    @translated
     async def close(
         self, conversation_keys: Sequence[str], now: int
     ) -> tuple[list[Applied], dict[str, Exception]]:
@@ -137,10 +139,12 @@ class WindowStore(DocumentStore):
         failed = {k: r for k, r in done.items() if isinstance(r, Exception)}
         return list(applied.values()), failed
 
+    @translated
     async def resolve(self, conversation_keys: Sequence[str]) -> dict[str, str]:
         """Where each key's user lives now: the key itself, or where it was linked to."""
         return await self.links.resolve(conversation_keys)
 
+    @translated
     async def link_many(self, pairs: Sequence[tuple[str, str]], now: int) -> list[Applied]:
         """Make each ``(source, target)`` one user (:meth:`Links.link`): the source's user
         merges into the target's, and the source points at the target from then on."""
@@ -188,6 +192,7 @@ class WindowStore(DocumentStore):
                 return published, True
         raise StoreConflict(f"{src} kept changing while it was linked to {dst}")
 
+    @translated
     async def acknowledge(self, entries: Sequence[tuple[int, str]]) -> None:
         """Drop outbox entries whose transitions Kafka has acknowledged."""
         if not entries:
@@ -202,6 +207,7 @@ class WindowStore(DocumentStore):
         await pipe.execute()
         self._reads.acknowledged(field for _, field in entries)
 
+    @translated
     async def stale_outbox(self, older_than: int, limit: int = 500) -> list[Applied]:
         """Outbox entries written before ``older_than`` and never acknowledged: a process
         died between its script and its publish. Re-publishing them keeps their ids."""
@@ -222,11 +228,13 @@ class WindowStore(DocumentStore):
         """The client, for read-only views (finance's counts)."""
         return self._redis
 
+    @translated
     async def raw_state(self, key: str) -> bytes | None:
         """The stored bytes of a conversation's state, as they are (for dead-letter)."""
         raw = await self._redis.get(keys.ConversationKeys.of(key).state)
         return raw if isinstance(raw, bytes) else None
 
+    @translated
     async def conversations(self, conversation_keys: Sequence[str]) -> dict[str, State]:
         """The stored states of conversations (empty when never seen), in one pipeline."""
         pipe = self._redis.pipeline(transaction=False)
@@ -242,6 +250,7 @@ class WindowStore(DocumentStore):
         """The stored state of one conversation (empty when never seen)."""
         return (await self.conversations([key]))[key]
 
+    @translated
     async def memory(self) -> tuple[int, int]:
         """``used_memory`` and ``maxmemory``, summed over a cluster's primaries."""
         if isinstance(self._redis, RedisCluster):

@@ -27,7 +27,7 @@ from wawindow.contracts import DAY, DEFAULT_CONSENT_CATEGORIES, ChangeKind
 from wawindow.engine.documents import Read
 from wawindow.engine.store import WindowStore
 from wawindow.errors import ConfigError, EventRejected
-from wawindow.redis.connection import text
+from wawindow.redis.connection import text, translated
 from wawindow.rules.consent import Decision
 from wawindow.rules.suppression import Kept, Suppression, at_erasure, combine, digest
 
@@ -104,6 +104,7 @@ class Suppressions:
             ]
         return found
 
+    @translated
     async def entries(self, waba_id: str, users: Iterable[str]) -> list[Suppression]:
         """The entries kept under any of ``users`` (plain ids) at a WABA, newest erasure
         first (one round trip)."""
@@ -138,6 +139,7 @@ class Suppressions:
             self.config.keep_s,
         )
 
+    @translated
     async def keep(self, entry: Suppression, now: int) -> tuple[Suppression | None, bool]:
         """Write ``entry`` under each of its digests (merged with what is there); returns
         the entry as kept under the first (None when there is nothing to keep) and whether a
@@ -166,6 +168,7 @@ class Suppressions:
                 kept = outcome.state
         return kept, superseded
 
+    @translated
     async def apply(self, records: Sequence[Mapping[str, Any]], now: int) -> list[str]:
         """Write the entries of ``suppression`` records (a rebuild, or another worker's);
         returns the ids of the records superseded everywhere, to tombstone."""

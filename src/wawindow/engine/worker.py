@@ -30,7 +30,6 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
 
 from wawindow.contracts import CONVERSATION_KINDS, Note
 from wawindow.engine import cloudevents
@@ -164,17 +163,20 @@ class Worker:
         started = time.perf_counter()
         try:
             transitions, dead = await self._handle(records)
-            await consumer.commit()
-        except (RedisError, KafkaError, OSError, WawindowError) as exc:
+            await _commit(consumer)
+        except WawindowError as exc:
             # rewind what is still ours; a partition a rebalance took away is redone by its
-            # new owner from the last commit, which changes nothing twice
+            # new owner from the last commit, which changes nothing twice. An error that is
+            # not retriable here is not about one event (those are dead-lettered): a key or
+            # a script of the store's, which an operator must see
             assigned = consumer.assignment()
             for tp, rs in batch.items():
                 if tp in assigned:
                     consumer.seek(tp, rs[0].offset)
             self.metrics.worker_retries.inc()
-            log.warning("worker.batch_retry", records=len(records), error=str(exc))
-            await asyncio.sleep(0.5)
+            level = log.warning if exc.retriable else log.error
+            level("worker.batch_retry", records=len(records), error=str(exc))
+            await asyncio.sleep(0.5 if exc.retriable else 5.0)
             return 0
         self.processed += len(records)
         elapsed = time.perf_counter() - started
@@ -273,6 +275,8 @@ class Worker:
         with self._timed("apply"):
             report = await self._store.apply(events, now)
         for (_, event), raw, result in zip(events, raws, report.results, strict=True):
+            if isinstance(result, WawindowError) and result.retriable:
+                raise result  # not the event's fault: the batch is tried again
             if isinstance(result, Exception) or result.error is not None:
                 # a poison record: keep it and go on, never stop the worker
                 why = result if isinstance(result, Exception) else result.error
@@ -290,6 +294,8 @@ class Worker:
             with self._timed("people"):
                 people = await self._people.apply(changes, now)
             for change, raw, outcome in zip(changes, change_raws, people.results, strict=True):
+                if isinstance(outcome, WawindowError) and outcome.retriable:
+                    raise outcome
                 if isinstance(outcome, Exception) or outcome.error is not None:
                     why = outcome if isinstance(outcome, Exception) else outcome.error
                     dead.append(
@@ -329,7 +335,7 @@ class Worker:
         try:
             with self._timed("acknowledge"):
                 await self._store.flush_acknowledged()
-        except (RedisError, OSError, WawindowError) as exc:
+        except WawindowError as exc:
             log.warning("worker.acknowledge_failed", error=str(exc))
 
     def _window_events(self, transitions: Sequence[Transition]) -> list[Record]:
@@ -451,7 +457,7 @@ class Worker:
                 self._swept_at = time.monotonic()
                 self._sweeps_failing_since = None
                 backoff = SWEEP_INTERVAL_S
-            except (RedisError, KafkaUnavailable, KafkaError, OSError, WawindowError) as exc:
+            except WawindowError as exc:
                 self.metrics.sweep_failures.inc()
                 if self._sweeps_failing_since is None:
                     self._sweeps_failing_since = time.monotonic()
@@ -467,7 +473,7 @@ class Worker:
             try:
                 async with asyncio.timeout(OBSERVE_INTERVAL_S):
                     await self.observe()
-            except (RedisError, KafkaError, OSError, TimeoutError) as exc:
+            except (WawindowError, KafkaError, TimeoutError) as exc:
                 log.info("worker.observe_skipped", error=str(exc) or type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), OBSERVE_INTERVAL_S)
@@ -476,6 +482,14 @@ class Worker:
         if self._consumer is None:
             raise RuntimeError("the worker is not started")
         return self._consumer
+
+
+async def _commit(consumer: AIOKafkaConsumer) -> None:
+    """Commit the consumed offsets; Kafka's errors (a rebalance, a broker gone) translated."""
+    try:
+        await consumer.commit()
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"Kafka: cannot commit the batch's offsets: {exc!r}") from exc
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: dict[Any, int]) -> bool:

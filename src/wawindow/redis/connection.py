@@ -3,8 +3,10 @@ every call bounded and retried on a dropped connection, and which Redis errors p
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -27,7 +29,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from wawindow.errors import RedisUnavailable
+from wawindow.errors import RedisUnavailable, StoreError
 from wawindow.kafka.connection import tls_context
 
 AnyRedis = Redis | RedisCluster
@@ -197,6 +199,30 @@ _TRANSIENT_PREFIXES = (
 def transient(exc: RedisError) -> bool:
     """A refusal by Redis that passes (as opposed to a script failing on a bad event)."""
     return isinstance(exc, _TRANSIENT_ERRORS) or str(exc).startswith(_TRANSIENT_PREFIXES)
+
+
+def store_error(exc: RedisError | OSError) -> StoreError:
+    """``exc`` in the project's error tree: retriable unless Redis refused the command itself."""
+    retriable = not isinstance(exc, RedisError) or transient(exc)
+    return StoreError(f"Redis: {type(exc).__name__}: {exc}", retriable=retriable)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """An operation that talks to Redis, raising :class:`StoreError` instead of redis-py's
+    errors (and a dropped socket's ``OSError``): its callers see only the project's errors."""
+
+    @functools.wraps(call)
+    async def translating(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise store_error(exc) from exc
+
+    return translating
 
 
 def text(value: bytes | str) -> str:
