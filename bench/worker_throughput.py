@@ -4,10 +4,10 @@
    webhook traffic already on ``webhook-events`` (bench/traffic.py; by default the 2026 mix,
    where items name both a phone number and a BSUID). Beside it, in the same run on the
    same broker: the ceiling (a bare aiokafka consumer that decodes the same records and
-   commits per batch) and the Quix Streams peer (bench/peers/). The benchmark's process (so
-   the worker) runs on core 0, the broker and Redis on core 1; each one's CPU per event is
-   reported. ``ids``: the same mix with phone numbers only, by turns; ``history``: the cost
-   of an event on conversations with 5, 60 and 300 facts.
+   commits per batch) and two peers (bench/peers/: Quix Streams, faust-streaming). The
+   benchmark's process (so the worker) runs on core 0, the broker and Redis on core 1; each
+   one's CPU per event is reported. ``ids``: the same mix with phone numbers only, by
+   turns; ``history``: the cost of an event on conversations with 5, 60 and 300 facts.
 2. **Memory**: Redis bytes per tracked user with an open service window (state, applied event
    ids, deadline entry and counters, measured with INFO memory over 1,000,000 users), per
    exchange, per billed memory, and what each part of an open window's layout costs.
@@ -38,6 +38,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import traffic
+from peers.run import PEERS, peer_rate
 from wawindow import keys
 from wawindow.config import Settings, cache_dir
 from wawindow.dev import samples
@@ -225,66 +226,6 @@ async def worker_rate(
         await worker.stop()
         await publisher.stop()
         await redis.aclose()
-
-
-async def peer_rate(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
-    """Events/s of the Quix Streams peer (bench/peers/quix_window.py) over the same records:
-    run in its own process, with the Python of ``.venv-peers`` (created here when missing,
-    refreshed when bench/peers/requirements.txt changes), a fresh consumer group and state
-    directory. Its JSON report is returned as it printed it."""
-    import shutil
-    import tempfile
-
-    root = HERE.parent
-    venv = root / ".venv-peers"
-    python = venv / "bin" / "python"
-    requirements = HERE / "peers" / "requirements.txt"
-    installed = venv / "installed-requirements.txt"
-
-    async def call(argv: list[str], timeout_s: float) -> bytes:
-        """Run ``argv`` to the end within ``timeout_s``; its stdout, or an error with its
-        stderr when it fails."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with asyncio.timeout(timeout_s):
-                out, err = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RuntimeError(f"{argv[0]} {argv[1]} did not finish in {timeout_s:.0f} s") from None
-        if proc.returncode != 0:
-            tail = err.decode(errors="replace")[-4000:]
-            raise RuntimeError(f"{' '.join(argv[:3])} exited with {proc.returncode}:\n{tail}")
-        return out
-
-    wanted = await asyncio.to_thread(requirements.read_text)
-    if not await asyncio.to_thread(python.exists):
-        await call([sys.executable, "-m", "venv", str(venv)], 300)
-    if not await asyncio.to_thread(installed.exists) or (
-        await asyncio.to_thread(installed.read_text) != wanted
-    ):
-        pip = str(venv / "bin" / "pip")
-        await call([pip, "install", "-q", "-r", str(requirements)], 900)
-        await asyncio.to_thread(installed.write_text, wanted)
-    state_dir = await asyncio.to_thread(tempfile.mkdtemp, prefix="wawindow-peer-")
-    try:
-        out = await call(
-            [
-                str(python), str(HERE / "peers" / "quix_window.py"),
-                "--bootstrap", bootstrap, "--topic", topic, "--count", str(count),
-                "--group", f"peer-{uuid.uuid4().hex[:6]}", "--state-dir", state_dir,
-            ],
-            20 * 60,
-        )  # fmt: skip
-    finally:
-        await asyncio.to_thread(shutil.rmtree, state_dir, True)
-    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"the peer printed no report: {out.decode()[-2000:]!r}")
-    report: dict[str, Any] = json.loads(lines[-1])
-    return report
 
 
 async def redis_growth(
@@ -634,11 +575,17 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
             bootstrap, topics, redis_url, len(events), others=clock
         )
         results["worker"]["share_of_ceiling"] = round(results["worker"]["events_per_s"] / rate, 3)
-        # the core rules as a Quix Streams application, on the same records
-        results["peer"] = await peer_rate(bootstrap, topics.webhook_events, len(events))
-        results["worker"]["ratio_to_peer"] = round(
-            results["worker"]["events_per_s"] / results["peer"]["events_per_s"], 2
-        )
+        # the core rules as a Quix Streams and as a faust-streaming application, on the same
+        # records (bench/peers/README.md)
+        for name in PEERS:
+            peer = results[f"{name}_peer"] = await peer_rate(
+                name, bootstrap, topics.webhook_events, len(events)
+            )
+            worker = results["worker"]
+            worker[f"rate_to_{name}"] = round(worker["events_per_s"] / peer["events_per_s"], 2)
+            worker[f"cpu_to_{name}"] = round(
+                worker["worker_cpu_us_per_event"] / peer["cpu_us_per_event"], 2
+            )
     if "ids" in parts:
         results["ids"] = await both_ids_or_none(bootstrap, prefix, redis_url, args, clock)
     if "history" in parts:
