@@ -333,3 +333,31 @@ def test_regression_a_merge_after_an_erasure_keeps_what_came_since() -> None:
     late = engine.apply(s, KEY, [status("o2", "read", later + 20)], later + 20, RULES)
     assert Note.ERASED not in late.results[0].notes
     assert len(s.erased_messages) == 1  # o1's digest only
+
+
+def test_a_window_that_ends_exactly_at_the_historys_horizon_is_counted_once() -> None:
+    """Prune forgets a window's mark and its messages together: a window that ended exactly
+    where the history begins spans nothing there, so both go (before, the mark went and the
+    messages stayed, and the next event published and counted the window again)."""
+    t = 4_000_000_000
+    state = State()
+    opened: list[int] = []
+    steps = [
+        (t, [inbound(t)]),
+        (t + 2 * DAY, None),  # the sweep closes it
+        (t + 3 * DAY, [inbound(t + 3 * DAY)]),
+        (t + DAY + RULES.history_s, [inbound(t + 3 * DAY + 60)]),  # the horizon: its end
+    ]
+    for now, events in steps:
+        if events is None:
+            outcome = engine.sweep(state, KEY, now, RULES)
+        else:
+            outcome = engine.apply(state, KEY, events, now, RULES)
+        opened += [
+            c.delta
+            for c in outcome.counters
+            if c.metric == Metric.SERVICE_WINDOWS_OPENED and c.at == t
+        ]
+
+    assert sum(opened) == 1
+    assert t not in state.inbound

@@ -84,7 +84,9 @@ def add(timestamps: list[int], ts: int) -> bool:
 def compact(inbound: list[int], cuts: Sequence[int], older_than: int) -> list[int]:
     """Drop the user activity older than ``older_than`` that no window depends on: whole
     windows that ended before it, and inside a window a message between two others less than
-    24 hours apart with no failure between them (the chain holds without it)."""
+    24 hours apart with no failure between them (the chain holds without it). A window that
+    ends exactly at ``older_than`` spans nothing there (windows are half-open): it goes too,
+    as prune drops its published mark."""
     kept: list[int] = []
     for i, ts in enumerate(inbound):
         if ts < older_than and kept and i + 1 < len(inbound):
@@ -92,7 +94,7 @@ def compact(inbound: list[int], cuts: Sequence[int], older_than: int) -> list[in
             if nxt - kept[-1] < CSW_SECONDS and _cut_between(cuts, kept[-1], nxt) is None:
                 continue
         kept.append(ts)
-    ended = [w for w in windows(kept, cuts) if w.expires < older_than]
+    ended = [w for w in windows(kept, cuts) if w.expires <= older_than]
     if ended:
         last_end = ended[-1].last
         kept = [ts for ts in kept if ts > last_end]
