@@ -7,6 +7,7 @@ import pytest
 
 from tests.engine_harness import Scenario
 from wawindow import keys
+from wawindow.redis.connection import text
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -14,7 +15,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 async def outbox_fields(s: Scenario) -> set[str]:
     out: set[str] = set()
     for shard in range(keys.SHARDS):
-        out |= {f.decode() for f in await s.redis.hkeys(keys.outbox(shard))}
+        out |= {text(f) for f in await s.redis.hkeys(keys.outbox(shard))}
     return out
 
 

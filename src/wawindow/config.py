@@ -88,6 +88,8 @@ class Settings:
     worker_cache_mb: int = 256
     # the garbage collector's young-generation threshold of a worker process (Python's: 700)
     gc_young_threshold: int = 10_000
+    # apply events through the rules' fast path (rules/fast.py), held equal to the model
+    rules_fast_path: bool = True
     # closing_soon warnings this many seconds before a service window closes
     closing_soon_offsets: tuple[int, ...] = (3600,)
     free_entry_point_hours: int = 72
@@ -163,6 +165,7 @@ class Settings:
             gc_young_threshold=reader.integer(
                 "GC_YOUNG_THRESHOLD", 10_000, low=100, high=10_000_000
             ),
+            rules_fast_path=reader.boolean("RULES_FAST_PATH", default=True),
             closing_soon_offsets=reader.seconds_list("CLOSING_SOON_OFFSETS", (3600,)),
             free_entry_point_hours=reader.integer(
                 "FREE_ENTRY_POINT_HOURS", 72, low=1, high=24 * 30

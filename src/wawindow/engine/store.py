@@ -30,7 +30,7 @@ from wawindow.engine.reads import READS_BYTES
 from wawindow.engine.scripts import Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text, translated
-from wawindow.rules import engine
+from wawindow.rules import engine, fast
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.state import State
 
@@ -49,6 +49,8 @@ class EngineConfig:
     durability_timeout_ms: int = 2_000
     # what the store keeps of the conversations it wrote, decoded (engine/reads.py)
     cache_bytes: int = READS_BYTES
+    # events applied through rules/fast.py, held equal to the model (rules/engine.py)
+    fast_path: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -57,6 +59,7 @@ class EngineConfig:
             settings.redis_durability,
             settings.redis_durability_timeout_ms,
             settings.worker_cache_mb * 2**20,
+            settings.rules_fast_path,
         )
 
 
@@ -76,6 +79,7 @@ class WindowStore(DocumentStore):
         scripts = Scripts(redis, config.durability, config.durability_timeout_ms)
         super().__init__(redis, scripts, config.rules.counts_retention_s, config.cache_bytes)
         self._rules = config.rules
+        self._fast = config.fast_path
         # what the sweeper asks; a state it cannot sweep is kept as long as a state's grace
         self.deadlines = DeadlineIndex(redis, self._scripts, config.rules.grace_s)
         self.links = Links(redis, config.rules.counts_retention_s)
@@ -103,9 +107,11 @@ class WindowStore(DocumentStore):
         for i, (key, _) in enumerate(events):
             groups.setdefault(key, []).append(i)
 
+        rules_apply = fast.apply if self._fast else engine.apply
+
         def run(r: Read, asked: list[str]) -> Outcome:
             indexes = sorted(i for key in asked for i in groups[key])
-            return engine.apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
+            return rules_apply(r.state, r.key, [events[i][1] for i in indexes], now, self._rules)
 
         done = await self.run(list(groups), run, now, durable=True, remember=True)
         results: list[EventResult | Exception] = [EventRejected("not applied")] * len(events)
