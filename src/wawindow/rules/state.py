@@ -39,7 +39,12 @@ class Message:
     counted: list[Any] | None = None  # [delivered, category, type, billable] as counted
 
     def encode(self) -> dict[str, Any]:
-        return {_MSHORT[k]: v for k, v in _asdict(self).items() if v not in (None, False, 0)}
+        out: dict[str, Any] = {}
+        for name, short in _MPAIRS:  # every state write encodes every message: kept lean
+            value = getattr(self, name)
+            if value is not None and value is not False and value != 0:
+                out[short] = value
+        return out
 
     @classmethod
     def decode(cls, raw: dict[str, Any]) -> Message:
@@ -102,7 +107,8 @@ class State:
         fits a smaller allocation (docs/performance.md)."""
         out: dict[str, Any] = {}
         named = _user_of(key)
-        for name, value in _asdict(self).items():
+        for name, short in _PAIRS:
+            value = getattr(self, name)
             if not value:
                 continue
             if name == "messages":
@@ -111,7 +117,7 @@ class State:
                 value = {k: [d.at, d.value, d.reason] for k, d in self.decisions.items()}
             elif name in ("user_id", "wa_id") and value == named:
                 value = 1
-            out[_SHORT[name]] = value
+            out[short] = value
         return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -176,3 +182,6 @@ _MSHORT = {
     "meta_rank": "mr", "meta_entry_point": "fep", "counted": "k",
 }  # fmt: skip
 _MLONG = {v: k for k, v in _MSHORT.items()}
+# (field, stored name), in the fields' order: what encode walks
+_PAIRS = tuple((name, _SHORT[name]) for name in _FIELDS[State])
+_MPAIRS = tuple((name, _MSHORT[name]) for name in _FIELDS[Message])
