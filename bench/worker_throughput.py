@@ -7,7 +7,8 @@
    commits per batch) and two peers (bench/peers/: Quix Streams, faust-streaming). The
    benchmark's process (so the worker) runs on core 0, the broker and Redis on core 1; each
    one's CPU per event is reported. ``ids``: the same mix with phone numbers only, by
-   turns; ``history``: the cost of an event on conversations with 5, 60 and 300 facts.
+   turns; ``gc``: Python's collector settings against the worker's, by turns; ``history``:
+   the cost of an event on conversations with 5, 60 and 300 facts.
 2. **Memory**: Redis bytes per tracked user with an open service window (state, applied event
    ids, deadline entry and counters, measured with INFO memory over 1,000,000 users), per
    exchange, per billed memory, and what each part of an open window's layout costs.
@@ -15,7 +16,7 @@
    plus a sample of windows that end during the run; lateness = when the `closed` event was
    produced (its Kafka timestamp) minus the window's true end.
 
-Usage: python bench/worker_throughput.py [--parts throughput,ids,history] [--mix 2026]
+Usage: python bench/worker_throughput.py [--parts throughput,ids,gc,history] [--mix 2026]
 Writes bench/results/worker_throughput.json.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -57,6 +59,7 @@ from wawindow.rules.state import State
 from wawindow.service.roles import tune_gc
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_GC = gc.get_threshold()  # Python's, as this process started
 RESULTS = HERE / "results" / "worker_throughput.json"
 
 
@@ -191,13 +194,19 @@ async def worker_rate(
     config: EngineConfig | None = None,
     group: str = "bench",
     others: ProcessClock | None = None,
+    tuned_gc: bool = True,
 ) -> dict[str, Any]:
-    """Events/s of one worker over ``count`` records, timed from its first batch, and the
-    CPU per event of its process (and of ``others``: the broker and Redis) meanwhile."""
+    """Events/s of one worker over ``count`` records, timed from its first batch, the CPU per
+    event of its process (and of ``others``: the broker and Redis) meanwhile, and its batches'
+    latency. ``tuned_gc``: the collector as `wawindow run worker` sets it once started (else
+    Python's defaults)."""
     redis = await connect(redis_url)
     worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
-    tune_gc(Settings().gc_young_threshold)  # as `wawindow run worker` does once started
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC)
+    if tuned_gc:
+        tune_gc(Settings().gc_young_threshold)
     try:
         while worker.processed == 0:  # joining the group is not part of the rate
             await worker.run_once(1000)
@@ -205,8 +214,11 @@ async def worker_rate(
         before = others.read() if others else {}
         started = time.perf_counter()
         cpu = time.process_time()
+        latencies: list[float] = []
         while worker.processed < count:
-            await worker.run_once(1000)
+            began = time.perf_counter()
+            if await worker.run_once(1000):
+                latencies.append(time.perf_counter() - began)
         elapsed = time.perf_counter() - started
         used = time.process_time() - cpu
         timed = worker.processed - first
@@ -216,6 +228,8 @@ async def worker_rate(
             "events_per_s": round(timed / elapsed),
             "worker_cpu_us_per_event": round(used / timed * 1e6, 1),
             "worker_cpu_share_of_a_core": round(used / elapsed, 2),
+            "batch_ms_p50": round(statistics.median(latencies) * 1000, 1),
+            "batch_ms_p99": round(sorted(latencies)[int(len(latencies) * 0.99)] * 1000, 1),
         }
         for name, seconds in (others.read() if others else {}).items():
             spent = seconds - before[name]
@@ -517,6 +531,30 @@ async def both_ids_or_none(
     return {"cpu_us_per_event": out, "ratio_both_to_phone_only": round(both / phone, 2)}
 
 
+async def collector_settings(
+    bootstrap: str, prefix: str, redis_url: str, args: argparse.Namespace, clock: ProcessClock
+) -> dict[str, Any]:
+    """The 2026 mix with Python's collector settings and with the worker's (start-up frozen,
+    a larger young generation), by turns, twice each: CPU per event and batch latency."""
+    now = int(time.time())
+    events = traffic.mix_2026(args.bodies, args.mix_users, now)
+    out: dict[str, list[dict[str, float]]] = {"python_defaults": [], "tuned": []}
+    for run in range(2):
+        for name in out:
+            topics = Topics(f"{prefix}gc{run}{name}.")
+            await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
+            await produce(bootstrap, topics.webhook_events, events)
+            await flush(redis_url)
+            rate = await worker_rate(
+                bootstrap, topics, redis_url, len(events), group=f"gc-{run}-{name}",
+                others=clock, tuned_gc=name == "tuned",
+            )  # fmt: skip
+            out[name].append(
+                {k: rate[k] for k in ("worker_cpu_us_per_event", "batch_ms_p50", "batch_ms_p99")}
+            )
+    return out
+
+
 async def with_history(
     bootstrap: str, topics: Topics, redis_url: str, users: int, facts: int
 ) -> dict[str, Any]:
@@ -588,6 +626,8 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
             )
     if "ids" in parts:
         results["ids"] = await both_ids_or_none(bootstrap, prefix, redis_url, args, clock)
+    if "gc" in parts:
+        results["gc"] = await collector_settings(bootstrap, prefix, redis_url, args, clock)
     if "history" in parts:
         results["history"] = {
             str(facts): await with_history(
@@ -630,7 +670,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
         "--parts",
-        default="throughput,ids,history,durability,memory,exchange,billed,layout,lateness",
+        default="throughput,ids,gc,history,durability,memory,exchange,billed,layout,lateness",
         help="which parts to run",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
