@@ -75,13 +75,15 @@ def mix_2026(bodies: int, users: int, now: int, *, both_ids: bool = True) -> Eve
     return out
 
 
-def history(users: int, facts: int, now: int) -> tuple[Events, Events]:
+def history(users: int, facts: int, now: int, rounds: int = 5) -> tuple[Events, Events]:
     """``(load, timed)``: the load gives each of ``users`` conversations ``facts`` facts over
     the last seven days (inbound texts and priced outbound messages in turn, both ids named);
-    the timed part then gives each one more inbound text and one more status."""
+    the timed part then gives each ``rounds`` more exchanges (an inbound text, then a status
+    of a reply), users interleaved. The first event of each conversation finds it only in
+    Redis; the others find it as the worker wrote it."""
     load: Events = []
     timed: Events = []
-    span = 7 * 86_400 - 3600
+    span = 7 * 86_400 - 3600 * (rounds + 1)
     for step in range(facts):
         t = now - 7 * 86_400 + step * span // max(facts, 1)
         for u in range(users):
@@ -100,20 +102,22 @@ def history(users: int, facts: int, now: int) -> tuple[Events, Events]:
                     contacts=[samples.contact(wa, bsuid)], statuses=[status]
                 )
             load += _events(change, now)
-    for u in range(users):
-        wa, bsuid = _ids(u, True)
-        message = samples.text_message(f"wamid.t{u}", now - 600, wa_id=wa, user_id=bsuid)
-        timed += _events(
-            samples.messages_change(contacts=[samples.contact(wa, bsuid)], messages=[message]),
-            now,
-        )
-    for u in range(users):
-        wa, bsuid = _ids(u, True)
-        status = samples.status(f"wamid.o{u}", "delivered", now - 300, wa_id=wa, user_id=bsuid)
-        timed += _events(
-            samples.messages_change(contacts=[samples.contact(wa, bsuid)], statuses=[status]),
-            now,
-        )
+    for r in range(rounds):
+        t = now - 3600 * (rounds - r)
+        for u in range(users):
+            wa, bsuid = _ids(u, True)
+            message = samples.text_message(f"wamid.t{u}.{r}", t, wa_id=wa, user_id=bsuid)
+            timed += _events(
+                samples.messages_change(contacts=[samples.contact(wa, bsuid)], messages=[message]),
+                now,
+            )
+        for u in range(users):
+            wa, bsuid = _ids(u, True)
+            status = samples.status(f"wamid.o{u}.{r}", "sent", t + 60, wa_id=wa, user_id=bsuid)
+            timed += _events(
+                samples.messages_change(contacts=[samples.contact(wa, bsuid)], statuses=[status]),
+                now,
+            )
     return load, timed
 
 

@@ -222,6 +222,8 @@ async def worker_rate(
         elapsed = time.perf_counter() - started
         used = time.process_time() - cpu
         timed = worker.processed - first
+        if not timed:
+            raise RuntimeError(f"the first batch took all {count} records: give it more")
         out: dict[str, Any] = {
             "events": worker.processed,
             "seconds": round(elapsed, 2),
@@ -662,7 +664,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--bodies", type=int, default=40_000, help="bodies of the 2026 mix")
     parser.add_argument("--mix-users", type=int, default=20_000, help="users of the 2026 mix")
-    parser.add_argument("--history-users", type=int, default=1_000)
+    parser.add_argument("--history-users", type=int, default=2_000)
     parser.add_argument("--memory-users", type=int, default=1_000_000)
     parser.add_argument("--exchange-users", type=int, default=100_000)
     parser.add_argument("--layout-users", type=int, default=200_000)
