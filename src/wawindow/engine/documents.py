@@ -3,12 +3,14 @@ person's record (:mod:`wawindow.engine.store`, :mod:`wawindow.engine.people`).
 
 A batch costs two round trips: one pipeline of ``read.lua`` calls (each document, its
 unacknowledged window events, and whether its user now lives under another key), then,
-after the rules ran in Python, one pipeline of ``commit.lua`` calls that write each new
-document, outbox entry, deadline and counter changes atomically, and only if no other process
-wrote that document since it was read (a document that changed is read and run again). A
-conversation this process wrote itself is not read again: what it wrote is remembered
-(:mod:`wawindow.engine.reads`), and the version check of ``commit.lua`` catches every write
-of another process since. Keys come from :mod:`wawindow.keys`.
+after the rules ran in Python, one ``commit.lua`` call (one per shard on a Cluster) that
+writes each new document, outbox entry, deadline and counter changes, each document
+atomically and only if no other process wrote it since it was read (a document that changed
+is read and run again). A conversation this process wrote itself is neither read nor decoded
+again: what it wrote is remembered (:mod:`wawindow.engine.reads`), and the check of
+``commit.lua`` catches every write of another process since. The same call drops the outbox
+entries Kafka acknowledged since the last one (:meth:`DocumentStore.carry`). Keys come from
+:mod:`wawindow.keys`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 A worker owns its Kafka partitions, so the conversations of its batches are almost always
 ones it wrote itself a moment ago. The store keeps what it wrote (the key the user lives
-under, the version, the document, the window events still waiting in the outbox) and, for
-a conversation found here, skips ``read.lua`` and goes straight to ``commit.lua``: one round
-trip per batch instead of two.
+under, the version, the document and its state decoded, the window events still waiting in
+the outbox) and, for a conversation found here, skips ``read.lua`` and the decoding and goes
+straight to ``commit.lua``: one round trip per batch instead of two. What is kept is bounded
+in bytes (``WAWINDOW_WORKER_CACHE_MB``), the least recently used forgotten first.
 
 Nothing here is trusted: ``commit.lua`` is given the whole stored string the rules ran on
 and writes only if Redis still holds exactly that, and only if the user was not linked to
