@@ -326,15 +326,9 @@ def prune(s: State, now: int, rules: Rules) -> None:
 def next_due(s: State, rules: Rules) -> int | None:
     """The next wall-clock second a warning or a close is due; once everything is closed,
     when the history is over and all but the billed messages can be forgotten."""
-    times: list[int] = []
-    offsets = rules.closing_soon_offsets_s
-    for expires, closed, warned, _ in s.windows.values():
-        if not closed:
-            times.append(expires - offsets[warned] if warned < len(offsets) else expires)
-    times += [e[0] for e in s.entry_points.values() if not e[1]]
-    times += [c[6] for c in s.conversations.values() if not c[7]]
-    if times:
-        return int(min(times))
+    due = open_due(s, rules)
+    if due is not None:
+        return due
     # all closed: one more sweep once the history is over, to forget all but the billed
     ends = [ts + CSW_SECONDS for ts in s.inbound[-1:]]
     ends += [t for m in s.messages.values() for t in (m.first, m.delivered) if t is not None]
@@ -343,15 +337,33 @@ def next_due(s: State, rules: Rules) -> int | None:
     return int(max(ends)) + rules.history_s + 1 if ends else None
 
 
+def open_due(s: State, rules: Rules) -> int | None:
+    """The next warning or close of what is open (None: everything is closed)."""
+    times: list[int] = []
+    offsets = rules.closing_soon_offsets_s
+    for expires, closed, warned, _ in s.windows.values():
+        if not closed:
+            times.append(expires - offsets[warned] if warned < len(offsets) else expires)
+    times += [e[0] for e in s.entry_points.values() if not e[1]]
+    times += [c[6] for c in s.conversations.values() if not c[7]]
+    return int(min(times)) if times else None
+
+
 def keep_until(s: State, now: int, rules: Rules) -> int:
     """When the state may be forgotten: the history past the latest end it knows, the billed
     messages' memory, and much longer while the user is opted out."""
+    delivered = [m.delivered for m in s.messages.values() if m.delivered is not None]
+    return keep_until_delivered(s, now, rules, max(delivered, default=None))
+
+
+def keep_until_delivered(s: State, now: int, rules: Rules, delivered: int | None) -> int:
+    """:func:`keep_until`, given the messages' latest delivery (None: none was)."""
     ends = [now]
     ends += [w[0] for w in s.windows.values()]
     ends += [e[0] for e in s.entry_points.values()]
     ends += [c[6] for c in s.conversations.values()]
     until = max(ends) + rules.grace_s
-    billed = [m.delivered for m in s.messages.values() if m.delivered is not None]
+    billed = [] if delivered is None else [delivered]
     billed += list(s.billed.values())
     if billed:
         until = max(until, max(billed) + rules.billed_memory_s)

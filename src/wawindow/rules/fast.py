@@ -52,7 +52,7 @@ from typing import Any
 
 from wawindow.contracts import EventKind, Metric, Note
 from wawindow.contracts import TransitionType as T
-from wawindow.rules import engine, ledger, opt_out, publish
+from wawindow.rules import engine, ledger, publish
 from wawindow.rules.conversations import CONVERSATION_SECONDS, _classify
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.entry_point import REPLY_WITHIN
@@ -113,7 +113,7 @@ def apply(
     oldest, walked = _scan(state, now)
     settled = _prune(state, now, rules, oldest)
     known = walked if settled else None  # what prune forgot is walked again when needed
-    due = _open_due(state, rules)
+    due = engine.open_due(state, rules)
     settled = settled and (due is None or due > now) and _entry_points_last(state, rules)
     for ev in events:  # as engine.apply (an erased state went to it whole)
         error = engine.invalid(ev)
@@ -154,7 +154,7 @@ def apply(
     if known is None:
         known = _scan(state, now)[1]
     out.due = engine.next_due(state, rules)
-    out.keep_until = _keep_until(state, now, rules, known)
+    out.keep_until = engine.keep_until_delivered(state, now, rules, known.delivered)
     return out
 
 
@@ -379,32 +379,3 @@ def _conversation_at(s: State, m: Message, at: int) -> tuple[bool, tuple[str, st
     open_ = {cat for cat, (_, _, expires) in last.items() if expires > at}
     absorbed = category in open_ if category in ledger.TEMPLATE_CATEGORIES else bool(open_)
     return True, (None if absorbed else (category, initiator))
-
-
-def _open_due(s: State, rules: Rules) -> int | None:
-    """The first part of ``engine.next_due``: the next warning or close of what is open."""
-    times: list[int] = []
-    offsets = rules.closing_soon_offsets_s
-    for expires, closed, warned, _ in s.windows.values():
-        if not closed:
-            times.append(expires - offsets[warned] if warned < len(offsets) else expires)
-    times += [e[0] for e in s.entry_points.values() if not e[1]]
-    times += [c[6] for c in s.conversations.values() if not c[7]]
-    return int(min(times)) if times else None
-
-
-def _keep_until(s: State, now: int, rules: Rules, known: _Known) -> int:
-    """``engine.keep_until``, with the messages' latest delivery known."""
-    ends = [now]
-    ends += [w[0] for w in s.windows.values()]
-    ends += [e[0] for e in s.entry_points.values()]
-    ends += [c[6] for c in s.conversations.values()]
-    until = max(ends) + rules.grace_s
-    billed = [] if known.delivered is None else [known.delivered]
-    if s.billed:
-        billed.append(max(s.billed.values()))
-    if billed:
-        until = max(until, max(billed) + rules.billed_memory_s)
-    if s.erased or any(opt_out.opted_out(s, f) for f in opt_out.FIELDS):
-        until = max(until, now + rules.counts_retention_s)
-    return until
