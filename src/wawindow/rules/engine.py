@@ -92,18 +92,8 @@ def apply(
     out = Outcome(state)
     prune(state, now, rules)
     for ev in events:
-        error = invalid(ev)
-        if error is not None:
-            out.results.append(EventResult(error=error))
+        if not admitted(state, ev, now, out):
             continue
-        if state.erased and _erased(state, ev):
-            out.results.append(EventResult(notes=(Note.ERASED,)))  # never brings the person back
-            continue
-        digest = event_digest(ev["event_id"])
-        if digest in state.applied:
-            out.results.append(EventResult(notes=(Note.DUPLICATE,)))
-            continue
-        state.applied[digest] = now
         notes = _add_facts(state, ev, changes)
         before = len(changes.counters)
         _reconcile(state, now, rules, changes)
@@ -114,6 +104,24 @@ def apply(
             notes = (*notes, Note.DISAGREEMENT)
         out.results.append(EventResult(notes=notes))
     return _finish(out, changes, now, rules)
+
+
+def admitted(state: State, ev: Mapping[str, Any], now: int, out: Outcome) -> bool:
+    """Whether ``ev`` is to be applied to ``state`` (its id then remembered as applied);
+    else its result (why not) is added to ``out``: invalid, an erased person's, a repeat."""
+    error = invalid(ev)
+    if error is not None:
+        out.results.append(EventResult(error=error))
+        return False
+    if state.erased and _erased(state, ev):
+        out.results.append(EventResult(notes=(Note.ERASED,)))  # never brings the person back
+        return False
+    digest = event_digest(ev["event_id"])
+    if digest in state.applied:
+        out.results.append(EventResult(notes=(Note.DUPLICATE,)))
+        return False
+    state.applied[digest] = now
+    return True
 
 
 def sweep(state: State, key: str, now: int, rules: Rules) -> Outcome:

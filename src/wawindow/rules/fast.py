@@ -57,7 +57,7 @@ from wawindow.rules.conversations import CONVERSATION_SECONDS, _classify
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.entry_point import REPLY_WITHIN
 from wawindow.rules.service_window import CSW_SECONDS, Window
-from wawindow.rules.state import Message, State, event_digest
+from wawindow.rules.state import Message, State
 from wawindow.rules.transitions import Changes
 
 
@@ -116,15 +116,8 @@ def apply(
     due = engine.open_due(state, rules)
     settled = settled and (due is None or due > now) and _entry_points_last(state, rules)
     for ev in events:  # as engine.apply (an erased state went to it whole)
-        error = engine.invalid(ev)
-        if error is not None:
-            out.results.append(EventResult(error=error))
+        if not engine.admitted(state, ev, now, out):
             continue
-        digest = event_digest(ev["event_id"])
-        if digest in state.applied:
-            out.results.append(EventResult(notes=(Note.DUPLICATE,)))
-            continue
-        state.applied[digest] = now
         if settled and known is None:
             known = _scan(state, now)[1]
         before = _before(state, ev) if settled else None
