@@ -38,7 +38,9 @@ import faust.streams  # type: ignore[import-not-found]
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-CSW_SECONDS = 24 * 3600
+# the peers' shared rules (bench/peers/window_rules.py), found from this script's bench/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from peers.window_rules import apply_event, new_conversation
 
 # Faust's documented defaults, written out so that the report says what was measured:
 # at-least-once processing, offsets committed every 2.8 s or 10,000 records (after the
@@ -53,44 +55,6 @@ SETTINGS: dict[str, Any] = {
     "consumer_auto_offset_reset": "earliest",
     "value_serializer": "raw",
 }
-
-
-# The rules: a copy of quix_window.py's (that module imports quixstreams, which is not in
-# this peer's environment).
-
-
-def new_conversation() -> dict[str, Any]:
-    return {"last": None, "ends": None, "inbound": 0, "delivered": 0, "ids": []}
-
-
-def transition(kind: str, key: str, at: int, ends_at: int, event_id: str) -> dict[str, Any]:
-    return {"type": kind, "key": key, "at": at, "ends_at": ends_at, "event_id": event_id}
-
-
-def apply_event(event: dict[str, Any], conv: dict[str, Any]) -> list[dict[str, Any]]:
-    """Apply one event to a conversation's state in place; return its transitions."""
-    event_id = event["event_id"]
-    ids: list[str] = conv["ids"]
-    if event_id in ids:
-        return []
-    ids.append(event_id)
-    key, ts, kind = event["key"], event["timestamp"], event["kind"]
-    out: list[dict[str, Any]] = []
-    ends = conv["ends"]
-    if ends is not None and ends <= ts:
-        out.append(transition("closed", key, ends, ends, event_id))
-        conv["ends"] = ends = None
-    if kind == "message":
-        conv["inbound"] += 1
-        last = conv["last"]
-        if last is None or ts > last:
-            conv["last"] = ts
-            conv["ends"] = ts + CSW_SECONDS
-            opened = "opened" if ends is None else "extended"
-            out.append(transition(opened, key, ts, ts + CSW_SECONDS, event_id))
-    elif kind == "status" and event["data"].get("status") == "delivered":
-        conv["delivered"] += 1
-    return out
 
 
 class Run:

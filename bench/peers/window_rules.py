@@ -1,0 +1,43 @@
+"""The rules both peers run (quix_window.py, faust_window.py): the core of wawindow's service
+window, one conversation per record key (README.md, "What it implements"). Plain Python,
+imported by each peer from its own environment; it does not import wawindow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CSW_SECONDS = 24 * 3600
+
+
+def new_conversation() -> dict[str, Any]:
+    return {"last": None, "ends": None, "inbound": 0, "delivered": 0, "ids": []}
+
+
+def transition(kind: str, key: str, at: int, ends_at: int, event_id: str) -> dict[str, Any]:
+    return {"type": kind, "key": key, "at": at, "ends_at": ends_at, "event_id": event_id}
+
+
+def apply_event(event: dict[str, Any], conv: dict[str, Any]) -> list[dict[str, Any]]:
+    """Apply one event to a conversation's state in place; return its transitions."""
+    event_id = event["event_id"]
+    ids: list[str] = conv["ids"]
+    if event_id in ids:
+        return []
+    ids.append(event_id)
+    key, ts, kind = event["key"], event["timestamp"], event["kind"]
+    out: list[dict[str, Any]] = []
+    ends = conv["ends"]
+    if ends is not None and ends <= ts:
+        out.append(transition("closed", key, ends, ends, event_id))
+        conv["ends"] = ends = None
+    if kind == "message":
+        conv["inbound"] += 1
+        last = conv["last"]
+        if last is None or ts > last:
+            conv["last"] = ts
+            conv["ends"] = ts + CSW_SECONDS
+            opened = "opened" if ends is None else "extended"
+            out.append(transition(opened, key, ts, ts + CSW_SECONDS, event_id))
+    elif kind == "status" and event["data"].get("status") == "delivered":
+        conv["delivered"] += 1
+    return out
