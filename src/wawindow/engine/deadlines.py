@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from wawindow import keys
-from wawindow.engine.scripts import Call, Scripts
+from wawindow.engine.scripts import Deadline, Scripts
 from wawindow.redis.connection import AnyRedis, text, translated
 
 
@@ -47,27 +47,8 @@ class DeadlineIndex:
             taken[shard] = taken.get(shard, 0) + len(kept)
             out += [text(m) for m in kept]
         if stale:
-            await self._scripts.run(
-                [self._deadline(shard, part) for shard, part in stale],
-                [keys.deadline_summary(shard) for shard, _ in stale],
-            )
+            await self._scripts.deadlines([Deadline(shard, part) for shard, part in stale])
         return out
-
-    @staticmethod
-    def _deadline(shard: int, part: int) -> Call:
-        """The call that mends one part's entry in its shard's summary."""
-        return (
-            "deadline",
-            [keys.deadline_part(shard, part), keys.deadline_summary(shard)],
-            ["", 0, 0, 0],
-        )
-
-    def _set_aside(self, key: str, until: int, due_at: int) -> Call:
-        """The call that moves one conversation's deadline to ``until``, if it is still one
-        due at ``due_at``, and gives its state a TTL if it has none."""
-        at = keys.ConversationKeys.of(key)
-        where = [at.deadline_part, keys.deadline_summary(at.shard), at.state]
-        return ("deadline", where, [key, until, self._set_aside_keep_s, due_at])
 
     @translated
     async def postpone(self, conversation_keys: Sequence[str], until: int, due_at: int) -> None:
@@ -76,8 +57,9 @@ class DeadlineIndex:
         is gone in the end (``set_aside_keep_s`` after the first). Only while they are in the
         index with a deadline due at ``due_at``: one written since with a later deadline (a
         new event) keeps it."""
-        calls = [self._set_aside(k, until, due_at) for k in conversation_keys]
-        for result in await self._scripts.run(calls, list(conversation_keys)):
+        keep = self._set_aside_keep_s
+        changes = [Deadline.set_aside(k, until, keep, due_at) for k in conversation_keys]
+        for result in await self._scripts.deadlines(changes):
             if isinstance(result, Exception):
                 raise result
 

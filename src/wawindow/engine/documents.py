@@ -24,7 +24,6 @@ import orjson
 from wawindow import keys
 from wawindow.contracts import CounterField
 from wawindow.engine.reads import Reads
-from wawindow.engine.scripts import Call as _Call
 from wawindow.engine.scripts import Commit, Scripts
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text, translated
@@ -105,13 +104,7 @@ class DocumentStore:
         for _ in range(MAX_ALIAS_HOPS + 1):
             if not todo:
                 break
-            calls: list[_Call] = []
-            for current in todo.values():
-                state_key, shard = keys.document_keys(current)
-                calls.append(
-                    ("read", [state_key, keys.outbox(shard), keys.alias(current)], [current])
-                )
-            replies = await self._scripts.run(calls, list(todo.values()))
+            replies = await self._scripts.read(list(todo.values()))
             moved: dict[str, str] = {}
             for (key, current), reply in zip(todo.items(), replies, strict=True):
                 if isinstance(reply, Exception):

@@ -85,6 +85,32 @@ def _ours(reply: Any) -> Any:
     return reply
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """What ``deadline.lua`` does in one part of a shard's deadline index: set aside the
+    conversation ``key`` (its deadline moved to ``until`` if it is still one due at
+    ``due_at``, its state given a TTL of ``keep_s`` if it has none), or with no ``key`` only
+    mend the part's entry in the shard's summary."""
+
+    shard: int
+    part: int
+    key: str = ""
+    until: int = 0
+    keep_s: int = 0
+    due_at: int = 0
+
+    @classmethod
+    def set_aside(cls, key: str, until: int, keep_s: int, due_at: int) -> Deadline:
+        shard = keys.shard_of(key)
+        return cls(shard, keys.deadline_part_of(key), key, until, keep_s, due_at)
+
+    def call(self) -> Call:
+        where = [keys.deadline_part(self.shard, self.part), keys.deadline_summary(self.shard)]
+        if self.key:
+            where.append(keys.ConversationKeys.of(self.key).state)
+        return ("deadline", where, [self.key, self.until, self.keep_s, self.due_at])
+
+
 class Scripts:
     """The engine's scripts on one client, and how durable their writes are made:
     ``durability`` as :class:`~wawindow.engine.store.EngineConfig` names it."""
@@ -157,6 +183,24 @@ class Scripts:
                 await self._decide_anew()  # replicas gone (a failover)
                 raise
         return [_ours(r) for r in results]
+
+    @translated
+    async def read(self, document_keys: Sequence[str]) -> list[Any]:
+        """``read.lua`` for each document key: its alias (``[alias]``) or ``[False, version,
+        document, outbox field, window events]`` (the last two while they wait), or the
+        error of that key alone."""
+        calls: list[Call] = []
+        for key in document_keys:
+            state_key, shard = keys.document_keys(key)
+            calls.append(("read", [state_key, keys.outbox(shard), keys.alias(key)], [key]))
+        return await self.run(calls, document_keys)
+
+    @translated
+    async def deadlines(self, changes: Sequence[Deadline]) -> list[Any]:
+        """``deadline.lua`` for each change: the part's earliest deadline (False: empty), or
+        the error of that change alone."""
+        groups = [keys.deadline_summary(c.shard) for c in changes]
+        return await self.run([c.call() for c in changes], groups)
 
     @translated
     async def commit(
