@@ -286,6 +286,58 @@ async def bytes_per_open_conversation(redis_url: str, users: int) -> dict[str, A
     }
 
 
+def rss_bytes() -> int:
+    """This process's resident memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def worker_memory(redis_url: str, conversations: int) -> dict[str, Any]:
+    """The worker's own memory with ``conversations`` conversations seen: each gets a 2026
+    exchange (a text and a status naming both ids), in batches of 500 as the worker applies
+    them (links, then the events, acknowledgements carried), with the settings' defaults for
+    what is kept (decoded states, links, hashed ids). Reports the process's resident memory
+    before and after, and what the kept states are counted as."""
+    await flush(redis_url)
+    redis = await connect(redis_url)
+    store = WindowStore(redis, EngineConfig.from_settings(Settings()))
+    await store.load()
+    now = int(time.time())
+    gc.collect()
+    before = rss_bytes()
+    for first in range(0, conversations, 250):
+        raws = traffic.mix_2026(500, 250, now - 3600)  # 250 users, a text and a status each
+        events = []
+        for _, raw in raws:
+            event = orjson.loads(raw)
+            user = event["user"]
+            u = first + int(user["wa_id"][1:])  # the mix's users renumbered into this batch's
+            wa, bsuid = f"1{u:010d}", f"US.{u:016d}"
+            event["user"] = {"wa_id": wa, "user_id": bsuid}
+            event["key"] = f"{event['phone_number_id']}:{bsuid}"
+            event["event_id"] = f"{event['event_id']}.{first}"
+            events.append(event)
+        pairs = [p for e in events for p in links_of(e)]
+        await store.link_many(pairs, now)
+        report = await store.apply([(e["key"], e) for e in events], now)
+        store.carry([o for a in report.applied for o in a.outbox])
+    await store.flush_acknowledged()
+    gc.collect()
+    after = rss_bytes()
+    await redis.flushdb()
+    await redis.aclose()
+    return {
+        "conversations": conversations,
+        "rss_before_mb": round(before / 2**20),
+        "rss_after_mb": round(after / 2**20),
+        "grown_mb": round((after - before) / 2**20),
+        "kept_states_counted_mb": round(store._reads.used / 2**20),
+        "cache_budget_mb": Settings().worker_cache_mb,
+    }
+
+
 # One open service window as the store writes it (commit.lua): its document (the wa_id the
 # key names written as 1), no TTL while it has a deadline, and the member that schedules its
 # close in its part of the shard's deadline index.
@@ -641,6 +693,8 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
         results["durability"] = await durability_cost(bootstrap, prefix, services, args.users)
     if "memory" in parts:
         results["memory"] = await bytes_per_open_conversation(redis_url, args.memory_users)
+    if "worker-memory" in parts:
+        results["worker_memory"] = await worker_memory(redis_url, args.memory_users)
     if "exchange" in parts:
         results["exchange"] = await bytes_per_exchange(redis_url, args.exchange_users)
     if "billed" in parts:
@@ -672,7 +726,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5_000)
     parser.add_argument(
         "--parts",
-        default="throughput,ids,gc,history,durability,memory,exchange,billed,layout,lateness",
+        default="throughput,ids,gc,history,durability,memory,worker-memory,exchange,billed,layout,lateness",
         help="which parts to run",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
