@@ -63,6 +63,16 @@ def test_the_memory_is_bounded_in_bytes() -> None:
     assert reads.used == 0
 
 
+def test_a_home_merged_away_forgets_every_key_kept_as_living_there() -> None:
+    reads = Reads()
+    reads.wrote(["wa", "bsuid"], "bsuid", "2", b"{}", None, State())
+    reads.wrote(["other"], "other", "1", b"{}", None, State())
+    reads.forget_homes(["bsuid"])
+    assert (reads.get("wa"), reads.get("bsuid")) == (None, None)
+    assert reads.get("other") is not None
+    assert reads.used == cost(b"{}")
+
+
 def test_window_events_stay_pending_until_their_own_field_is_acknowledged() -> None:
     reads = Reads()
     reads.wrote(["a", "a2"], "a", "3", b"{}", ("a|v3", []), State())

@@ -59,6 +59,7 @@ class Reads:
         self._used = 0
         self._kept: OrderedDict[str, Kept] = OrderedDict()
         self._by_field: dict[str, set[str]] = {}  # outbox field -> asked keys it is pending for
+        self._by_home: dict[str, set[str]] = {}  # where a user lives -> the asked keys kept
 
     def get(self, asked: str) -> Kept | None:
         kept = self._kept.get(asked)
@@ -82,6 +83,7 @@ class Reads:
         for a in asked:
             self._drop(a)
             self._kept[a] = Kept(key, version, document, pending, state)
+            self._by_home.setdefault(key, set()).add(a)
             self._used += cost(document)
             if outbox is not None:
                 self._by_field.setdefault(outbox[0], set()).add(a)
@@ -92,6 +94,13 @@ class Reads:
     def used(self) -> int:
         """The bytes the entries are counted as."""
         return self._used
+
+    def forget_homes(self, homes: Iterable[str]) -> None:
+        """Users no longer live at these keys (a link merged them away): forget every key
+        kept as living there, whichever key it was asked by."""
+        for home in homes:
+            for a in list(self._by_home.get(home, ())):
+                self._drop(a)
 
     def forget(self, asked: Iterable[str]) -> None:
         """Another process wrote these (or the write failed): read them from Redis again."""
@@ -110,6 +119,11 @@ class Reads:
         kept = self._kept.pop(asked, None)
         if kept is not None:
             self._used -= cost(kept.document)
+            same_home = self._by_home.get(kept.key)
+            if same_home is not None:
+                same_home.discard(asked)
+                if not same_home:
+                    del self._by_home[kept.key]
         if kept is not None and kept.pending:
             waiting = self._by_field.get(kept.pending[0][0])
             if waiting is not None:

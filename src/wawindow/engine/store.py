@@ -156,6 +156,7 @@ class WindowStore(DocumentStore):
         merges into the target's, and the source points at the target from then on."""
         published, aliased = await self.links.link(pairs, now, self._merge)
         self._reads.forget(aliased)
+        self._reads.forget_homes(aliased)  # a home merged away: every key kept as living there
         return published
 
     async def _merge(self, src: str, dst: str, now: int) -> tuple[list[Applied], bool]:
