@@ -50,7 +50,7 @@ REDIS_OPTIONS: dict[str, Any] = {
 REDIS_ACL = (
     "resetkeys ~{ww:* ~ww:* resetchannels -@all "
     "+ping +info +select +client|setname "
-    "+get +set +del +hset +hget +hmget +hgetall +hdel +hincrby "
+    "+get +set +del +exists +incrby +hset +hget +hmget +hgetall +hdel +hincrby "
     "+zadd +zrem +zrange +zrangebyscore +zcard +sadd +smembers +expire +expireat "
     "+evalsha +script|load +wait +cluster|slots +cluster|shards +cluster|nodes +readonly"
 )
