@@ -3,10 +3,13 @@
 A batch of ``webhook-events`` records is handled in this order:
 
 1. decode each record; one that cannot be read goes to ``dead-letter`` with the reason;
-2. apply every event to its conversation in Redis (one atomic script each, one pipeline for
-   the batch); an event whose script fails goes to ``dead-letter`` too, the others go on;
+2. link the ids that name one user (once per pair: engine/links.py), then apply every event
+   to its conversation in Redis (each conversation atomically, one ``commit.lua`` call for
+   the batch, which also drops the outbox entries the batch before published); an event
+   whose write fails for it goes to ``dead-letter`` too, the others go on;
 3. publish the batch's window transitions (and dead letters) and wait for Kafka's acks;
-4. drop the published transitions from the Redis outbox;
+4. carry the published transitions' outbox entries to the next batch's write (or drop them
+   at once when the worker is idle or stops);
 5. commit the batch's offsets.
 
 A crash anywhere before 5 delivers the batch again. Step 2 then changes nothing (every event
