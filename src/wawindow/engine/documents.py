@@ -211,8 +211,9 @@ class DocumentStore:
                     raise
                 self._acked.difference_update(field for _, field in acks)
             except BaseException:
-                # the remembered states the rules changed were not written: read them again
-                self._reads.forget(k for _, keys_here, _ in runs for k in keys_here)
+                # the remembered states the rules changed (or were changing, when the rules
+                # raised something unforeseen) were not written: read them all again
+                self._reads.forget(todo)
                 raise
             todo = []
             for (r, keys_here, outcome), (call, applied), reply in zip(
