@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap deploy-tools dev test check lint format typecheck pytest faults bench clean
+.PHONY: help bootstrap deploy-tools bench-tools dev test check lint format typecheck pytest faults bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ bootstrap:  ## install the virtualenv, dependencies, redis-server and the Kafka 
 
 deploy-tools: bootstrap  ## kustomize and KEDA's schema, for the deployment tests
 	@./scripts/deploy-tools
+
+bench-tools:  ## wrk and a C compiler, for the benchmarks
+	@./scripts/bench-tools
 
 dev: bootstrap  ## run the whole tracker on this machine with its own Kafka and Redis
 	$(BIN)/wawindow dev
@@ -39,7 +42,7 @@ faults: bootstrap deploy-tools  ## the fault, fuzz and durability tests, with fi
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -m "" tests/test_faults.py tests/test_durability.py \
 		tests/test_supervision.py tests/test_poison.py tests/test_rules_properties.py
 
-bench: bootstrap  ## run every benchmark (results in bench/results/; needs wrk and a C compiler; the Quix peer goes into .venv-peers)
+bench: bootstrap bench-tools  ## run every benchmark (results in bench/results/; the peers go into .venv-peers*)
 	$(BIN)/python bench/webhook_throughput.py
 	$(BIN)/python bench/worker_throughput.py
 	$(BIN)/python bench/compiled.py

@@ -166,7 +166,11 @@ async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario)
     from wawindow.config import Settings
 
     settings = Settings.from_env(
-        {"WAWINDOW_API_TOKENS": "metrics-token", "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY}
+        {
+            "WAWINDOW_API_TOKENS": "metrics-token",
+            "WAWINDOW_API_WRITE_TOKENS": "metrics-writer",
+            "WAWINDOW_SUPPRESSION_KEY": SUPPRESSION_KEY,
+        }
     )
     app = create_api_app(settings, s.store)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
@@ -175,12 +179,20 @@ async def test_api_answers_are_counted_by_route_template_and_status(s: Scenario)
         auth = {"Authorization": "Bearer metrics-token"}
         unknown = await client.get(f"/v1/windows/{samples.PHONE_NUMBER_ID}/1999", headers=auth)
         refused = await client.get(f"/v1/windows/{samples.PHONE_NUMBER_ID}/1999")
+        nowhere = await client.get("/v1/nowhere/1999", headers=auth)
+        not_gzip = await client.post(
+            "/v1/consents",
+            data=b"{}",
+            headers={"Authorization": "Bearer metrics-writer", "Content-Encoding": "gzip"},
+        )
     finally:
         await client.close()
     m = app[METRICS]
     route = "/v1/windows/{phone_number_id}/{user}"
 
-    assert (unknown.status, refused.status) == (404, 401)
+    assert (unknown.status, refused.status, nowhere.status, not_gzip.status) == (404, 401, 404, 400)
+    assert value(m, "wawindow_api_requests_total", route="unmatched", status="404") == 1
+    assert value(m, "wawindow_api_requests_total", route="/v1/consents", status="400") == 1
     assert value(m, "wawindow_api_requests_total", route=route, status="404") == 1
     assert value(m, "wawindow_api_requests_total", route=route, status="401") == 1
     assert value(m, "wawindow_api_seconds_count", route=route) == 2

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from wawindow.answers import error
+from wawindow.answers import UNROUTED, error
 from wawindow.api.consents import add_consent_routes
 from wawindow.api.context import API, CALLER, PEOPLE, STORE, Caller
 from wawindow.engine.views import window_view
@@ -57,7 +57,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     started = time.perf_counter()
     resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
+    route = "unmatched" if resource is None or resource.name == UNROUTED else resource.canonical
     status = 500
     try:
         response = await handler(request)

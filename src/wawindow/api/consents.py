@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from wawindow.answers import error
+from wawindow.answers import error, unreadable_body
 from wawindow.api.context import API, CALLER, PEOPLE, TOPICS
 from wawindow.engine.views import consent_view
 from wawindow.errors import BadField, KafkaUnavailable
@@ -82,7 +82,10 @@ async def post_consent(request: web.Request) -> web.Response:
     by, refused = _writer(request)
     if refused is not None or by is None:
         return refused or error(403, "forbidden", "")
-    raw = await _body(request)
+    try:
+        raw = await _body(request)
+    except web.RequestPayloadError:  # not in the Content-Encoding it names
+        return unreadable_body(request)
     if raw is None:
         return error(413, "payload_too_large", f"the limit is {MAX_BODY_BYTES} bytes")
     try:

@@ -3,7 +3,7 @@
 
 Every role serves ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json``; the
 ``webhook`` role adds ``/webhook``, the ``api`` role ``/v1``. Every error is JSON
-(:mod:`wawindow.answers`), aiohttp's own ``404`` and ``405`` too. ``/readyz`` checks what the
+(:mod:`wawindow.answers`), ``404`` and ``405`` too. ``/readyz`` checks what the
 roles need: Kafka for the receiver and the worker (the API alone serves without it), Redis
 for the worker and the API, and the worker's sweeps.
 """
@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from aiohttp import web
 
-from wawindow.answers import json_errors
+from wawindow.answers import add_unrouted_route
 from wawindow.api.app import add_api_routes
 from wawindow.api.context import API, PEOPLE, STORE, TOPICS, ApiConfig
 from wawindow.api.openapi import add_openapi_route
@@ -50,7 +50,7 @@ def build_app(
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}")
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[PUBLISHER] = publisher
     app[NEEDS_KAFKA] = needs_kafka(roles)
     app[METRICS] = metrics or Metrics()
@@ -72,4 +72,5 @@ def build_app(
         add_api_routes(app)
     if worker is not None:
         app[WORKER] = worker
+    add_unrouted_route(app)  # last: it answers what no route above takes
     return app
