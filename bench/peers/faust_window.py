@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import AsyncIterable
@@ -40,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 # the peers' shared rules (bench/peers/window_rules.py), found from this script's bench/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from peers.window_rules import apply_event, new_conversation
+from peers.window_rules import apply_event, new_conversation, report
 
 # Faust's documented defaults, written out so that the report says what was measured:
 # at-least-once processing, offsets committed every 2.8 s or 10,000 records (after the
@@ -208,7 +207,6 @@ def main() -> None:
             raise
     if run.processed < args.count or run.started is None or run.committed is None:
         sys.exit(f"stopped after {run.processed} of {args.count} records")
-    elapsed = run.committed - run.started
     settings = {
         "processing_guarantee": str(conf.processing_guarantee.value),
         "broker_commit_interval": conf.broker_commit_interval,
@@ -225,23 +223,11 @@ def main() -> None:
         "cython_stream_iterator": faust.streams._CStreamIterator is not None,
         "input_partitions": run.partitions,
     }
-    print(
-        json.dumps(
-            {
-                "events": run.processed,
-                "seconds": round(elapsed, 2),
-                "events_per_s": round(run.processed / elapsed),
-                "cpu_us_per_event": round(
-                    (run.cpu_committed - run.cpu_started) / run.processed * 1e6, 1
-                ),
-                "transitions": run.transitions,
-                "last_commit_ms": round((run.committed - (run.last_record or 0)) * 1000, 1),
-                "faust_streaming": version("faust-streaming"),
-                "aiokafka": version("aiokafka"),
-                "settings": settings,
-            }
-        ),
-        flush=True,
+    report(
+        run,
+        ("last_commit_ms", run.committed - (run.last_record or 0)),
+        {"faust_streaming": version("faust-streaming"), "aiokafka": version("aiokafka")},
+        settings,
     )
 
 

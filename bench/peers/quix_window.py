@@ -22,7 +22,6 @@ stops once it has processed ``--count`` records and prints one JSON line with it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from importlib.metadata import version
@@ -34,7 +33,7 @@ from quixstreams.models import TopicConfig  # type: ignore[import-not-found]
 
 # the peers' shared rules (bench/peers/window_rules.py), found from this script's bench/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from peers.window_rules import apply_event, new_conversation
+from peers.window_rules import apply_event, new_conversation, report
 
 STATE_KEY = "conversation"
 
@@ -143,7 +142,6 @@ def main() -> None:
     app.run()
     if run.processed < args.count or run.started is None or run.committed is None:
         sys.exit(f"stopped after {run.processed} of {args.count} records")
-    elapsed = run.committed - run.started
     config = app.config
     settings = {
         **{name: getattr(config, name) for name in SETTINGS},
@@ -153,22 +151,11 @@ def main() -> None:
         "consumer_extra_config": config.consumer_extra_config,
         "input_partitions": run.partitions,
     }
-    print(
-        json.dumps(
-            {
-                "events": run.processed,
-                "seconds": round(elapsed, 2),
-                "events_per_s": round(run.processed / elapsed),
-                "cpu_us_per_event": round(
-                    (run.cpu_committed - run.cpu_started) / run.processed * 1e6, 1
-                ),
-                "transitions": run.transitions,
-                "last_checkpoint_ms": round((run.committed - (run.last_record or 0)) * 1000, 1),
-                "quixstreams": version("quixstreams"),
-                "settings": settings,
-            }
-        ),
-        flush=True,
+    report(
+        run,
+        ("last_checkpoint_ms", run.committed - (run.last_record or 0)),
+        {"quixstreams": version("quixstreams")},
+        settings,
     )
 
 

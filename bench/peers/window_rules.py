@@ -4,6 +4,7 @@ imported by each peer from its own environment; it does not import wawindow."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 CSW_SECONDS = 24 * 3600
@@ -41,3 +42,22 @@ def apply_event(event: dict[str, Any], conv: dict[str, Any]) -> list[dict[str, A
     elif kind == "status" and event["data"].get("status") == "delivered":
         conv["delivered"] += 1
     return out
+
+
+def report(run: Any, last: tuple[str, float], versions: dict[str, str], settings: Any) -> None:
+    """Print a peer's run as one JSON line: ``run`` has ``processed``, ``started``,
+    ``committed``, ``cpu_started``, ``cpu_committed`` and ``transitions``; ``last`` names how
+    long after the last record its last commit came, and that time."""
+    elapsed = run.committed - run.started
+    cpu = run.cpu_committed - run.cpu_started
+    line = {
+        "events": run.processed,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(run.processed / elapsed),
+        "cpu_us_per_event": round(cpu / run.processed * 1e6, 1),
+        "transitions": run.transitions,
+        last[0]: round(last[1] * 1000, 1),
+        **versions,
+        "settings": settings,
+    }
+    print(json.dumps(line), flush=True)
