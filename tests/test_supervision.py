@@ -78,6 +78,44 @@ async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) 
         await client.close()
 
 
+async def test_batches_failing_for_want_of_the_store_show_in_readiness_until_they_pass(
+    s: Scenario,
+) -> None:
+    """A fault that is not one event's (here a key of the store's holding the wrong type, as
+    an ACL or a stray write would leave it) fails every batch: logged and retried, and after
+    ``stall_s`` readiness says so, until the batches pass again."""
+    worker = await s.worker(stall_s=0.5)
+    app = web.Application()
+    app[PUBLISHER] = s._publishers[0]
+    app[REDIS] = s.store
+    app[WORKER] = worker
+    add_health_routes(app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await s.redis.hset(keys.LINKS_EPOCH, "not", "a counter")  # every batch reads it
+        await s.inbound("wamid.held", s.now - 60)
+        deadline = time.monotonic() + 30
+        while (await client.get("/readyz")).status != 503:
+            assert time.monotonic() < deadline, "readiness never showed the failing batches"
+            await asyncio.sleep(0.1)
+        body = await (await client.get("/readyz")).json()
+        assert (body["batches"], body["sweeper"]) == (False, True)
+        assert worker.processed == 0
+
+        await s.redis.delete(keys.LINKS_EPOCH)  # the fault is gone: the batch goes through
+        while (await client.get("/readyz")).status != 200:
+            assert time.monotonic() < deadline, "the batches never recovered"
+            await asyncio.sleep(0.1)
+        assert worker.processed == 1
+    finally:
+        stop.set()
+        await running
+        await client.close()
+
+
 async def test_a_worker_whose_loops_make_no_progress_is_not_live(s: Scenario) -> None:
     worker = await s.worker(stall_s=0.3)  # started, but its loops never run: stuck
     app = web.Application()

@@ -30,7 +30,8 @@ from tests.test_consent import (
 )
 from wawindow import keys
 from wawindow.dev import samples
-from wawindow.engine.suppression import SuppressionConfig
+from wawindow.engine.marks import ErasureMarks
+from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.engine.worker import Worker
 from wawindow.kafka.publisher import Publisher, Record
 from wawindow.kafka.topics import create_topics
@@ -270,6 +271,24 @@ async def test_plain_erasure_marks_of_an_earlier_release_are_hashed_and_still_ho
 
     assert marks == {digest(SUPPRESSION_KEY.encode(), WABA, WA): at}
     assert state.inbound == [at + 60]  # the older message never reached the state
+
+
+async def test_a_person_remembered_unmarked_is_asked_again_once_another_process_marks_them(
+    s: Scenario,
+) -> None:
+    """A worker remembers the people it found unmarked; an erasure written by another process
+    moves the epoch, so the next batch asks again and drops the person's older webhooks."""
+    suppressions = Suppressions(s.store, SuppressionConfig.of(SUPPRESSION_KEY.encode()))
+    here = ErasureMarks(s.redis, suppressions, HOUR)
+    elsewhere = ErasureMarks(s.redis, suppressions, HOUR)
+    event = {"waba_id": WABA, "user": {"wa_id": WA, "user_id": BSUID}, "timestamp": s.now - 60}
+
+    before = (await here.erased([event]))(event)
+    again = (await here.erased([event]))(event)  # remembered unmarked: not asked
+    await elsewhere.mark(WABA, [BSUID], s.now)
+    after = (await here.erased([event]))(event)
+
+    assert (before, again, after) == (False, False, True)
 
 
 async def test_a_rotated_key_still_finds_what_the_old_one_kept(

@@ -141,8 +141,9 @@ def counters(shard: int, day: str) -> str:
     return f"{_tag(shard)}:n:{day}"
 
 
-# STRING: a counter every process reads before it trusts the links it has cached; incremented
-# after aliases are deleted (an erasure) or come to lead through a merged key (engine/links.py)
+# STRING: a counter every process reads before it trusts the links and the unmarked people it
+# has cached; incremented after aliases are deleted (an erasure) or come to lead through a
+# merged key (engine/links.py), and after an erasure mark is written (engine/marks.py)
 LINKS_EPOCH = "ww:links:epoch"
 
 

@@ -21,10 +21,9 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from wawindow import keys
 from wawindow.contracts import CounterField
 from wawindow.engine.reads import Reads
-from wawindow.engine.scripts import Commit, Scripts
+from wawindow.engine.scripts import Commit, Scripts, written_keys
 from wawindow.errors import EventRejected, StoreConflict
 from wawindow.redis.connection import AnyRedis, text, translated
 from wawindow.rules.state import State
@@ -135,7 +134,7 @@ class DocumentStore:
 
     def _commit(self, r: Read, outcome: Written) -> tuple[Commit, Applied]:
         """The write of ``outcome``, and what it publishes once written."""
-        shard = keys.document_keys(r.key)[1]
+        shard = written_keys(r.key).shard
         waba, number = outcome.state.waba_id or "", r.key.split(":", 1)[0]
         totals: dict[tuple[int, str], int] = {}
         for c in outcome.counters:

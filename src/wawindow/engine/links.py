@@ -3,8 +3,8 @@ one. Once linked, the source key's alias (``keys.alias``) points where the user 
 
 In 2026 nearly every webhook item names both of a user's ids, so the same pair comes back
 with every event. A link is therefore established once per process: :class:`Links` keeps
-the pairs it has seen joined, and a batch resolves only the pairs it has not, all of them in
-one pipeline (a round trip per alias hop), and writes each alias once (again a day later, to
+the pairs it has seen joined, and a batch resolves only the pairs it has not, all of them at
+once (one ``MGET`` per alias hop), and writes each alias once (again a day later, to
 keep its TTL well ahead).
 
 What the cache holds never splits a user: a link made elsewhere merges the whole user, so
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from wawindow import keys
 from wawindow.engine.documents import MAX_ALIAS_HOPS, Applied
-from wawindow.redis.connection import AnyRedis, text
+from wawindow.redis.connection import AnyRedis, get_many, text
 
 # pairs remembered per process (each about 250 bytes)
 LINKS_KEPT = 200_000
@@ -51,17 +51,14 @@ class Links:
         return {k: chain[-1] for k, chain in (await self._follow(conversation_keys)).items()}
 
     async def _follow(self, conversation_keys: Sequence[str]) -> dict[str, list[str]]:
-        """Each key's chain of aliases, the key first and where it leads last; one pipeline
+        """Each key's chain of aliases, the key first and where it leads last; one command
         per hop for all the keys."""
         chains = {k: [k] for k in conversation_keys}
         pending = list(chains)
         for _ in range(MAX_ALIAS_HOPS):
             if not pending:
                 break
-            pipe = self._redis.pipeline(transaction=False)
-            for k in pending:
-                pipe.get(keys.alias(chains[k][-1]))
-            targets = await pipe.execute()
+            targets = await get_many(self._redis, [keys.alias(chains[k][-1]) for k in pending])
             moved = []
             for k, target in zip(pending, targets, strict=True):
                 if target is not None:

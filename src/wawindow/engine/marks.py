@@ -2,6 +2,11 @@
 state (``ww:erased``: keyed hash of ``<waba>|<id>`` -> the time up to which the person was
 erased; :mod:`wawindow.keys`). The hashes are the suppression's
 (:mod:`wawindow.engine.suppression`): every key of a rotation is asked, the first written.
+
+Every webhook is checked, and nearly every person was checked before: a process remembers
+the people it found unmarked, until the epoch (``keys.LINKS_EPOCH``, read with each batch)
+moves. Writing a mark moves it, after the mark is written, so a person remembered unmarked
+is asked again in the first batch that starts after any erasure.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from wawindow import keys
 from wawindow.engine.suppression import Suppressions
 from wawindow.redis.connection import AnyRedis, text, translated
 
+# people remembered unmarked per process (about 200 bytes each)
+UNMARKED_KEPT = 200_000
+
 
 class ErasureMarks:
     """The erasure marks of one store."""
@@ -22,17 +30,27 @@ class ErasureMarks:
         self._suppressions = suppressions
         self._retention_s = retention_s
         self._hashed = False  # every field of ERASED is a keyed hash (_hash_plain)
+        self._epoch: bytes | str | None = None
+        # people found unmarked since the epoch was last read (module docstring)
+        self._unmarked: set[tuple[str, str]] = set()
 
     @translated
     async def erased(
         self, events: Sequence[Mapping[str, Any]]
     ) -> Callable[[Mapping[str, Any]], bool]:
         """Which of ``events`` belong to an erased person and are not newer than the erasure
-        (one round trip for a batch)."""
+        (two round trips for a batch: the epoch, the people not known unmarked)."""
         people = {p for ev in events for p in person_ids(ev)}
         if not people:
             return lambda _: False
         await self._hash_plain()
+        epoch = await self._redis.get(keys.LINKS_EPOCH)
+        if epoch != self._epoch or len(self._unmarked) > UNMARKED_KEPT:
+            self._unmarked.clear()
+            self._epoch = epoch
+        people -= self._unmarked
+        if not people:
+            return lambda _: False
         sup = self._suppressions
         fields = {p: sup.every_digest(*p) for p in people}  # every key's: a rotation
         names = sorted({f for fs in fields.values() for f in fs})
@@ -42,6 +60,7 @@ class ErasureMarks:
             for p, fs in fields.items()
             if (times := [int(v) for f in fs if (v := found[f]) is not None])
         }
+        self._unmarked.update(p for p in people if p not in up_to)
         if not up_to:
             return lambda _: False
 
@@ -64,6 +83,7 @@ class ErasureMarks:
         }
         if marks:
             await self._redis.hset(keys.ERASED, mapping=marks)
+            await self._redis.incr(keys.LINKS_EPOCH)  # after the mark: see the module docstring
 
     async def _hash_plain(self) -> None:
         """Once per store: rewrite the plain '<waba>|<id>' fields of ERASED that releases

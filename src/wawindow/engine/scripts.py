@@ -9,6 +9,7 @@ Cluster), each document given as a :class:`Commit`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ DEADLINE = _SUMMARY + (_LUA / "deadline.lua").read_text()
 # Redis Cluster does not pipeline scripts: conversations are then read and written
 # concurrently, at most this many at a time.
 CLUSTER_CONCURRENCY = 64
+# document keys whose Redis key names are remembered (about 600 bytes each)
+KEYS_REMEMBERED = 50_000
 
 log = structlog.get_logger("wawindow.store")
 Call = tuple[str, list[str], list[Any]]  # (script name, keys, args)
@@ -51,26 +54,46 @@ class Commit:
     remembered: bytes = b""  # the whole stored string the rules ran on, when not read
     counters: tuple[tuple[int, str, int], ...] = ()  # (UTC day, field, delta)
 
-    def keys(self) -> list[str]:
+    def keys(self) -> tuple[str, ...]:
         """Its six keys to commit.lua (all in its shard)."""
-        state_key, shard = keys.document_keys(self.key)
-        return [
-            state_key, keys.ConversationKeys(self.key, shard).deadline_part,
-            keys.outbox(shard), keys.outbox_queue(shard), keys.alias(self.key),
-            keys.deadline_summary(shard),
-        ]  # fmt: skip
+        return written_keys(self.key).keys
 
     def args(self) -> list[Any]:
         """Its arguments to commit.lua, the count first."""
-        shard = keys.document_keys(self.key)[1]
         out: list[Any] = [
             self.key, self.version, self.document, self.keep_until,
-            "" if self.due is None else self.due, keys.counters(shard, ""), self.transitions,
-            self.remembered,
+            "" if self.due is None else self.due, written_keys(self.key).counters,
+            self.transitions, self.remembered,
         ]  # fmt: skip
         for day, field, delta in self.counters:
             out += (day, field, delta)
         return [len(out), *out]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenKeys:
+    """The keys a write of one document touches: its shard, commit.lua's six keys and the
+    prefix of the shard's counters."""
+
+    shard: int
+    keys: tuple[str, ...]
+    counters: str
+
+
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
+def written_keys(key: str) -> WrittenKeys:
+    """:class:`WrittenKeys` of a document key, remembered for the keys written lately (a
+    worker writes the same conversations again and again; the names never change)."""
+    state_key, shard = keys.document_keys(key)
+    return WrittenKeys(
+        shard,
+        (
+            state_key, keys.deadline_part(shard, keys.deadline_part_of(key)),
+            keys.outbox(shard), keys.outbox_queue(shard), keys.alias(key),
+            keys.deadline_summary(shard),
+        ),
+        keys.counters(shard, ""),
+    )  # fmt: skip
 
 
 def _ours(reply: Any) -> Any:
@@ -220,7 +243,7 @@ class Scripts:
             return []
         groups: dict[str, tuple[list[int], dict[int, list[str]]]] = {}
         for i, c in enumerate(commits):
-            group = str(keys.document_keys(c.key)[1]) if self._cluster else ""
+            group = str(written_keys(c.key).shard) if self._cluster else ""
             groups.setdefault(group, ([], {}))[0].append(i)
         for shard, field in acks:
             group = str(shard) if self._cluster else ""

@@ -99,6 +99,7 @@ class Worker:
         # succeeded, and since when sweeps have been failing (None: they are not)
         self._consumed_at = self._swept_at = time.monotonic()
         self._sweeps_failing_since: float | None = None
+        self._batches_failing_since: float | None = None  # the same, for the batches
         self._stall_s = stall_s
 
     async def start(self) -> None:
@@ -145,13 +146,15 @@ class Worker:
                     await task
 
     def health(self) -> dict[str, bool]:
-        """``live``: both loops made progress lately; ``sweeping``: sweeps succeed."""
+        """``live``: both loops made progress lately; ``sweeping``: sweeps succeed;
+        ``applying``: batches are written (not failing, each tried again, for ``stall_s``)."""
         now = time.monotonic()
-        failing = self._sweeps_failing_since
+        sweeps, batches = self._sweeps_failing_since, self._batches_failing_since
         stall = self._stall_s
         return {
             "live": now - self._consumed_at < stall and now - self._swept_at < stall,
-            "sweeping": failing is None or now - failing < stall,
+            "sweeping": sweeps is None or now - sweeps < stall,
+            "applying": batches is None or now - batches < stall,
         }
 
     async def run_once(self, timeout_ms: int = 500) -> int:
@@ -177,10 +180,13 @@ class Worker:
                 if tp in assigned:
                     consumer.seek(tp, rs[0].offset)
             self.metrics.worker_retries.inc()
+            if self._batches_failing_since is None:
+                self._batches_failing_since = time.monotonic()
             level = log.warning if exc.retriable else log.error
             level("worker.batch_retry", records=len(records), error=str(exc))
             await asyncio.sleep(0.5 if exc.retriable else 5.0)
             return 0
+        self._batches_failing_since = None
         self.processed += len(records)
         elapsed = time.perf_counter() - started
         self.metrics.worker_records.inc(len(records))

@@ -4,7 +4,7 @@ every call bounded and retried on a dropped connection, and which Redis errors p
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlparse
@@ -50,7 +50,7 @@ REDIS_OPTIONS: dict[str, Any] = {
 REDIS_ACL = (
     "resetkeys ~{ww:* ~ww:* resetchannels -@all "
     "+ping +info +select +client|setname "
-    "+get +set +del +exists +incrby +hset +hget +hmget +hgetall +hdel +hincrby "
+    "+get +mget +set +del +exists +incrby +hset +hget +hmget +hgetall +hdel +hincrby "
     "+zadd +zrem +zrange +zrangebyscore +zcard +sadd +smembers +expire +expireat "
     "+evalsha +script|load +wait +cluster|slots +cluster|shards +cluster|nodes +readonly"
 )
@@ -223,6 +223,16 @@ def translated(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise store_error(exc) from exc
 
     return translating
+
+
+async def get_many(redis: AnyRedis, names: Sequence[str]) -> list[Any]:
+    """``GET`` of each name, in one ``MGET`` on a single Redis (one ``MGET`` per slot on a
+    Cluster, whose keys lie in many slots); None where a name holds nothing."""
+    if not names:
+        return []
+    if isinstance(redis, RedisCluster):
+        return list(await redis.mget_nonatomic(names))
+    return list(await redis.mget(names))
 
 
 def text(value: bytes | str) -> str:

@@ -54,7 +54,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: Kafka answers a metadata request (when the roles need it: the API alone
     serves without it and says ``"kafka": false`` only for information); Redis answers PING
-    when a role uses it; the worker's sweeps succeed."""
+    when a role uses it; the worker's sweeps succeed, and so do its batches."""
     store = request.app.get(REDIS)
     # both at once, each within CHECK_S: the probes' timeoutSeconds (k8s/base) allow for it
     kafka, redis = await asyncio.gather(
@@ -67,7 +67,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["redis"] = needed["redis"] = bool(redis)
     worker = request.app.get(WORKER)
     if worker is not None:
-        checks["sweeper"] = needed["sweeper"] = worker.health()["sweeping"]
+        health = worker.health()
+        checks["sweeper"] = needed["sweeper"] = health["sweeping"]
+        checks["batches"] = needed["batches"] = health["applying"]
     ok = all(needed.values())
     return web.json_response(
         {"status": "ready" if ok else "not_ready", **checks}, status=200 if ok else 503
