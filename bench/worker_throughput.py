@@ -54,6 +54,7 @@ from wawindow.kafka.topics import create_topics
 from wawindow.keys import Topics
 from wawindow.redis.connection import AnyRedis, connect
 from wawindow.rules.identity import links_of
+from wawindow.rules.published import WindowMark
 from wawindow.rules.service_window import CSW_SECONDS
 from wawindow.rules.state import State
 from wawindow.service.roles import tune_gc
@@ -495,7 +496,7 @@ async def close_lateness(
             ends = ends_at(i)
             state = State(
                 waba_id=samples.WABA_ID, wa_id=f"3{i:010d}", inbound=[ends - CSW_SECONDS],
-                windows={ends - CSW_SECONDS: [ends, 0, 1, 0]},  # opened, warned already
+                windows={ends - CSW_SECONDS: WindowMark(ends, warned=1)},  # opened, warned already
             )  # fmt: skip
             pipe.set(k.state, b"1 " + state.encode(key))
             pipe.zadd(k.deadline_part, {key: ends})

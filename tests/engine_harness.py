@@ -156,14 +156,14 @@ def flat_state(state: State, rules: Rules) -> dict[str, str]:
                              ("wa_id", state.wa_id)) if v}  # fmt: skip
     ws = windows(state.inbound, state.cuts)
     if ws:
-        mark = state.windows.get(ws[-1].opened, [0, 0, 0, 0])
+        mark = state.windows.get(ws[-1].opened)
         out |= {"csw_opened": str(ws[-1].opened), "csw_expires": str(ws[-1].expires),
-                "csw_closed": str(mark[1])}  # fmt: skip
+                "csw_closed": "1" if mark is not None and mark.closed else "0"}  # fmt: skip
     for name in opt_out.FIELDS:
         out[name] = "1" if opt_out.opted_out(state, name) else "0"
-    for mark in state.conversations.values():
-        if not mark[7]:
-            out[f"cv:{mark[0]}"] = "1"
+    for c in state.conversations.values():
+        if not c.closed:
+            out[f"cv:{c.category}"] = "1"
     return out
 
 

@@ -14,8 +14,9 @@ from wawindow.rules.conversations import conversations
 from wawindow.rules.entry_point import entry_points
 from wawindow.rules.identity import links_of
 from wawindow.rules.ledger import counted_as, record_status
+from wawindow.rules.published import ConversationMark, EntryPointMark, WindowMark
 from wawindow.rules.service_window import CSW_SECONDS, Window, compact, windows
-from wawindow.rules.state import Message, State
+from wawindow.rules.state import Decision, Message, State
 
 H = 3600
 T = 4_000_000_000
@@ -267,6 +268,46 @@ def test_a_stored_document_names_the_user_of_its_key_in_one_byte() -> None:
     assert State.decode(State(user_id="US.7").encode("pn:US.7"), "pn:US.7").user_id == "US.7"
     with pytest.raises(ValueError, match="names the user of its key"):
         State.decode(stored)  # without the key, the document cannot be read
+
+
+# every field of a state, each under its short name in the fields' order; the marks as arrays
+STORED = (
+    b'{"w":"w","u":"US.7","a":1,"i":[1700000000],"x":[1700000005],"r":[1700000000],'
+    b'"m":{"o":{"r":2,"f":1700000060,"d":1700000061,"c":"utility","t":"regular","pr":1,'
+    b'"k":[1700000061,"utility","regular","true"]}},"b":{"0123456789ab":1699913600},'
+    b'"d":{"marketing_opt_out":[1700000070,true,"user_preferences"]},'
+    b'"s":{"abcdefabcdef":1700003600},"pw":{"1700000000":[1700086400,1,2,1700000005]},'
+    b'"pf":{"1700000060":[1700259260,0,"derived"]},'
+    b'"pc":{"o":["utility","business","regular","derived",null,1700000061,1700086461,1]},'
+    b'"po":{"marketing_opt_out":true},"dg":["o"],"l":{"pn:US.7":"3"},"e":1699913600,'
+    b'"em":["fedcba987654"]}'
+)
+
+
+def test_a_state_is_stored_as_this_document() -> None:
+    """What Redis holds: a change of it is a change of the stored format (old documents
+    must still be read)."""
+    s = State(
+        waba_id="w", user_id="US.7", wa_id="u", inbound=[1700000000], cuts=[1700000005],
+        referrals=[1700000000],
+        messages={"o": Message(rank=2, first=1700000060, delivered=1700000061,
+                               category="utility", ptype="regular", pricing_rank=1,
+                               counted=[1700000061, "utility", "regular", "true"])},
+        billed={"0123456789ab": 1699913600},
+        decisions={"marketing_opt_out": Decision(1700000070, True, "user_preferences")},
+        applied={"abcdefabcdef": 1700003600},
+        windows={1700000000: WindowMark(1700086400, closed=True, warned=2,
+                                        corrected_at=1700000005)},
+        entry_points={1700000060: EntryPointMark(1700259260, closed=False, source="derived")},
+        conversations={"o": ConversationMark("utility", "business", "regular", "derived", None,
+                                             1700000061, 1700086461, closed=True)},
+        opt_outs={"marketing_opt_out": True}, disagreements=["o"], linked={"pn:US.7": "3"},
+        erased=1699913600, erased_messages=["fedcba987654"],
+    )  # fmt: skip
+    assert s.encode(KEY) == STORED
+    assert State.decode(STORED, KEY) == s
+    assert State.decode(s.encode(), "") == s
+    assert State.decode(STORED, KEY).encode(KEY) == STORED
 
 
 def test_a_counter_field_is_encoded_as_the_store_keeps_it() -> None:

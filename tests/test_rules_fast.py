@@ -455,14 +455,16 @@ def test_a_delivery_before_the_last_window_opened_is_the_models() -> None:
         ]
     )
 
-    assert pair.model[KEY].conversations["o1"][:2] == ["service", "user"]
+    mark = pair.model[KEY].conversations["o1"]
+    assert (mark.category, mark.initiator) == ("service", "user")
     assert (pair.stats.fast, pair.stats.model) == (2, 1)
 
 
 def test_a_user_message_older_than_a_delivery_is_the_models() -> None:
     pair = run([(T + 100, [status("o1", "delivered", T + 100)]), (T + 110, [text(T + 50)])])
 
-    assert pair.model[KEY].conversations["o1"][:2] == ["service", "user"]  # learned
+    mark = pair.model[KEY].conversations["o1"]
+    assert (mark.category, mark.initiator) == ("service", "user")  # learned
     assert (pair.stats.fast, pair.stats.model) == (1, 1)
 
 
@@ -484,7 +486,7 @@ def test_a_state_published_under_another_entry_point_length_goes_to_the_model() 
     run([(T + HOUR, [text(T + HOUR)]), (T + 2 * HOUR, [text(T + 2 * HOUR)])], pair)
 
     assert (pair.stats.fast, pair.stats.model) == (1, 3)
-    assert pair.model[KEY].entry_points[T + 60][0] == T + 60 + 7 * DAY
+    assert pair.model[KEY].entry_points[T + 60].expires == T + 60 + 7 * DAY
 
 
 def test_invalid_and_repeated_events_in_one_call_are_the_models() -> None:

@@ -10,6 +10,7 @@ book. Start at :mod:`wawindow.rules.engine`; one module per concept:
 - :mod:`~wawindow.rules.erasure`: what erasing a person forgets in a conversation;
 - :mod:`~wawindow.rules.consent`, :mod:`~wawindow.rules.people`: a person's consent and
   erasures at a business; :mod:`~wawindow.rules.send_check`: the sender's question;
-- :mod:`~wawindow.rules.publish`: from the derived truth to transitions and counts;
+- :mod:`~wawindow.rules.publish`: from the derived truth to transitions and counts, kept as
+  :mod:`~wawindow.rules.published` (what was published);
 - :mod:`~wawindow.rules.state`, :mod:`~wawindow.rules.transitions`: what is kept and produced.
 """

@@ -327,7 +327,7 @@ def prune(s: State, now: int, rules: Rules) -> None:
                 s.billed[event_digest(wamid)] = m.counted[0]
     s.windows = {o: w for o, w in s.windows.items() if o >= cut}
     s.entry_points = {o: e for o, e in s.entry_points.items() if o >= cut}
-    s.conversations = {k: c for k, c in s.conversations.items() if c[5] >= cut}
+    s.conversations = {k: c for k, c in s.conversations.items() if c.opened >= cut}
     s.disagreements = [w for w in s.disagreements if w in s.messages]
 
 
@@ -340,8 +340,8 @@ def next_due(s: State, rules: Rules) -> int | None:
     # all closed: one more sweep once the history is over, to forget all but the billed
     ends = [ts + CSW_SECONDS for ts in s.inbound[-1:]]
     ends += [t for m in s.messages.values() for t in (m.first, m.delivered) if t is not None]
-    ends += [e[0] for e in s.entry_points.values()]
-    ends += [c[6] for c in s.conversations.values()]
+    ends += [e.expires for e in s.entry_points.values()]
+    ends += [c.expires for c in s.conversations.values()]
     return int(max(ends)) + rules.history_s + 1 if ends else None
 
 
@@ -349,11 +349,11 @@ def open_due(s: State, rules: Rules) -> int | None:
     """The next warning or close of what is open (None: everything is closed)."""
     times: list[int] = []
     offsets = rules.closing_soon_offsets_s
-    for expires, closed, warned, _ in s.windows.values():
-        if not closed:
-            times.append(expires - offsets[warned] if warned < len(offsets) else expires)
-    times += [e[0] for e in s.entry_points.values() if not e[1]]
-    times += [c[6] for c in s.conversations.values() if not c[7]]
+    for w in s.windows.values():
+        if not w.closed:
+            times.append(w.expires - offsets[w.warned] if w.warned < len(offsets) else w.expires)
+    times += [e.expires for e in s.entry_points.values() if not e.closed]
+    times += [c.expires for c in s.conversations.values() if not c.closed]
     return int(min(times)) if times else None
 
 
@@ -367,9 +367,9 @@ def keep_until(s: State, now: int, rules: Rules) -> int:
 def keep_until_delivered(s: State, now: int, rules: Rules, delivered: int | None) -> int:
     """:func:`keep_until`, given the messages' latest delivery (None: none was)."""
     ends = [now]
-    ends += [w[0] for w in s.windows.values()]
-    ends += [e[0] for e in s.entry_points.values()]
-    ends += [c[6] for c in s.conversations.values()]
+    ends += [w.expires for w in s.windows.values()]
+    ends += [e.expires for e in s.entry_points.values()]
+    ends += [c.expires for c in s.conversations.values()]
     until = max(ends) + rules.grace_s
     billed = [] if delivered is None else [delivered]
     billed += list(s.billed.values())

@@ -31,7 +31,7 @@ def forget(s: State) -> None:
     s.decisions = {k: d for k, d in s.decisions.items() if d.at > cut}
     s.windows = {o: w for o, w in s.windows.items() if o > cut}
     s.entry_points = {o: e for o, e in s.entry_points.items() if o > cut}
-    s.conversations = {k: c for k, c in s.conversations.items() if c[5] > cut}
+    s.conversations = {k: c for k, c in s.conversations.items() if c.opened > cut}
     s.opt_outs = {k: v for k, v in s.opt_outs.items() if k in s.decisions}
     s.disagreements = [w for w in s.disagreements if w in s.messages]
     if not (s.inbound or s.messages or s.decisions):

@@ -56,6 +56,7 @@ from wawindow.rules import engine, ledger, publish
 from wawindow.rules.conversations import CONVERSATION_SECONDS, _classify
 from wawindow.rules.engine import EventResult, Outcome, Rules
 from wawindow.rules.entry_point import REPLY_WITHIN
+from wawindow.rules.published import ConversationMark, WindowMark
 from wawindow.rules.service_window import CSW_SECONDS, Window
 from wawindow.rules.state import Message, State
 from wawindow.rules.transitions import Changes
@@ -196,9 +197,9 @@ def _cut(s: State, horizon: int) -> int:
     """``engine.prune``'s cut, from the published spans: back from the horizon to a moment
     none spans (whatever order the spans are taken in, the start of the run of overlapping
     spans the horizon is in)."""
-    spans = [(o, w[0]) for o, w in s.windows.items()]
-    spans += [(o, e[0]) for o, e in s.entry_points.items()]
-    spans += [(c[5], c[6]) for c in s.conversations.values()]
+    spans = [(o, w.expires) for o, w in s.windows.items()]
+    spans += [(o, e.expires) for o, e in s.entry_points.items()]
+    spans += [(c.opened, c.expires) for c in s.conversations.values()]
     cut = horizon
     moved = True
     while moved:
@@ -227,7 +228,7 @@ def _entry_points_last(s: State, rules: Rules) -> bool:
     """Every derived entry point window lasts as long as the rules say now: the published
     marks are the truth of these rules, not of an older setting."""
     length = rules.free_entry_point_s
-    return all(e[0] == o + length for o, e in s.entry_points.items() if e[2] == "derived")
+    return all(e.expires == o + length for o, e in s.entry_points.items() if e.source == "derived")
 
 
 def _before(s: State, ev: Mapping[str, Any]) -> _Before:
@@ -276,14 +277,14 @@ def _user_wrote(s: State, ts: int, known: _Known, now: int, rules: Rules, change
     if s.windows:
         opened = max(s.windows)
         mark = s.windows[opened]
-        if ts < mark[0]:  # before the last window's end: it goes on (see service_window)
-            mark[0:3] = [expires, 0, 0]
+        if ts < mark.expires:  # before the last window's end: it goes on (see service_window)
+            mark.expires, mark.closed, mark.warned = expires, False, 0
             changes.emit(s, T.SERVICE_WINDOW_EXTENDED, (opened, expires), ts,
                          {"opened_at": opened, "expires_at": expires})  # fmt: skip
             return True
     elif len(s.inbound) > 1:
         return False  # user messages but no window published: not settled
-    s.windows[ts] = [expires, 0, 0, 0]
+    s.windows[ts] = WindowMark(expires)
     changes.emit(s, T.SERVICE_WINDOW_OPENED, (ts,), ts,
                  {"opened_at": ts, "expires_at": expires, "late": expires <= now})  # fmt: skip
     changes.count(ts, Metric.SERVICE_WINDOWS_OPENED)
@@ -316,7 +317,9 @@ def _status(s: State, b: _Before, known: _Known, now: int, changes: Changes) -> 
             return False  # the marks cannot tell, or to be closed at once: the model
     if opens is not None and at is not None:  # publish.conversations, for the one it opens
         category, initiator = opens
-        mark = [category, initiator, "regular", "derived", None, at, at + CONVERSATION_SECONDS, 0]
+        mark = ConversationMark(
+            category, initiator, "regular", "derived", None, at, at + CONVERSATION_SECONDS
+        )
         s.conversations[b.wamid] = mark
         changes.emit(s, T.CONVERSATION_OPENED, (b.wamid,), at, publish.conversation_data(mark))
         changes.count(at, Metric.CONVERSATIONS_OPENED, (category, initiator, "regular", "derived"))
@@ -346,7 +349,7 @@ def _conversation_at(s: State, m: Message, at: int) -> tuple[bool, tuple[str, st
     since = None
     if s.entry_points:
         since = max(s.entry_points)
-        if since <= at < s.entry_points[since][0]:
+        if since <= at < s.entry_points[since].expires:
             return True, None  # the entry point's conversation holds it
         if at <= since:
             return False, None
@@ -355,9 +358,9 @@ def _conversation_at(s: State, m: Message, at: int) -> tuple[bool, tuple[str, st
         opened = max(s.windows)
         if at < opened or not s.inbound:
             return False, None
-        expires, _, _, corrected = s.windows[opened]
-        reason = "meta_131047" if corrected else "expired"
-        windows.append(Window(opened, s.inbound[-1], expires, reason))
+        mark = s.windows[opened]
+        reason = "meta_131047" if mark.corrected_at else "expired"
+        windows.append(Window(opened, s.inbound[-1], mark.expires, reason))
     category, initiator = _classify(m, windows, at)
     if category == "referral_conversion":
         return True, None
@@ -365,10 +368,10 @@ def _conversation_at(s: State, m: Message, at: int) -> tuple[bool, tuple[str, st
     # point (which closed all before it), if it has not ended
     last: dict[str, tuple[int, str, int]] = {}
     for opener, c in s.conversations.items():
-        if c[2] == "regular" and (since is None or c[5] >= since):
-            seen = last.get(c[0])
-            if seen is None or (c[5], opener) > seen[:2]:
-                last[c[0]] = (c[5], opener, c[6])
+        if c.type == "regular" and (since is None or c.opened >= since):
+            seen = last.get(c.category)
+            if seen is None or (c.opened, opener) > seen[:2]:
+                last[c.category] = (c.opened, opener, c.expires)
     open_ = {cat for cat, (_, _, expires) in last.items() if expires > at}
     absorbed = category in open_ if category in ledger.TEMPLATE_CATEGORIES else bool(open_)
     return True, (None if absorbed else (category, initiator))

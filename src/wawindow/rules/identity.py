@@ -91,8 +91,8 @@ def merge(target: State, source: State, changes: Changes) -> State:
     for opened, w in source.windows.items():
         if opened in t.windows:
             changes.count(opened, Metric.SERVICE_WINDOWS_OPENED, delta=-1)
-            if w[3]:
-                changes.count(w[3], Metric.CSW_CORRECTIONS, delta=-1)
+            if w.corrected_at:
+                changes.count(w.corrected_at, Metric.CSW_CORRECTIONS, delta=-1)
         else:
             t.windows[opened] = w
     for opened, e in source.entry_points.items():
@@ -102,7 +102,7 @@ def merge(target: State, source: State, changes: Changes) -> State:
             t.entry_points[opened] = e
     for opener, c in source.conversations.items():
         if opener in t.conversations:
-            changes.count(c[5], Metric.CONVERSATIONS_OPENED, tuple(c[0:4]), -1)
+            changes.count(c.opened, Metric.CONVERSATIONS_OPENED, c.dims, -1)
         else:
             t.conversations[opener] = c
     for name, value in source.opt_outs.items():

@@ -21,73 +21,75 @@ So the counts always equal what the truth holds, whatever order the facts came i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from wawindow.contracts import Metric
 from wawindow.contracts import TransitionType as T
 from wawindow.rules import ledger, opt_out
 from wawindow.rules.conversations import Conversation
 from wawindow.rules.entry_point import EntryPoint
+from wawindow.rules.published import ConversationMark, EntryPointMark, WindowMark
 from wawindow.rules.service_window import Window
 from wawindow.rules.state import State
 from wawindow.rules.transitions import Changes
+
+_Mark = TypeVar("_Mark", WindowMark, EntryPointMark)
 
 
 def service_windows(
     s: State, ws: Sequence[Window], now: int, offsets: Sequence[int], out: Changes
 ) -> None:
-    # a published window mark: [expires, closed, warned, corrected at (0: not corrected)]
     truth = {w.opened: w for w in ws}
     for w in ws:  # a late, earlier message moved a window's start: the same window
         _rekey(s.windows, w.opened, w.last, Metric.SERVICE_WINDOWS_OPENED, out)
     for opened in sorted(set(s.windows) - set(truth)):
-        expires, _, _, corrected = s.windows.pop(opened)
-        out.emit(s, T.SERVICE_WINDOW_RETRACTED, (opened, expires), opened,
-                 {"opened_at": opened, "expires_at": expires, "reason": "joined"})  # fmt: skip
+        gone = s.windows.pop(opened)
+        out.emit(s, T.SERVICE_WINDOW_RETRACTED, (opened, gone.expires), opened,
+                 {"opened_at": opened, "expires_at": gone.expires, "reason": "joined"})  # fmt: skip
         out.count(opened, Metric.SERVICE_WINDOWS_OPENED, delta=-1)
-        if corrected:
-            out.count(corrected, Metric.CSW_CORRECTIONS, delta=-1)
+        if gone.corrected_at:
+            out.count(gone.corrected_at, Metric.CSW_CORRECTIONS, delta=-1)
     for w in ws:
         mark = s.windows.get(w.opened)
         learned = mark is None
         if mark is None:
-            mark = s.windows[w.opened] = [w.expires, 0, 0, 0]
+            mark = s.windows[w.opened] = WindowMark(w.expires)
             out.emit(s, T.SERVICE_WINDOW_OPENED, (w.opened,), w.opened,
                      {"opened_at": w.opened, "expires_at": w.expires,
                       "late": w.expires <= now})  # fmt: skip
             out.count(w.opened, Metric.SERVICE_WINDOWS_OPENED)
-        elif w.expires > mark[0]:
-            mark[0:3] = [w.expires, 0, 0]
+        elif w.expires > mark.expires:
+            mark.expires, mark.closed, mark.warned = w.expires, False, 0
             out.emit(s, T.SERVICE_WINDOW_EXTENDED, (w.opened, w.expires), w.last,
                      {"opened_at": w.opened, "expires_at": w.expires})  # fmt: skip
-        elif w.expires < mark[0]:
-            mark[0] = w.expires
+        elif w.expires < mark.expires:
+            mark.expires = w.expires
         corrected = w.expires if w.reason == "meta_131047" else 0
-        if corrected != mark[3]:
-            if mark[3]:
-                out.count(mark[3], Metric.CSW_CORRECTIONS, delta=-1)
+        if corrected != mark.corrected_at:
+            if mark.corrected_at:
+                out.count(mark.corrected_at, Metric.CSW_CORRECTIONS, delta=-1)
             if corrected:
                 out.count(corrected, Metric.CSW_CORRECTIONS)
-            mark[3] = corrected
-        if mark[1]:
+            mark.corrected_at = corrected
+        if mark.closed:
             continue
         if w.expires <= now:
-            mark[1] = 1
+            mark.closed = True
             out.emit(s, T.SERVICE_WINDOW_CLOSED, (w.opened, w.expires, w.expires), w.expires,
                      {"opened_at": w.opened, "expires_at": w.expires, "closed_at": w.expires,
                       "reason": w.reason, "late": learned})  # fmt: skip
             continue
-        for i in range(mark[2], len(offsets)):
+        for i in range(mark.warned, len(offsets)):
             at = w.expires - offsets[i]
             if now < at:
                 break
             out.emit(s, T.SERVICE_WINDOW_CLOSING_SOON, (w.opened, w.expires, offsets[i]), at,
                      {"opened_at": w.opened, "expires_at": w.expires,
                       "seconds_left": w.expires - now, "offset": offsets[i]})  # fmt: skip
-            mark[2] = i + 1
+            mark.warned = i + 1
 
 
-def _rekey(marks: dict[int, Any], opened: int, until: int, metric: Metric, out: Changes) -> None:
+def _rekey(marks: dict[int, _Mark], opened: int, until: int, metric: Metric, out: Changes) -> None:
     """Keep a published window as itself when its start moved earlier: its mark (the earliest
     one inside ``[opened, until]``) moves to the new start, and so does its count."""
     if opened in marks:
@@ -101,38 +103,37 @@ def _rekey(marks: dict[int, Any], opened: int, until: int, metric: Metric, out: 
 
 
 def entry_points(s: State, eps: Sequence[EntryPoint], now: int, out: Changes) -> None:
-    # a published entry point mark: [expires, closed, source]
     truth = {ep.opened: ep for ep in eps}
     for ep in eps:  # an earlier status of the opening message moved its start
         _rekey(s.entry_points, ep.opened, ep.expires - 1, Metric.ENTRY_POINT_WINDOWS_OPENED, out)
     for opened in sorted(set(s.entry_points) - set(truth)):
-        expires, _, source = s.entry_points.pop(opened)
-        out.emit(s, T.ENTRY_POINT_WINDOW_RETRACTED, (opened, expires), opened,
-                 {"opened_at": opened, "expires_at": expires, "source": source})  # fmt: skip
+        gone = s.entry_points.pop(opened)
+        data = {"opened_at": opened, "expires_at": gone.expires, "source": gone.source}
+        out.emit(s, T.ENTRY_POINT_WINDOW_RETRACTED, (opened, gone.expires), opened, data)
         out.count(opened, Metric.ENTRY_POINT_WINDOWS_OPENED, delta=-1)
     for ep in eps:
         mark = s.entry_points.get(ep.opened)
         if mark is None:
-            mark = s.entry_points[ep.opened] = [ep.expires, 0, ep.source]
+            mark = EntryPointMark(ep.expires, closed=False, source=ep.source)
+            s.entry_points[ep.opened] = mark
             data = {"opened_at": ep.opened, "expires_at": ep.expires, "source": ep.source}
             out.emit(s, T.ENTRY_POINT_WINDOW_OPENED, (ep.opened,), ep.opened, data)
             out.count(ep.opened, Metric.ENTRY_POINT_WINDOWS_OPENED)
-        elif (mark[0], mark[2]) != (ep.expires, ep.source):
-            mark[0], mark[2] = ep.expires, ep.source
+        elif (mark.expires, mark.source) != (ep.expires, ep.source):
+            mark.expires, mark.source = ep.expires, ep.source
             if ep.expires > now:
-                mark[1] = 0
-        if not mark[1] and ep.expires <= now:
-            mark[1] = 1
+                mark.closed = False
+        if not mark.closed and ep.expires <= now:
+            mark.closed = True
             out.emit(s, T.ENTRY_POINT_WINDOW_CLOSED, (ep.opened, ep.expires), ep.expires,
                      {"opened_at": ep.opened, "expires_at": ep.expires, "closed_at": ep.expires,
                       "source": ep.source})  # fmt: skip
 
 
-def conversation_data(c: Sequence[Any], closed_at: int | None = None) -> dict[str, Any]:
-    category, initiator, ctype, source, meta_id, opened, expires = c[:7]
+def conversation_data(c: ConversationMark, closed_at: int | None = None) -> dict[str, Any]:
     data = {
-        "category": category, "initiator": initiator, "type": ctype, "source": source,
-        "conversation_id": meta_id, "opened_at": opened, "expires_at": expires,
+        "category": c.category, "initiator": c.initiator, "type": c.type, "source": c.source,
+        "conversation_id": c.conversation_id, "opened_at": c.opened, "expires_at": c.expires,
     }  # fmt: skip
     if closed_at is not None:
         data["closed_at"] = closed_at
@@ -140,35 +141,37 @@ def conversation_data(c: Sequence[Any], closed_at: int | None = None) -> dict[st
 
 
 def conversations(s: State, convs: Sequence[Conversation], now: int, out: Changes) -> None:
-    # a published conversation mark: see State.conversations
     truth = {c.opener: c for c in convs}
     for opener in sorted(set(s.conversations) - set(truth)):
         gone = s.conversations.pop(opener)
-        out.emit(s, T.CONVERSATION_RETRACTED, (opener, gone[6]), gone[5], conversation_data(gone))
-        out.count(gone[5], Metric.CONVERSATIONS_OPENED, tuple(gone[0:4]), -1)
+        out.emit(s, T.CONVERSATION_RETRACTED, (opener, gone.expires), gone.opened,
+                 conversation_data(gone))  # fmt: skip
+        out.count(gone.opened, Metric.CONVERSATIONS_OPENED, gone.dims, -1)
     for c in convs:
-        now_is = [*c.dims, c.conversation_id, c.opened]
+        now_is = (*c.dims, c.conversation_id, c.opened)  # all it is published as but its end
         mark = s.conversations.get(c.opener)
         if mark is None:
-            mark = [*now_is, c.expires, 0]
+            mark = ConversationMark(*now_is, c.expires)
             s.conversations[c.opener] = mark
             out.emit(s, T.CONVERSATION_OPENED, (c.opener,), c.opened, conversation_data(mark))
             out.count(c.opened, Metric.CONVERSATIONS_OPENED, c.dims)
-        elif mark[0:6] != now_is:
-            out.count(mark[5], Metric.CONVERSATIONS_OPENED, tuple(mark[0:4]), -1)
+        elif (*mark.dims, mark.conversation_id, mark.opened) != now_is:
+            out.count(mark.opened, Metric.CONVERSATIONS_OPENED, mark.dims, -1)
             out.count(c.opened, Metric.CONVERSATIONS_OPENED, c.dims)
-            previous = {"previous_category": mark[0], "previous_initiator": mark[1]}
-            learned = mark[0:5] != now_is[0:5]  # not only an earlier delivery time
-            mark[0:7] = [*now_is, c.expires]
+            previous = {"previous_category": mark.category, "previous_initiator": mark.initiator}
+            # not only an earlier delivery time
+            learned = (*mark.dims, mark.conversation_id) != now_is[:5]
+            mark.category, mark.initiator, mark.type, mark.source = c.dims
+            mark.conversation_id, mark.opened, mark.expires = c.conversation_id, c.opened, c.expires
             if learned:
                 out.emit(s, T.CONVERSATION_UPDATED, (c.opener, *now_is), c.opened,
                          {**conversation_data(mark), **previous})  # fmt: skip
-        if mark[6] != c.expires:
-            mark[6] = c.expires
+        if mark.expires != c.expires:
+            mark.expires = c.expires
             if c.expires > now:
-                mark[7] = 0
-        if not mark[7] and c.expires <= now:
-            mark[7] = 1
+                mark.closed = False
+        if not mark.closed and c.expires <= now:
+            mark.closed = True
             out.emit(s, T.CONVERSATION_CLOSED, (c.opener, c.expires), c.expires,
                      conversation_data(mark, c.expires))  # fmt: skip
 
