@@ -13,10 +13,13 @@ from tests.conftest import loaded_store
 from wawindow import keys
 from wawindow.contracts import TransitionType
 from wawindow.dev import samples
+from wawindow.engine.people import People
 from wawindow.engine.reads import Reads, cost
 from wawindow.engine.store import EngineConfig, WindowStore
+from wawindow.engine.suppression import SuppressionConfig, Suppressions
 from wawindow.errors import StoreError
 from wawindow.ingest.split import split_body
+from wawindow.kafka.consent_records import erasure_record
 from wawindow.redis.connection import AnyRedis
 from wawindow.rules.state import State
 
@@ -124,6 +127,46 @@ async def test_what_another_process_wrote_meanwhile_is_never_overwritten(
     assert [r.error for r in report.results] == [None]  # type: ignore[union-attr]
     fresh = WindowStore(redis, EngineConfig())
     assert sorted((await fresh.conversation(KEY)).inbound) == [now - 300, now - 200, now - 100]
+
+
+@pytest.mark.redis
+async def test_a_close_the_sweeper_wrote_meanwhile_is_kept_and_not_published_again(
+    redis: AnyRedis,
+) -> None:
+    ours, sweeper = await loaded_store(redis), WindowStore(redis, EngineConfig())
+    now = int(time.time())
+    opened = now - 24 * 3600 + 60  # the window ends a minute from now
+    first = await ours.apply([inbound("wamid.1", opened)], now)
+    ours.carry([o for a in first.applied for o in a.outbox])  # Kafka has them
+    await ours.flush_acknowledged()
+    swept, failed = await sweeper.close([KEY], opened + 24 * 3600 + 5)  # the sweeper's write
+    await sweeper.acknowledge([o for a in swept for o in a.outbox])
+
+    report = await ours.apply([inbound("wamid.2", now + 120)], now + 120)  # a new window
+
+    by_sweeper = [t.type for a in swept for t in a.transitions]
+    by_us = [t.type for a in report.applied for t in a.transitions]
+    state = await WindowStore(redis, EngineConfig()).conversation(KEY)
+    assert (failed, by_sweeper) == ({}, ["service_window.closed"])
+    assert by_us == ["service_window.opened"]  # the close is not published a second time
+    assert (state.windows[opened].closed, state.windows[now + 120].closed) == (True, False)
+
+
+@pytest.mark.redis
+async def test_an_erasure_by_another_process_meanwhile_is_not_undone(redis: AnyRedis) -> None:
+    ours, theirs = await loaded_store(redis), WindowStore(redis, EngineConfig())
+    people = People(theirs, Suppressions(theirs, SuppressionConfig.of(b"erasure-test-key")))
+    now = int(time.time())
+    await people.note_numbers([(samples.PHONE_NUMBER_ID, samples.WABA_ID)], now)
+    await ours.apply([inbound("wamid.1", now - 300)], now)
+    erased = await people.apply([erasure_record(samples.WABA_ID, USER, now - 100, "test")], now)
+
+    report = await ours.apply([inbound("wamid.2", now - 200)], now)  # older than the erasure
+    state = await WindowStore(redis, EngineConfig()).conversation(KEY)
+
+    assert [r.error for r in erased.results] == [None]  # type: ignore[union-attr]
+    assert [r.error for r in report.results] == [None]  # type: ignore[union-attr]
+    assert (state.erased, state.inbound, state.windows) == (now - 100, [], {})
 
 
 @pytest.mark.redis
