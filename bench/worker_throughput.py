@@ -14,7 +14,8 @@
    exchange, per billed memory, and what each part of an open window's layout costs.
 3. **Close lateness**: 1,000,000 windows in the deadline index, spread over the next day,
    plus a sample of windows that end during the run; lateness = when the `closed` event was
-   produced (its Kafka timestamp) minus the window's true end.
+   produced (its Kafka timestamp) minus the window's true end; with the worker's collector
+   settings, then with Python's.
 
 Usage: python bench/worker_throughput.py [--parts throughput,ids,gc,history] [--mix 2026]
 Writes bench/results/worker_throughput.json.
@@ -187,6 +188,14 @@ def pin(services: LocalServices) -> ProcessClock:
     return ProcessClock({k: v for k, v in pids.items() if v is not None})
 
 
+def collector(tuned: bool) -> None:
+    """The collector as `wawindow run worker` sets it once started (``tuned``), or Python's."""
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC)
+    if tuned:
+        tune_gc(Settings().gc_young_threshold)
+
+
 async def worker_rate(
     bootstrap: str,
     topics: Topics,
@@ -204,10 +213,7 @@ async def worker_rate(
     redis = await connect(redis_url)
     worker, publisher = await new_worker(bootstrap, topics, redis, group, config)
     await worker.start()
-    gc.unfreeze()
-    gc.set_threshold(*DEFAULT_GC)
-    if tuned_gc:
-        tune_gc(Settings().gc_young_threshold)
+    collector(tuned_gc)
     try:
         while worker.processed == 0:  # joining the group is not part of the rate
             await worker.run_once(1000)
@@ -481,7 +487,7 @@ async def bytes_per_billed_memory(redis_url: str, users: int) -> dict[str, Any]:
 
 
 async def close_lateness(
-    bootstrap: str, topics: Topics, redis_url: str, scheduled: int, sample: int
+    bootstrap: str, topics: Topics, redis_url: str, scheduled: int, sample: int, tuned_gc: bool
 ) -> dict[str, Any]:
     await create_topics(bootstrap, topics, partitions=6, replication_factor=1)
     redis = await connect(redis_url)
@@ -517,6 +523,7 @@ async def close_lateness(
     index_size = await WindowStore(redis, EngineConfig()).deadlines.open_count()
 
     worker, publisher = await new_worker(bootstrap, topics, redis, "bench-close")
+    collector(tuned_gc)
     stop = asyncio.Event()
     sweeping = asyncio.create_task(worker.sweep_forever(stop))
     consumer = AIOKafkaConsumer(
@@ -544,6 +551,7 @@ async def close_lateness(
         await redis.aclose()
     lateness.sort()
     return {
+        "collector": "tuned" if tuned_gc else "python",
         "windows_in_index": index_size,
         "closed_measured": len(lateness),
         "p50_s": round(statistics.median(lateness), 3),
@@ -703,10 +711,12 @@ async def run(args: argparse.Namespace, services: LocalServices) -> dict[str, An
     if "layout" in parts:
         results["layout"] = await layout_costs(redis_url, args.layout_users)
     if "lateness" in parts:
-        closing = Topics(f"{prefix}close.")
-        results["close_lateness"] = await close_lateness(
-            bootstrap, closing, redis_url, args.scheduled, args.sample
-        )
+        # the worker's collector settings, then Python's (each on a fresh index)
+        for name, tuned in (("close_lateness", True), ("close_lateness_python_gc", False)):
+            closing = Topics(f"{prefix}{name}.")
+            results[name] = await close_lateness(
+                bootstrap, closing, redis_url, args.scheduled, args.sample, tuned
+            )
     return results
 
 
