@@ -44,6 +44,7 @@ faults: bootstrap deploy-tools  ## the fault, fuzz and durability tests, with fi
 
 bench: bootstrap bench-tools  ## run every benchmark (results in bench/results/; the peers go into .venv-peers*)
 	$(BIN)/python bench/webhook_throughput.py
+	$(BIN)/python bench/send_check.py
 	$(BIN)/python bench/worker_throughput.py
 	$(BIN)/python bench/compiled.py
 

@@ -152,10 +152,7 @@ def _ms(text: str) -> float:
 
 
 async def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
-    """Send at a constant ``rate`` over 64 keep-alive connections; each request's latency
-    counts from the moment it was *due*, so waiting for a free connection or a late
-    dispatcher is measured too (no coordinated omission). Raw HTTP/1.1 on asyncio streams
-    keeps the generator's own cost far below the server's."""
+    """:func:`open_loop_raw` with signed ``POST /webhook`` requests of ``bodies``."""
     requests = [
         (
             f"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -165,6 +162,16 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float)
         + raw
         for raw in bodies
     ]
+    return await open_loop_raw(port, requests, rate, seconds)
+
+
+async def open_loop_raw(
+    port: int, requests: list[bytes], rate: float, seconds: float
+) -> dict[str, Any]:
+    """Send ``requests`` (raw HTTP/1.1, in turn) at a constant ``rate`` over 64 keep-alive
+    connections; each request's latency counts from the moment it was *due*, so waiting for
+    a free connection or a late dispatcher is measured too (no coordinated omission). Raw
+    HTTP/1.1 on asyncio streams keeps the generator's own cost far below the server's."""
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
