@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -17,6 +18,7 @@ from wawindow import keys
 from wawindow.devservices.redis_server import RedisServer
 from wawindow.engine.store import EngineConfig, WindowStore
 from wawindow.engine.views import window_view
+from wawindow.engine.worker import Worker
 from wawindow.kafka.publisher import PUBLISHER
 from wawindow.redis.connection import connect
 from wawindow.service.health import REDIS, WORKER, add_health_routes
@@ -47,31 +49,43 @@ async def test_a_poisoned_conversation_does_not_delay_any_other_close(s: Scenari
     assert score > ends + 10
 
 
-async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) -> None:
-    worker = await s.worker(stall_s=0.5)
+async def health_client(s: Scenario, worker: Worker) -> TestClient[Any, Any]:
+    """A started client of ``/healthz`` and ``/readyz`` asking about ``worker`` and the store."""
     app = web.Application()
     app[PUBLISHER] = s._publishers[0]
     app[REDIS] = s.store
     app[WORKER] = worker
     add_health_routes(app)
-    client = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
+    return client
+
+
+async def readiness_becomes(
+    client: TestClient[Any, Any], status: int, deadline: float, why: str
+) -> None:
+    """Poll ``/readyz`` until it answers ``status``; failing with ``why`` past ``deadline``
+    (the pause between polls only spaces them: the condition is what is waited on)."""
+    while (await client.get("/readyz")).status != status:
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.1)
+
+
+async def test_a_failing_sweeper_is_retried_and_shows_in_readiness(s: Scenario) -> None:
+    worker = await s.worker(stall_s=0.5)
+    client = await health_client(s, worker)
     stop = asyncio.Event()
     sweeping = asyncio.create_task(worker.sweep_forever(stop))
     try:
         await s.redis.set(keys.deadline_summary(7), "not a sorted set")  # every sweep now fails
         deadline = time.monotonic() + 20
-        while (await client.get("/readyz")).status != 503:
-            assert time.monotonic() < deadline, "readiness never showed the failing sweeper"
-            await asyncio.sleep(0.1)
+        await readiness_becomes(client, 503, deadline, "readiness never showed the failing sweeper")
         body = await (await client.get("/readyz")).json()
         assert body["sweeper"] is False
         assert worker.metrics.sweep_failures._value.get() >= 2  # retried, with a pause
 
         await s.redis.delete(keys.deadline_summary(7))  # the fault is gone: the sweeper recovers
-        while (await client.get("/readyz")).status != 200:
-            assert time.monotonic() < deadline, "the sweeper never recovered"
-            await asyncio.sleep(0.1)
+        await readiness_becomes(client, 200, deadline, "the sweeper never recovered")
     finally:
         stop.set()
         await sweeping
@@ -85,30 +99,20 @@ async def test_batches_failing_for_want_of_the_store_show_in_readiness_until_the
     an ACL or a stray write would leave it) fails every batch: logged and retried, and after
     ``stall_s`` readiness says so, until the batches pass again."""
     worker = await s.worker(stall_s=0.5)
-    app = web.Application()
-    app[PUBLISHER] = s._publishers[0]
-    app[REDIS] = s.store
-    app[WORKER] = worker
-    add_health_routes(app)
-    client = TestClient(TestServer(app))
-    await client.start_server()
+    client = await health_client(s, worker)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
         await s.redis.hset(keys.LINKS_EPOCH, "not", "a counter")  # every batch reads it
         await s.inbound("wamid.held", s.now - 60)
         deadline = time.monotonic() + 30
-        while (await client.get("/readyz")).status != 503:
-            assert time.monotonic() < deadline, "readiness never showed the failing batches"
-            await asyncio.sleep(0.1)
+        await readiness_becomes(client, 503, deadline, "readiness never showed the failing batches")
         body = await (await client.get("/readyz")).json()
         assert (body["batches"], body["sweeper"]) == (False, True)
         assert worker.processed == 0
 
         await s.redis.delete(keys.LINKS_EPOCH)  # the fault is gone: the batch goes through
-        while (await client.get("/readyz")).status != 200:
-            assert time.monotonic() < deadline, "the batches never recovered"
-            await asyncio.sleep(0.1)
+        await readiness_becomes(client, 200, deadline, "the batches never recovered")
         assert worker.processed == 1
     finally:
         stop.set()
